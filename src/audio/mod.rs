@@ -1,0 +1,2 @@
+//! Audio in and out: streaming decode (hound, symphonia) to planar f32, resampling (rubato),
+//! WAV encoding (hound) with temp-file-then-rename, and stem file naming.

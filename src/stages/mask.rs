@@ -1,0 +1,79 @@
+//! Stage `mask`: HPSS soft masks as `librosa.util.softmask`, and their application to the
+//! spectrum. Twin of `shaders/mask.wgsl`.
+//!
+//! mask_H = softmask(H, margin_h · P), mask_P = softmask(P, margin_p · H), with
+//! `split_zeros = (margin_h == 1 && margin_p == 1)`. With margin 1 and finite power the two masks
+//! sum to one; otherwise the residual X − H − P carries the rest, so stems always sum to X.
+
+use crate::params::HpssParams;
+use realfft::num_complex::Complex32;
+
+/// `x^p` with numpy's fast paths for p = 1 and p = 2 (so results match numpy bit for bit there).
+#[inline]
+fn pow(x: f32, p: f32) -> f32 {
+    if p == 2.0 {
+        x * x
+    } else if p == 1.0 {
+        x
+    } else {
+        x.powf(p)
+    }
+}
+
+/// `librosa.util.softmask` for one element, in f32.
+#[inline]
+pub fn softmask(x: f32, x_ref: f32, power: f32, split_zeros: bool) -> f32 {
+    if power.is_infinite() {
+        // Hard mask: strict comparison, so ties give 0 to both components.
+        return if x > x_ref { 1.0 } else { 0.0 };
+    }
+    let z = x.max(x_ref);
+    if z < f32::MIN_POSITIVE {
+        return if split_zeros { 0.5 } else { 0.0 };
+    }
+    let m = pow(x / z, power);
+    let r = pow(x_ref / z, power);
+    m / (m + r)
+}
+
+/// Harmonic and percussive masks of one frame (or any run of bins) from the two median estimates.
+pub fn hpss_masks(harm: &[f32], perc: &[f32], params: &HpssParams, mask_h: &mut [f32], mask_p: &mut [f32]) {
+    let split = params.split_zeros();
+    let (p, mh, mp) = (params.power, params.margin_harmonic, params.margin_percussive);
+    for i in 0..harm.len() {
+        let (h, q) = (harm[i], perc[i]);
+        mask_h[i] = softmask(h, q * mh, p, split);
+        mask_p[i] = softmask(q, h * mp, p, split);
+    }
+}
+
+/// Multiplies `spectrum` by `mask` into `out`: one stem's spectrum.
+pub fn apply_mask(spectrum: &[Complex32], mask: &[f32], out: &mut [Complex32]) {
+    for ((o, z), &m) in out.iter_mut().zip(spectrum).zip(mask) {
+        *o = Complex32::new(z.re * m, z.im * m);
+    }
+}
+
+/// The remainder stem: `spectrum − Σ stems`, so that all stems sum exactly to the spectrum.
+pub fn remainder(spectrum: &[Complex32], stems: &[&[Complex32]], out: &mut [Complex32]) {
+    out.copy_from_slice(spectrum);
+    for stem in stems {
+        for (o, s) in out.iter_mut().zip(stem.iter()) {
+            *o -= *s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmask_matches_librosa_cases() {
+        assert_eq!(softmask(0.0, 0.0, 2.0, true), 0.5);
+        assert_eq!(softmask(0.0, 0.0, 2.0, false), 0.0);
+        assert_eq!(softmask(3.0, 4.0, 2.0, true), 9.0 / 25.0);
+        assert_eq!(softmask(1.0, 1.0, f32::INFINITY, true), 0.0);
+        assert_eq!(softmask(2.0, 1.0, f32::INFINITY, true), 1.0);
+    }
+}

@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests: seeded signals, WAV reading, error metrics that
+//! report the first difference.
+#![allow(dead_code)]
+
+use std::path::Path;
+use stemkit::rng::Rng;
+
+/// Reads a float or integer WAV as planar f32 with hound (independent of stemkit's decoder).
+pub fn read_wav_planar(path: &Path) -> (u32, Vec<Vec<f32>>) {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    let ch = spec.channels as usize;
+    let inter: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.unwrap()).collect(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>().map(|s| s.unwrap() as f32 * scale).collect()
+        }
+    };
+    let mut planar = vec![Vec::with_capacity(inter.len() / ch); ch];
+    for (i, v) in inter.into_iter().enumerate() {
+        planar[i % ch].push(v);
+    }
+    (spec.sample_rate, planar)
+}
+
+/// Relative L2 error ‖got − want‖ / ‖want‖ (f64 accumulation).
+pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "length: got {}, want {}", got.len(), want.len());
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        num += (g as f64 - w as f64).powi(2);
+        den += (w as f64).powi(2);
+    }
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// Index and values of the largest absolute difference.
+pub fn worst(got: &[f32], want: &[f32]) -> (usize, f32, f32) {
+    let mut best = (0, 0.0f32, 0.0f32);
+    let mut err = -1.0f32;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if (g - w).abs() > err {
+            err = (g - w).abs();
+            best = (i, g, w);
+        }
+    }
+    best
+}
+
+/// Asserts the relative L2 error is below `tol`, printing the worst element on failure.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    let e = rel_l2(got, want);
+    if !(e < tol) {
+        let (i, g, w) = worst(got, want);
+        panic!("{what}: relative L2 {e:.3e} >= {tol:.0e} (len {}); worst at {i}: got {g}, want {w}", want.len());
+    }
+}
+
+/// Asserts exact equality, printing the first difference.
+pub fn assert_identical(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
+        panic!("{what}: first difference at {i} of {}: got {}, want {}", want.len(), got[i], want[i]);
+    }
+}
+
+/// A seeded test "mix": tones plus decaying noise bursts, in [-1, 1].
+pub fn mix(seed: u64, len: usize, rate: f32) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    let freqs: Vec<f32> = (0..3).map(|_| 100.0 + 800.0 * rng.uniform()).collect();
+    let mut y: Vec<f32> = (0..len)
+        .map(|i| {
+            let t = i as f32 / rate;
+            freqs.iter().map(|f| 0.15 * (std::f32::consts::TAU * f * t).sin()).sum::<f32>()
+                + 0.02 * rng.signed()
+        })
+        .collect();
+    for _ in 0..(len / 8000).max(1) {
+        let at = rng.below(len);
+        for j in 0..(len - at).min(1500) {
+            y[at + j] += 0.4 * rng.signed() * (-(j as f32) / 250.0).exp();
+        }
+    }
+    y
+}

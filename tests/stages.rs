@@ -1,0 +1,178 @@
+//! The fast CPU stages against slow references, on seeded random data with stated tolerances:
+//! FFT vs a naive DFT, sliding median vs a sort-based median, mask partition of unity,
+//! STFT → ISTFT reconstruction, and blocked/streamed processing vs whole-file processing.
+
+mod common;
+
+use common::{assert_close, assert_identical, mix};
+use realfft::num_complex::Complex32;
+use realfft::RealFftPlanner;
+use stemkit::reference;
+use stemkit::rng::Rng;
+use stemkit::stages::fft::ForwardFft;
+use stemkit::stages::ifft::InverseFft;
+use stemkit::stages::mask::{hpss_masks, softmask};
+use stemkit::stages::median::{median_freq, median_reflect, MedianScratch};
+use stemkit::{HpssParams, SeparationParams, Separator, StemSet, StftParams};
+
+#[test]
+fn fft_matches_naive_dft() {
+    let mut planner = RealFftPlanner::new();
+    for (seed, n) in [(1u64, 256usize), (2, 1024), (3, 2048), (4, 4096)] {
+        let x = Rng::new(seed).signal(n);
+        let fft = ForwardFft::new(&mut planner, n);
+        let mut frame = x.clone();
+        let mut spec = vec![Complex32::default(); n / 2 + 1];
+        let mut scratch = vec![Complex32::default(); fft.scratch_len()];
+        fft.process(&mut frame, &mut spec, &mut scratch);
+        let want = reference::dft_real(&x);
+        let flat = |v: Vec<(f64, f64)>| -> Vec<f32> { v.into_iter().flat_map(|(a, b)| [a as f32, b as f32]).collect() };
+        let got = flat(spec.iter().map(|z| (z.re as f64, z.im as f64)).collect());
+        let want_f = flat(want.iter().map(|z| (z.re, z.im)).collect());
+        assert_close(&format!("fft n={n} seed={seed}"), &got, &want_f, 1e-6);
+
+        // And the inverse (with a rectangular window) against the naive inverse.
+        let ifft = InverseFft::new(&mut planner, n);
+        let mut out = vec![0.0f32; n];
+        let mut s2 = vec![Complex32::default(); ifft.scratch_len()];
+        ifft.process(&mut spec, &mut out, &vec![1.0; n], &mut s2);
+        let back: Vec<f32> = reference::idft_real(&want, n).into_iter().map(|v| v as f32).collect();
+        assert_close(&format!("ifft n={n}"), &out, &back, 1e-6);
+        assert_close(&format!("fft round trip n={n}"), &out, &x, 1e-6);
+    }
+}
+
+#[test]
+fn sliding_median_matches_sort_reference() {
+    let mut rng = Rng::new(7);
+    let mut scratch = MedianScratch::default();
+    for &len in &[1usize, 2, 3, 5, 16, 31, 100, 1025] {
+        for &k in &[1usize, 2, 3, 4, 15, 16, 31, 32, 63] {
+            for quantised in [false, true] {
+                // Quantised data has many ties, which exercise equal-value removal.
+                let x: Vec<f32> = (0..len)
+                    .map(|_| {
+                        let v = rng.uniform();
+                        if quantised {
+                            (v * 4.0).floor()
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                let want = reference::median_filter(&x, k);
+                let mut got = vec![0.0; len];
+                median_freq(&x, k, &mut got, &mut scratch);
+                assert_identical(&format!("median len={len} k={k} ties={quantised}"), &got, &want);
+                // A window of outputs from the middle, from a partial held row.
+                if len > 10 {
+                    let (first, n_out) = (len / 3, len / 3);
+                    let mut part = vec![0.0; n_out];
+                    median_reflect(&x, 0, len, first, k, &mut part, &mut scratch);
+                    assert_identical("median partial", &part, &want[first..first + n_out]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn masks_partition_unity_with_margin_one() {
+    let mut rng = Rng::new(11);
+    let n = 4096;
+    // Include exact zeros and ties, the cases softmask special-cases.
+    let harm: Vec<f32> = (0..n).map(|i| if i % 17 == 0 { 0.0 } else { rng.uniform() }).collect();
+    let perc: Vec<f32> = (0..n).map(|i| if i % 13 == 0 { 0.0 } else if i % 29 == 0 { harm[i] } else { rng.uniform() }).collect();
+    for power in [1.0f32, 2.0, 0.5, 3.7] {
+        let p = HpssParams { power, ..Default::default() };
+        let (mut mh, mut mp) = (vec![0.0; n], vec![0.0; n]);
+        hpss_masks(&harm, &perc, &p, &mut mh, &mut mp);
+        for i in 0..n {
+            let sum = mh[i] + mp[i];
+            assert!((sum - 1.0).abs() <= 2.4e-7, "power {power} bin {i}: masks sum to {sum} (h={}, p={})", harm[i], perc[i]);
+        }
+    }
+    // Margins > 1 leave a residual share in [0, 1].
+    let p = HpssParams { margin_harmonic: 2.0, margin_percussive: 3.0, ..Default::default() };
+    let (mut mh, mut mp) = (vec![0.0; n], vec![0.0; n]);
+    hpss_masks(&harm, &perc, &p, &mut mh, &mut mp);
+    assert!(mh.iter().zip(&mp).all(|(a, b)| *a >= 0.0 && *b >= 0.0 && a + b <= 1.0 + 1e-6));
+    assert!(mh.iter().zip(&mp).any(|(a, b)| a + b < 0.9), "margin 2,3 should leave residual");
+    assert_eq!(softmask(0.0, 0.0, 2.0, false), 0.0);
+}
+
+fn params(n_fft: usize, hop: usize, margin: f32, power: f32, block: usize) -> SeparationParams {
+    let hpss = HpssParams { margin_harmonic: margin, margin_percussive: margin, power, ..Default::default() };
+    SeparationParams {
+        stft: StftParams { n_fft, hop_length: hop },
+        hpss,
+        stems: StemSet::Hpr { residual: hpss.has_residual() },
+        block_frames: block,
+    }
+}
+
+#[test]
+fn stems_sum_back_to_the_input() {
+    // STFT → masks → ISTFT reconstruction for several layouts: Σ stems = x within 1e-6 relative.
+    for (i, &(n_fft, hop, margin, power)) in [
+        (2048usize, 512usize, 1.0f32, 2.0f32),
+        (1024, 256, 1.0, 1.0),
+        (4096, 1024, 3.0, 2.0),
+        (512, 128, 2.0, f32::INFINITY),
+        (2048, 1024, 1.0, 2.0),
+        (256, 100, 1.0, 2.0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let len = 22050 + 37 * i;
+        let x = vec![mix(i as u64, len, 22050.0), mix(100 + i as u64, len, 22050.0)];
+        let sep = Separator::new(params(n_fft, hop, margin, power, 64)).unwrap();
+        let stems = sep.separate(&x);
+        for ch in 0..2 {
+            let sum: Vec<f32> = (0..len).map(|j| stems.iter().map(|s| s[ch][j]).sum()).collect();
+            assert_close(&format!("n_fft {n_fft} hop {hop} margin {margin} power {power} ch{ch}"), &sum, &x[ch], 1e-6);
+        }
+    }
+}
+
+#[test]
+fn blocked_and_streamed_equal_whole_file() {
+    let len = 48000 + 123;
+    let x = vec![mix(5, len, 48000.0)];
+    let whole = Separator::new(params(2048, 512, 2.0, 2.0, 100_000)).unwrap().separate(&x);
+    for block in [1usize, 2, 7, 31, 64] {
+        let sep = Separator::new(params(2048, 512, 2.0, 2.0, block)).unwrap();
+        // Push in odd-sized pieces, as a decoder would.
+        let mut out = sep.empty_output(1);
+        let mut stream = sep.stream(1);
+        let mut at = 0;
+        let mut rng = Rng::new(block as u64);
+        while at < len {
+            let n = (1 + rng.below(9000)).min(len - at);
+            stream.push(&[x[0][at..at + n].to_vec()], &mut out);
+            at += n;
+        }
+        stream.finish(&mut out);
+        for s in 0..whole.len() {
+            assert_identical(&format!("block {block} stem {s}"), &out[s][0], &whole[s][0]);
+        }
+    }
+}
+
+#[test]
+fn short_and_tiny_signals() {
+    // Shorter than one frame, one sample, and empty: lengths are kept and the sum still nulls.
+    let sep = Separator::new(params(2048, 512, 1.0, 2.0, 8)).unwrap();
+    for len in [0usize, 1, 100, 2047, 2048, 2049] {
+        let x = vec![Rng::new(len as u64).signal(len)];
+        let stems = sep.separate(&x);
+        for s in &stems {
+            assert_eq!(s[0].len(), len);
+        }
+        if len > 0 {
+            let sum: Vec<f32> = (0..len).map(|j| stems.iter().map(|s| s[0][j]).sum()).collect();
+            assert_close(&format!("len {len}"), &sum, &x[0], 1e-6);
+        }
+    }
+}
