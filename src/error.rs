@@ -54,17 +54,26 @@ pub enum Error {
 impl Error {
     /// A bad-input error for `path`.
     pub fn bad_input(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::BadInput { path: path.into(), reason: reason.into() }
+        Error::BadInput {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     /// An invalid-parameter error.
     pub fn param(what: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidParameter { what, message: message.into() }
+        Error::InvalidParameter {
+            what,
+            message: message.into(),
+        }
     }
 
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// True for errors caused by the user's arguments (exit code 2 in the CLI).

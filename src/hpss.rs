@@ -5,38 +5,54 @@ use crate::error::{Error, Result};
 use crate::params::HpssParams;
 use crate::stages::magnitude::magnitude;
 use crate::stages::mask::{apply_mask, hpss_masks};
-use crate::stages::median::{median_freq, median_reflect, MedianScratch};
+use crate::stages::median::{median_freq, median_time, MedianScratch};
 use rayon::prelude::*;
 use realfft::num_complex::Complex32;
 
 /// Harmonic and percussive spectrograms of `spectrum`, laid out frame-major
 /// (`spectrum[t * bins + b]`), as `librosa.decompose.hpss(S, kernel_size, power, margin)` with
 /// `S` of shape `(bins, frames)`. The residual is `S − H − P`.
-pub fn decompose_hpss(spectrum: &[Complex32], bins: usize, params: &HpssParams) -> Result<(Vec<Complex32>, Vec<Complex32>)> {
+pub fn decompose_hpss(
+    spectrum: &[Complex32],
+    bins: usize,
+    params: &HpssParams,
+) -> Result<(Vec<Complex32>, Vec<Complex32>)> {
     params.validate()?;
-    if bins == 0 || spectrum.len() % bins != 0 {
-        return Err(Error::param("spectrum", format!("expected a multiple of {bins} bins, got {} values", spectrum.len())));
+    if bins == 0 || !spectrum.len().is_multiple_of(bins) {
+        return Err(Error::param(
+            "spectrum",
+            format!(
+                "expected a multiple of {bins} bins, got {} values",
+                spectrum.len()
+            ),
+        ));
     }
     let frames = spectrum.len() / bins;
     let mut mag = vec![0.0f32; spectrum.len()];
-    mag.par_chunks_mut(bins).zip(spectrum.par_chunks(bins)).for_each(|(m, z)| magnitude(z, m));
+    mag.par_chunks_mut(bins)
+        .zip(spectrum.par_chunks(bins))
+        .for_each(|(m, z)| magnitude(z, m));
 
-    // Median along time, bin by bin.
-    let mut harm = vec![0.0f32; spectrum.len()];
-    let harm_rows: Vec<Vec<f32>> = (0..bins)
-        .into_par_iter()
-        .map_init(MedianScratch::default, |scratch, b| {
-            let row: Vec<f32> = (0..frames).map(|t| mag[t * bins + b]).collect();
-            let mut out = vec![0.0; frames];
-            median_reflect(&row, 0, frames, 0, params.harmonic_kernel, &mut out, scratch);
-            out
-        })
-        .collect();
-    for (b, row) in harm_rows.iter().enumerate() {
-        for (t, &v) in row.iter().enumerate() {
-            harm[t * bins + b] = v;
-        }
-    }
+    let (mut harm, mut perc) = (vec![0.0f32; spectrum.len()], vec![0.0f32; spectrum.len()]);
+    let mut scratch = MedianScratch::default();
+    median_time(
+        &mag,
+        bins,
+        0,
+        frames,
+        0,
+        params.harmonic_kernel,
+        &mut harm,
+        0..bins,
+        &mut scratch,
+    );
+    median_freq(
+        &mag,
+        bins,
+        params.percussive_kernel,
+        &mut perc,
+        &mut scratch,
+    );
 
     let mut h = vec![Complex32::default(); spectrum.len()];
     let mut p = vec![Complex32::default(); spectrum.len()];
@@ -44,11 +60,16 @@ pub fn decompose_hpss(spectrum: &[Complex32], bins: usize, params: &HpssParams) 
         .zip(p.par_chunks_mut(bins))
         .enumerate()
         .for_each_init(
-            || (MedianScratch::default(), vec![0.0f32; bins], vec![0.0f32; bins], vec![0.0f32; bins]),
-            |(scratch, perc, mask_h, mask_p), (t, (h, p))| {
+            || (vec![0.0f32; bins], vec![0.0f32; bins]),
+            |(mask_h, mask_p), (t, (h, p))| {
                 let row = t * bins..(t + 1) * bins;
-                median_freq(&mag[row.clone()], params.percussive_kernel, perc, scratch);
-                hpss_masks(&harm[row.clone()], perc, params, mask_h, mask_p);
+                hpss_masks(
+                    &harm[row.clone()],
+                    &perc[row.clone()],
+                    params,
+                    mask_h,
+                    mask_p,
+                );
                 apply_mask(&spectrum[row.clone()], mask_h, h);
                 apply_mask(&spectrum[row], mask_p, p);
             },

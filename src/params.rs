@@ -18,7 +18,10 @@ pub struct StftParams {
 
 impl Default for StftParams {
     fn default() -> Self {
-        StftParams { n_fft: 2048, hop_length: 512 }
+        StftParams {
+            n_fft: 2048,
+            hop_length: 512,
+        }
     }
 }
 
@@ -29,7 +32,10 @@ impl StftParams {
         if !self.n_fft.is_power_of_two() || self.n_fft < lo || self.n_fft > hi {
             return Err(Error::param(
                 "--n-fft",
-                format!("expected a power of two from {lo} to {hi}, got {}", self.n_fft),
+                format!(
+                    "expected a power of two from {lo} to {hi}, got {}",
+                    self.n_fft
+                ),
             ));
         }
         if self.hop_length == 0 || self.hop_length > self.n_fft / 2 {
@@ -150,15 +156,24 @@ impl HpssParams {
             ("--percussive-kernel", self.percussive_kernel),
         ] {
             if k == 0 || k > MAX_KERNEL {
-                return Err(Error::param(what, format!("expected 1 to {MAX_KERNEL}, got {k}")));
+                return Err(Error::param(
+                    what,
+                    format!("expected 1 to {MAX_KERNEL}, got {k}"),
+                ));
             }
         }
-        if !(self.power > 0.0) {
-            return Err(Error::param("--power", format!("expected > 0 or inf, got {}", self.power)));
+        if self.power.is_nan() || self.power <= 0.0 {
+            return Err(Error::param(
+                "--power",
+                format!("expected > 0 or inf, got {}", self.power),
+            ));
         }
         for m in [self.margin_harmonic, self.margin_percussive] {
-            if !(m >= 1.0) || !m.is_finite() {
-                return Err(Error::param("--margin", format!("each margin must be >= 1, got {m}")));
+            if m.is_nan() || m < 1.0 || !m.is_finite() {
+                return Err(Error::param(
+                    "--margin",
+                    format!("each margin must be >= 1, got {m}"),
+                ));
             }
         }
         Ok(())
@@ -178,7 +193,10 @@ impl HpssParams {
     pub fn parse_margin(text: &str) -> Result<(f32, f32)> {
         let parse = |s: &str| -> Result<f32> {
             s.trim().parse::<f32>().map_err(|_| {
-                Error::param("--margin", format!("expected a number >= 1 or two as h,p, got {text:?}"))
+                Error::param(
+                    "--margin",
+                    format!("expected a number >= 1 or two as h,p, got {text:?}"),
+                )
             })
         };
         match text.split_once(',') {
@@ -196,10 +214,12 @@ impl HpssParams {
         if t == "inf" || t == "infinity" {
             return Ok(f32::INFINITY);
         }
-        t.parse::<f32>()
-            .ok()
-            .filter(|p| *p > 0.0)
-            .ok_or_else(|| Error::param("--power", format!("expected a number > 0 or inf, got {text:?}")))
+        t.parse::<f32>().ok().filter(|p| *p > 0.0).ok_or_else(|| {
+            Error::param(
+                "--power",
+                format!("expected a number > 0 or inf, got {text:?}"),
+            )
+        })
     }
 }
 
@@ -212,10 +232,19 @@ mod tests {
         let stft = StftParams::default();
         assert_eq!(Kernel::parse("k", "31").unwrap().resolve(48000, &stft), 31);
         // 0.2 s at 48 kHz with hop 512 = 18.75 frames → 19.
-        assert_eq!(Kernel::parse("k", "0.2s").unwrap().resolve(48000, &stft), 19);
-        assert_eq!(Kernel::parse("k", "200ms").unwrap().resolve(48000, &stft), 19);
+        assert_eq!(
+            Kernel::parse("k", "0.2s").unwrap().resolve(48000, &stft),
+            19
+        );
+        assert_eq!(
+            Kernel::parse("k", "200ms").unwrap().resolve(48000, &stft),
+            19
+        );
         // 500 Hz at 48 kHz with n_fft 2048 = 21.33 bins → 21.
-        assert_eq!(Kernel::parse("k", "500Hz").unwrap().resolve(48000, &stft), 21);
+        assert_eq!(
+            Kernel::parse("k", "500Hz").unwrap().resolve(48000, &stft),
+            21
+        );
         assert!(Kernel::parse("k", "0").is_err());
         assert!(Kernel::parse("k", "-3s").is_err());
         assert!(Kernel::parse("k", "abc").is_err());
@@ -223,11 +252,24 @@ mod tests {
 
     #[test]
     fn validation_messages_say_expected_and_got() {
-        let e = StftParams { n_fft: 1000, hop_length: 250 }.validate().unwrap_err();
+        let e = StftParams {
+            n_fft: 1000,
+            hop_length: 250,
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.to_string().contains("got 1000"), "{e}");
-        let e = StftParams { n_fft: 2048, hop_length: 2048 }.validate().unwrap_err();
+        let e = StftParams {
+            n_fft: 2048,
+            hop_length: 2048,
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.to_string().contains("got 2048"), "{e}");
-        let p = HpssParams { margin_harmonic: 0.5, ..Default::default() };
+        let p = HpssParams {
+            margin_harmonic: 0.5,
+            ..Default::default()
+        };
         assert!(p.validate().is_err());
         assert_eq!(HpssParams::parse_margin("2,3").unwrap(), (2.0, 3.0));
         assert_eq!(HpssParams::parse_power("inf").unwrap(), f32::INFINITY);

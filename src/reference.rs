@@ -25,12 +25,15 @@ pub fn idft_real(spectrum: &[Complex64], n: usize) -> Vec<f64> {
     (0..n)
         .map(|i| {
             let mut acc = 0.0;
-            for k in 0..=n / 2 {
-                let z = spectrum[k];
+            for (k, &z) in spectrum.iter().enumerate().take(n / 2 + 1) {
                 let phase = 2.0 * std::f64::consts::PI * ((k * i) % n) as f64 / n as f64;
                 let term = z.re * phase.cos() - z.im * phase.sin();
-                let interior = k != 0 && !(n % 2 == 0 && k == n / 2);
-                acc += if interior { 2.0 * term } else { z.re * phase.cos() };
+                let interior = k != 0 && !(n.is_multiple_of(2) && k == n / 2);
+                acc += if interior {
+                    2.0 * term
+                } else {
+                    z.re * phase.cos()
+                };
             }
             acc / n as f64
         })

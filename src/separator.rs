@@ -15,7 +15,7 @@ use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
 use crate::stages::ifft::InverseFft;
 use crate::stages::magnitude::magnitude;
 use crate::stages::mask::{apply_mask, hpss_masks, remainder};
-use crate::stages::median::{median_freq, median_time_rows, reflect_index, MedianScratch};
+use crate::stages::median::{median_freq, median_time, reflect_index, MedianScratch};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
 use crate::stems::{Stem, StemSet};
 use rayon::prelude::*;
@@ -43,7 +43,9 @@ impl Default for SeparationParams {
         let hpss = HpssParams::default();
         SeparationParams {
             stft: StftParams::default(),
-            stems: StemSet::Hpr { residual: hpss.has_residual() },
+            stems: StemSet::Hpr {
+                residual: hpss.has_residual(),
+            },
             hpss,
             block_frames: DEFAULT_BLOCK_FRAMES,
         }
@@ -140,9 +142,8 @@ struct ChannelState {
 struct BlockWork {
     spectra: Vec<Complex32>,
     mag: Vec<f32>,
-    mag_t: Vec<f32>,
-    harm_t: Vec<f32>,
     harm: Vec<f32>,
+    perc: Vec<f32>,
     stem_frames: Vec<f32>,
 }
 
@@ -183,7 +184,10 @@ impl SeparatorStream<'_> {
     pub fn push(&mut self, input: &[Vec<f32>], out: &mut [Vec<Vec<f32>>]) {
         assert_eq!(input.len(), self.channels.len(), "channel count");
         let len = input.first().map_or(0, Vec::len);
-        assert!(input.iter().all(|c| c.len() == len), "channels differ in length");
+        assert!(
+            input.iter().all(|c| c.len() == len),
+            "channels differ in length"
+        );
         for (state, samples) in self.channels.iter_mut().zip(input) {
             state.input.extend_from_slice(samples);
         }
@@ -231,9 +235,18 @@ impl SeparatorStream<'_> {
         let emit_to = if last && end == n_frames {
             self.received
         } else {
-            ((end * hop_length) as u64).saturating_sub((n_fft / 2) as u64).min(self.received)
+            ((end * hop_length) as u64)
+                .saturating_sub((n_fft / 2) as u64)
+                .min(self.received)
         };
-        Some(Block { start, end, held_lo, held_hi, n_frames, emit_to })
+        Some(Block {
+            start,
+            end,
+            held_lo,
+            held_hi,
+            n_frames,
+            emit_to,
+        })
     }
 
     fn run_block(&mut self, block: Block, out: &mut [Vec<Vec<f32>>]) {
@@ -273,7 +286,10 @@ impl Separator {
         let held = block.held_hi - block.held_lo;
         let out_frames = block.end - block.start;
         let n_stems = self.stems.len();
-        let signal = SignalView { samples: &state.input, offset: state.input_offset as i64 };
+        let signal = SignalView {
+            samples: &state.input,
+            offset: state.input_offset as i64,
+        };
 
         // frame → fft → magnitude, for every held frame.
         work.spectra.resize(held * bins, Complex32::default());
@@ -283,7 +299,12 @@ impl Separator {
             .zip(work.mag.par_chunks_mut(bins))
             .enumerate()
             .for_each_init(
-                || (vec![0.0f32; n_fft], vec![Complex32::default(); self.fft.scratch_len()]),
+                || {
+                    (
+                        vec![0.0f32; n_fft],
+                        vec![Complex32::default(); self.fft.scratch_len()],
+                    )
+                },
                 |(frame, scratch), (i, (spectrum, mag))| {
                     frame_windowed(signal, block.held_lo + i, hop_length, &self.window, frame);
                     self.fft.process(frame, spectrum, scratch);
@@ -291,52 +312,66 @@ impl Separator {
                 },
             );
 
-        // median along time: transpose to bin-major, slide along frames.
-        transpose(&work.mag, held, bins, &mut work.mag_t);
-        work.harm_t.resize(bins * out_frames, 0.0);
-        let k_h = self.params.hpss.harmonic_kernel;
-        const BINS_PER_TASK: usize = 8;
-        work.harm_t
-            .par_chunks_mut(BINS_PER_TASK * out_frames)
+        // median along time (harmonic) and along frequency (percussive), frame-major, in tasks of
+        // whole frame runs so each task writes its own rows.
+        let hpss = self.params.hpss;
+        let offset = block.start - block.held_lo;
+        work.harm.resize(out_frames * bins, 0.0);
+        work.perc.resize(out_frames * bins, 0.0);
+        // Time-median tasks are long runs of frames: each lane group starts with k insertions.
+        const FRAMES_PER_TASK: usize = 64;
+        let time_task_frames = out_frames
+            .div_ceil(rayon::current_num_threads())
+            .clamp(FRAMES_PER_TASK, 512);
+        let mag = &work.mag;
+        work.harm
+            .par_chunks_mut(time_task_frames * bins)
             .enumerate()
-            .for_each_init(MedianScratch::default, |scratch, (task, rows)| {
-                let first_bin = task * BINS_PER_TASK;
-                let rows_here = rows.len() / out_frames;
-                median_time_rows(
-                    &work.mag_t,
-                    held,
+            .for_each_init(MedianScratch::default, |scratch, (task, out)| {
+                let first = block.start + task * time_task_frames;
+                median_time(
+                    mag,
+                    bins,
                     block.held_lo,
                     block.n_frames,
-                    block.start,
-                    k_h,
-                    rows,
-                    out_frames,
-                    first_bin..first_bin + rows_here,
+                    first,
+                    hpss.harmonic_kernel,
+                    out,
+                    0..bins,
                     scratch,
                 );
             });
-        transpose(&work.harm_t, bins, out_frames, &mut work.harm);
+        let own = &mag[offset * bins..(offset + out_frames) * bins];
+        work.perc
+            .par_chunks_mut(FRAMES_PER_TASK * bins)
+            .zip(own.par_chunks(FRAMES_PER_TASK * bins))
+            .for_each_init(MedianScratch::default, |scratch, (out, frames)| {
+                median_freq(frames, bins, hpss.percussive_kernel, out, scratch);
+            });
 
-        // median along frequency → masks → stem spectra → ifft, one output frame per task.
+        // masks → stem spectra → ifft, one output frame per task.
         // Stem frames are laid out [frame][stem][n_fft], after the previous block's tail.
         let tail = state.tail_frames;
         let frame_stride = n_stems * n_fft;
-        work.stem_frames.resize((tail + out_frames) * frame_stride, 0.0);
+        work.stem_frames
+            .resize((tail + out_frames) * frame_stride, 0.0);
         work.stem_frames[..tail * frame_stride].copy_from_slice(&state.tail);
-        let hpss = self.params.hpss;
-        let offset = block.start - block.held_lo;
-        let (spectra, mag, harm) = (&work.spectra, &work.mag, &work.harm);
+        let (spectra, harm, perc) = (&work.spectra, &work.harm, &work.perc);
         work.stem_frames[tail * frame_stride..]
             .par_chunks_mut(frame_stride)
             .enumerate()
             .for_each_init(
                 || FrameScratch::new(bins, n_stems, self.ifft.scratch_len()),
                 |s, (j, frames)| {
-                    let row = (offset + j) * bins..(offset + j + 1) * bins;
-                    let (spectrum, frame_mag) = (&spectra[row.clone()], &mag[row]);
-                    let frame_harm = &harm[j * bins..(j + 1) * bins];
-                    median_freq(frame_mag, hpss.percussive_kernel, &mut s.perc, &mut s.median);
-                    hpss_masks(frame_harm, &s.perc, &hpss, &mut s.mask_h, &mut s.mask_p);
+                    let spectrum = &spectra[(offset + j) * bins..(offset + j + 1) * bins];
+                    let own = j * bins..(j + 1) * bins;
+                    hpss_masks(
+                        &harm[own.clone()],
+                        &perc[own],
+                        &hpss,
+                        &mut s.mask_h,
+                        &mut s.mask_p,
+                    );
                     self.stem_spectra(spectrum, s);
                     for (stem, out) in frames.chunks_exact_mut(n_fft).enumerate() {
                         let z = &mut s.stem_spectra[stem * bins..(stem + 1) * bins];
@@ -352,20 +387,23 @@ impl Separator {
             let mut stem_out = vec![0.0f32; count];
             for stem in 0..n_stems {
                 const SAMPLES_PER_TASK: usize = 4096;
-                stem_out.par_chunks_mut(SAMPLES_PER_TASK).enumerate().for_each(|(task, chunk)| {
-                    overlap_add(
-                        &work.stem_frames,
-                        frame_stride,
-                        stem * n_fft,
-                        held_first,
-                        n_fft,
-                        hop_length,
-                        block.n_frames,
-                        &self.wss,
-                        emit_from + (task * SAMPLES_PER_TASK) as u64,
-                        chunk,
-                    );
-                });
+                stem_out
+                    .par_chunks_mut(SAMPLES_PER_TASK)
+                    .enumerate()
+                    .for_each(|(task, chunk)| {
+                        overlap_add(
+                            &work.stem_frames,
+                            frame_stride,
+                            stem * n_fft,
+                            held_first,
+                            n_fft,
+                            hop_length,
+                            block.n_frames,
+                            &self.wss,
+                            emit_from + (task * SAMPLES_PER_TASK) as u64,
+                            chunk,
+                        );
+                    });
                 emit(stem, &stem_out);
             }
         }
@@ -374,7 +412,9 @@ impl Separator {
         let keep = ((n_fft - 1) / hop_length).min(tail + out_frames);
         let total = tail + out_frames;
         state.tail.clear();
-        state.tail.extend_from_slice(&work.stem_frames[(total - keep) * frame_stride..total * frame_stride]);
+        state.tail.extend_from_slice(
+            &work.stem_frames[(total - keep) * frame_stride..total * frame_stride],
+        );
         state.tail_frames = keep;
     }
 
@@ -397,39 +437,19 @@ impl Separator {
 
 /// Per-thread buffers for the per-frame stages.
 struct FrameScratch {
-    perc: Vec<f32>,
     mask_h: Vec<f32>,
     mask_p: Vec<f32>,
     stem_spectra: Vec<Complex32>,
-    median: MedianScratch,
     ifft: Vec<Complex32>,
 }
 
 impl FrameScratch {
     fn new(bins: usize, n_stems: usize, ifft_scratch: usize) -> Self {
         FrameScratch {
-            perc: vec![0.0; bins],
             mask_h: vec![0.0; bins],
             mask_p: vec![0.0; bins],
             stem_spectra: vec![Complex32::default(); bins * n_stems],
-            median: MedianScratch::default(),
             ifft: vec![Complex32::default(); ifft_scratch],
         }
     }
-}
-
-/// Transposes a `rows × cols` row-major matrix into `out` (`cols × rows`), in cache-sized tiles.
-fn transpose(src: &[f32], rows: usize, cols: usize, out: &mut Vec<f32>) {
-    out.resize(rows * cols, 0.0);
-    const TILE: usize = 16;
-    out.par_chunks_mut(TILE * rows).enumerate().for_each(|(task, dst)| {
-        let c0 = task * TILE;
-        let n = dst.len() / rows;
-        for r in 0..rows {
-            let src_row = &src[r * cols + c0..r * cols + c0 + n];
-            for (c, &v) in src_row.iter().enumerate() {
-                dst[c * rows + r] = v;
-            }
-        }
-    });
 }

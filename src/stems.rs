@@ -43,15 +43,22 @@ impl StemSet {
     /// Parses `--stems`; `hpr` is the harmonic/percussive/residual split.
     pub fn parse(text: &str, hpss: &HpssParams) -> Result<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
-            "hpr" | "hpss" => Ok(StemSet::Hpr { residual: hpss.has_residual() }),
-            other => Err(Error::param("--stems", format!("expected hpr, got {other:?}"))),
+            "hpr" | "hpss" => Ok(StemSet::Hpr {
+                residual: hpss.has_residual(),
+            }),
+            other => Err(Error::param(
+                "--stems",
+                format!("expected hpr, got {other:?}"),
+            )),
         }
     }
 
     /// The stems in output order.
     pub fn stems(&self) -> Vec<Stem> {
         match self {
-            StemSet::Hpr { residual: true } => vec![Stem::Harmonic, Stem::Percussive, Stem::Residual],
+            StemSet::Hpr { residual: true } => {
+                vec![Stem::Harmonic, Stem::Percussive, Stem::Residual]
+            }
             StemSet::Hpr { residual: false } => vec![Stem::Harmonic, Stem::Percussive],
         }
     }

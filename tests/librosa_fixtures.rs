@@ -14,8 +14,8 @@ use common::{assert_close, read_wav_planar, rel_l2};
 fn norm(x: &[f32]) -> f64 {
     x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt()
 }
-use std::path::PathBuf;
 use realfft::num_complex::Complex32;
+use std::path::PathBuf;
 use stemkit::hpss::decompose_hpss;
 use stemkit::{HpssParams, SeparationParams, Separator, StemSet, StftParams};
 
@@ -62,8 +62,18 @@ fn decompose_hpss_matches_librosa_on_its_stft() {
         let bins = case["bins"].as_u64().unwrap() as usize;
         let s = read_c64(&format!("{name}_S.c64"));
         let (h, p) = decompose_hpss(&s, bins, &hpss_of(case)).unwrap();
-        assert_close(&format!("{name} H"), &flat(&h), &flat(&read_c64(&format!("{name}_H.c64"))), 1e-6);
-        assert_close(&format!("{name} P"), &flat(&p), &flat(&read_c64(&format!("{name}_P.c64"))), 1e-6);
+        assert_close(
+            &format!("{name} H"),
+            &flat(&h),
+            &flat(&read_c64(&format!("{name}_H.c64"))),
+            1e-6,
+        );
+        assert_close(
+            &format!("{name} P"),
+            &flat(&p),
+            &flat(&read_c64(&format!("{name}_P.c64"))),
+            1e-6,
+        );
     }
 }
 
@@ -82,7 +92,10 @@ fn hpss_matches_librosa_fixtures() {
         let hpss = hpss_of(case);
         let tol = if hpss.power.is_infinite() { 2e-4 } else { 1e-5 };
         let params = SeparationParams {
-            stft: StftParams { n_fft: num("n_fft") as usize, hop_length: num("hop_length") as usize },
+            stft: StftParams {
+                n_fft: num("n_fft") as usize,
+                hop_length: num("hop_length") as usize,
+            },
             hpss,
             // Always produce the residual here, to check X − H − P against librosa too.
             stems: StemSet::Hpr { residual: true },
@@ -100,12 +113,18 @@ fn hpss_matches_librosa_fixtures() {
                 let want_peak = want[ch].iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 if want_peak < 1e-5 {
                     let peak = got.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                    assert!(peak < 1e-5, "{name} {stem} ch{ch}: should be silent, peak {peak}");
+                    assert!(
+                        peak < 1e-5,
+                        "{name} {stem} ch{ch}: should be silent, peak {peak}"
+                    );
                 } else if hpss.power.is_infinite() && *stem == "residual" {
                     // Under hard masks the residual is the tie set: a flipped bin is measured
                     // against the signal it came from, not against the small tie set itself.
                     let err = rel_l2(got, &want[ch]) * norm(&want[ch]) / norm(&input[ch]);
-                    assert!(err < tol, "{name} residual ch{ch}: error {err:.3e} of the input >= {tol:.0e}");
+                    assert!(
+                        err < tol,
+                        "{name} residual ch{ch}: error {err:.3e} of the input >= {tol:.0e}"
+                    );
                 } else {
                     assert_close(&format!("{name} {stem} ch{ch}"), got, &want[ch], tol);
                 }

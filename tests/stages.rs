@@ -26,7 +26,11 @@ fn fft_matches_naive_dft() {
         let mut scratch = vec![Complex32::default(); fft.scratch_len()];
         fft.process(&mut frame, &mut spec, &mut scratch);
         let want = reference::dft_real(&x);
-        let flat = |v: Vec<(f64, f64)>| -> Vec<f32> { v.into_iter().flat_map(|(a, b)| [a as f32, b as f32]).collect() };
+        let flat = |v: Vec<(f64, f64)>| -> Vec<f32> {
+            v.into_iter()
+                .flat_map(|(a, b)| [a as f32, b as f32])
+                .collect()
+        };
         let got = flat(spec.iter().map(|z| (z.re as f64, z.im as f64)).collect());
         let want_f = flat(want.iter().map(|z| (z.re, z.im)).collect());
         assert_close(&format!("fft n={n} seed={seed}"), &got, &want_f, 1e-6);
@@ -36,7 +40,10 @@ fn fft_matches_naive_dft() {
         let mut out = vec![0.0f32; n];
         let mut s2 = vec![Complex32::default(); ifft.scratch_len()];
         ifft.process(&mut spec, &mut out, &vec![1.0; n], &mut s2);
-        let back: Vec<f32> = reference::idft_real(&want, n).into_iter().map(|v| v as f32).collect();
+        let back: Vec<f32> = reference::idft_real(&want, n)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
         assert_close(&format!("ifft n={n}"), &out, &back, 1e-6);
         assert_close(&format!("fft round trip n={n}"), &out, &x, 1e-6);
     }
@@ -62,8 +69,12 @@ fn sliding_median_matches_sort_reference() {
                     .collect();
                 let want = reference::median_filter(&x, k);
                 let mut got = vec![0.0; len];
-                median_freq(&x, k, &mut got, &mut scratch);
-                assert_identical(&format!("median len={len} k={k} ties={quantised}"), &got, &want);
+                median_freq(&x, len, k, &mut got, &mut scratch);
+                assert_identical(
+                    &format!("median len={len} k={k} ties={quantised}"),
+                    &got,
+                    &want,
+                );
                 // A window of outputs from the middle, from a partial held row.
                 if len > 10 {
                     let (first, n_out) = (len / 3, len / 3);
@@ -81,32 +92,72 @@ fn masks_partition_unity_with_margin_one() {
     let mut rng = Rng::new(11);
     let n = 4096;
     // Include exact zeros and ties, the cases softmask special-cases.
-    let harm: Vec<f32> = (0..n).map(|i| if i % 17 == 0 { 0.0 } else { rng.uniform() }).collect();
-    let perc: Vec<f32> = (0..n).map(|i| if i % 13 == 0 { 0.0 } else if i % 29 == 0 { harm[i] } else { rng.uniform() }).collect();
+    let harm: Vec<f32> = (0..n)
+        .map(|i| if i % 17 == 0 { 0.0 } else { rng.uniform() })
+        .collect();
+    let perc: Vec<f32> = (0..n)
+        .map(|i| {
+            if i % 13 == 0 {
+                0.0
+            } else if i % 29 == 0 {
+                harm[i]
+            } else {
+                rng.uniform()
+            }
+        })
+        .collect();
     for power in [1.0f32, 2.0, 0.5, 3.7] {
-        let p = HpssParams { power, ..Default::default() };
+        let p = HpssParams {
+            power,
+            ..Default::default()
+        };
         let (mut mh, mut mp) = (vec![0.0; n], vec![0.0; n]);
         hpss_masks(&harm, &perc, &p, &mut mh, &mut mp);
         for i in 0..n {
             let sum = mh[i] + mp[i];
-            assert!((sum - 1.0).abs() <= 2.4e-7, "power {power} bin {i}: masks sum to {sum} (h={}, p={})", harm[i], perc[i]);
+            assert!(
+                (sum - 1.0).abs() <= 2.4e-7,
+                "power {power} bin {i}: masks sum to {sum} (h={}, p={})",
+                harm[i],
+                perc[i]
+            );
         }
     }
     // Margins > 1 leave a residual share in [0, 1].
-    let p = HpssParams { margin_harmonic: 2.0, margin_percussive: 3.0, ..Default::default() };
+    let p = HpssParams {
+        margin_harmonic: 2.0,
+        margin_percussive: 3.0,
+        ..Default::default()
+    };
     let (mut mh, mut mp) = (vec![0.0; n], vec![0.0; n]);
     hpss_masks(&harm, &perc, &p, &mut mh, &mut mp);
-    assert!(mh.iter().zip(&mp).all(|(a, b)| *a >= 0.0 && *b >= 0.0 && a + b <= 1.0 + 1e-6));
-    assert!(mh.iter().zip(&mp).any(|(a, b)| a + b < 0.9), "margin 2,3 should leave residual");
+    assert!(mh
+        .iter()
+        .zip(&mp)
+        .all(|(a, b)| *a >= 0.0 && *b >= 0.0 && a + b <= 1.0 + 1e-6));
+    assert!(
+        mh.iter().zip(&mp).any(|(a, b)| a + b < 0.9),
+        "margin 2,3 should leave residual"
+    );
     assert_eq!(softmask(0.0, 0.0, 2.0, false), 0.0);
 }
 
 fn params(n_fft: usize, hop: usize, margin: f32, power: f32, block: usize) -> SeparationParams {
-    let hpss = HpssParams { margin_harmonic: margin, margin_percussive: margin, power, ..Default::default() };
+    let hpss = HpssParams {
+        margin_harmonic: margin,
+        margin_percussive: margin,
+        power,
+        ..Default::default()
+    };
     SeparationParams {
-        stft: StftParams { n_fft, hop_length: hop },
+        stft: StftParams {
+            n_fft,
+            hop_length: hop,
+        },
         hpss,
-        stems: StemSet::Hpr { residual: hpss.has_residual() },
+        stems: StemSet::Hpr {
+            residual: hpss.has_residual(),
+        },
         block_frames: block,
     }
 }
@@ -126,12 +177,22 @@ fn stems_sum_back_to_the_input() {
     .enumerate()
     {
         let len = 22050 + 37 * i;
-        let x = vec![mix(i as u64, len, 22050.0), mix(100 + i as u64, len, 22050.0)];
+        let x = vec![
+            mix(i as u64, len, 22050.0),
+            mix(100 + i as u64, len, 22050.0),
+        ];
         let sep = Separator::new(params(n_fft, hop, margin, power, 64)).unwrap();
         let stems = sep.separate(&x);
         for ch in 0..2 {
-            let sum: Vec<f32> = (0..len).map(|j| stems.iter().map(|s| s[ch][j]).sum()).collect();
-            assert_close(&format!("n_fft {n_fft} hop {hop} margin {margin} power {power} ch{ch}"), &sum, &x[ch], 1e-6);
+            let sum: Vec<f32> = (0..len)
+                .map(|j| stems.iter().map(|s| s[ch][j]).sum())
+                .collect();
+            assert_close(
+                &format!("n_fft {n_fft} hop {hop} margin {margin} power {power} ch{ch}"),
+                &sum,
+                &x[ch],
+                1e-6,
+            );
         }
     }
 }
@@ -140,7 +201,9 @@ fn stems_sum_back_to_the_input() {
 fn blocked_and_streamed_equal_whole_file() {
     let len = 48000 + 123;
     let x = vec![mix(5, len, 48000.0)];
-    let whole = Separator::new(params(2048, 512, 2.0, 2.0, 100_000)).unwrap().separate(&x);
+    let whole = Separator::new(params(2048, 512, 2.0, 2.0, 100_000))
+        .unwrap()
+        .separate(&x);
     for block in [1usize, 2, 7, 31, 64] {
         let sep = Separator::new(params(2048, 512, 2.0, 2.0, block)).unwrap();
         // Push in odd-sized pieces, as a decoder would.
@@ -171,7 +234,9 @@ fn short_and_tiny_signals() {
             assert_eq!(s[0].len(), len);
         }
         if len > 0 {
-            let sum: Vec<f32> = (0..len).map(|j| stems.iter().map(|s| s[0][j]).sum()).collect();
+            let sum: Vec<f32> = (0..len)
+                .map(|j| stems.iter().map(|s| s[0][j]).sum())
+                .collect();
             assert_close(&format!("len {len}"), &sum, &x[0], 1e-6);
         }
     }

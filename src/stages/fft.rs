@@ -14,7 +14,9 @@ pub struct ForwardFft {
 impl ForwardFft {
     /// Plans a forward transform of `n_fft` points.
     pub fn new(planner: &mut RealFftPlanner<f32>, n_fft: usize) -> Self {
-        ForwardFft { plan: planner.plan_fft_forward(n_fft) }
+        ForwardFft {
+            plan: planner.plan_fft_forward(n_fft),
+        }
     }
 
     /// Scratch length `process` needs.
@@ -26,7 +28,12 @@ impl ForwardFft {
     ///
     /// # Panics
     /// If the slice lengths do not match the plan.
-    pub fn process(&self, frame: &mut [f32], spectrum: &mut [Complex32], scratch: &mut [Complex32]) {
+    pub fn process(
+        &self,
+        frame: &mut [f32],
+        spectrum: &mut [Complex32],
+        scratch: &mut [Complex32],
+    ) {
         self.plan
             .process_with_scratch(frame, spectrum, scratch)
             .expect("forward FFT buffer lengths match the plan");

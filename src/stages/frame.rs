@@ -35,7 +35,13 @@ impl SignalView<'_> {
 }
 
 /// Writes the windowed samples of frame `t` into `out` (length `window.len()`).
-pub fn frame_windowed(signal: SignalView<'_>, t: usize, hop_length: usize, window: &[f32], out: &mut [f32]) {
+pub fn frame_windowed(
+    signal: SignalView<'_>,
+    t: usize,
+    hop_length: usize,
+    window: &[f32],
+    out: &mut [f32],
+) {
     let n_fft = window.len();
     let start = (t * hop_length) as i64 - (n_fft / 2) as i64;
     let first = start - signal.offset;

@@ -14,7 +14,9 @@ pub struct InverseFft {
 impl InverseFft {
     /// Plans an inverse transform of `n_fft` points.
     pub fn new(planner: &mut RealFftPlanner<f32>, n_fft: usize) -> Self {
-        InverseFft { plan: planner.plan_fft_inverse(n_fft) }
+        InverseFft {
+            plan: planner.plan_fft_inverse(n_fft),
+        }
     }
 
     /// Scratch length `process` needs.
@@ -27,7 +29,13 @@ impl InverseFft {
     ///
     /// # Panics
     /// If the slice lengths do not match the plan.
-    pub fn process(&self, spectrum: &mut [Complex32], frame: &mut [f32], window: &[f32], scratch: &mut [Complex32]) {
+    pub fn process(
+        &self,
+        spectrum: &mut [Complex32],
+        frame: &mut [f32],
+        window: &[f32],
+        scratch: &mut [Complex32],
+    ) {
         let last = spectrum.len() - 1;
         spectrum[0].im = 0.0;
         spectrum[last].im = 0.0;

@@ -2,9 +2,11 @@
 
 use realfft::num_complex::Complex32;
 
-/// Writes `|spectrum[i]|` into `out[i]`.
+/// Writes `|spectrum[i]|` into `out[i]`. Computed in f64 and rounded once, which gives the
+/// correctly rounded result that numpy's `hypotf` gives, and vectorises.
 pub fn magnitude(spectrum: &[Complex32], out: &mut [f32]) {
     for (o, z) in out.iter_mut().zip(spectrum) {
-        *o = z.re.hypot(z.im);
+        let (re, im) = (z.re as f64, z.im as f64);
+        *o = (re * re + im * im).sqrt() as f32;
     }
 }

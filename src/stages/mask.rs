@@ -27,23 +27,71 @@ pub fn softmask(x: f32, x_ref: f32, power: f32, split_zeros: bool) -> f32 {
         // Hard mask: strict comparison, so ties give 0 to both components.
         return if x > x_ref { 1.0 } else { 0.0 };
     }
-    let z = x.max(x_ref);
-    if z < f32::MIN_POSITIVE {
-        return if split_zeros { 0.5 } else { 0.0 };
-    }
-    let m = pow(x / z, power);
-    let r = pow(x_ref / z, power);
-    m / (m + r)
+    softmask_with(x, x_ref, split_zeros, |v| pow(v, power))
 }
 
 /// Harmonic and percussive masks of one frame (or any run of bins) from the two median estimates.
-pub fn hpss_masks(harm: &[f32], perc: &[f32], params: &HpssParams, mask_h: &mut [f32], mask_p: &mut [f32]) {
+pub fn hpss_masks(
+    harm: &[f32],
+    perc: &[f32],
+    params: &HpssParams,
+    mask_h: &mut [f32],
+    mask_p: &mut [f32],
+) {
     let split = params.split_zeros();
-    let (p, mh, mp) = (params.power, params.margin_harmonic, params.margin_percussive);
-    for i in 0..harm.len() {
-        let (h, q) = (harm[i], perc[i]);
-        mask_h[i] = softmask(h, q * mh, p, split);
-        mask_p[i] = softmask(q, h * mp, p, split);
+    let (p, mh, mp) = (
+        params.power,
+        params.margin_harmonic,
+        params.margin_percussive,
+    );
+    let n = harm
+        .len()
+        .min(perc.len())
+        .min(mask_h.len())
+        .min(mask_p.len());
+    let (harm, perc, mask_h, mask_p) = (&harm[..n], &perc[..n], &mut mask_h[..n], &mut mask_p[..n]);
+    // One loop per power, each branch-free per element so it vectorises.
+    macro_rules! masks {
+        ($pow:expr) => {
+            for i in 0..n {
+                let (h, q) = (harm[i], perc[i]);
+                mask_h[i] = softmask_with(h, q * mh, split, $pow);
+                mask_p[i] = softmask_with(q, h * mp, split, $pow);
+            }
+        };
+    }
+    if p.is_infinite() {
+        for i in 0..n {
+            let (h, q) = (harm[i], perc[i]);
+            mask_h[i] = if h > q * mh { 1.0 } else { 0.0 };
+            mask_p[i] = if q > h * mp { 1.0 } else { 0.0 };
+        }
+    } else if p == 2.0 {
+        masks!(|x: f32| x * x)
+    } else if p == 1.0 {
+        masks!(|x: f32| x)
+    } else {
+        masks!(|x: f32| x.powf(p))
+    }
+}
+
+/// `softmask` for finite power, written with selects instead of branches.
+#[inline(always)]
+fn softmask_with(x: f32, x_ref: f32, split_zeros: bool, pow: impl Fn(f32) -> f32) -> f32 {
+    let z = if x > x_ref { x } else { x_ref };
+    let bad = z < f32::MIN_POSITIVE;
+    let z = if bad { 1.0 } else { z };
+    let m = pow(x / z);
+    let r = pow(x_ref / z);
+    let mask = m / (m + r);
+    if bad {
+        if split_zeros {
+            0.5
+        } else {
+            0.0
+        }
+    } else {
+        mask
     }
 }
 

@@ -26,7 +26,11 @@ impl WindowSumSquare {
                     .sum::<f64>() as f32
             })
             .collect();
-        WindowSumSquare { window_sq, periodic, hop_length }
+        WindowSumSquare {
+            window_sq,
+            periodic,
+            hop_length,
+        }
     }
 
     /// The sum-square at sample `s` of a signal with `n_frames` frames.
@@ -47,20 +51,54 @@ impl WindowSumSquare {
     }
 }
 
+impl WindowSumSquare {
+    /// Divides `out` (samples from `out_start`) by the sum-square wherever it exceeds
+    /// `f32::MIN_POSITIVE`, as librosa's `istft` does.
+    pub fn normalise(&self, out_start: u64, n_frames: usize, out: &mut [f32]) {
+        let n_fft = self.window_sq.len() as u64;
+        let hop = self.hop_length as u64;
+        // Interior: every covering frame exists, so the periodic table applies.
+        let interior_lo = (n_fft / 2).saturating_sub(1);
+        let interior_hi = (n_frames as u64 * hop).saturating_sub(n_fft / 2);
+        let mut phase = ((out_start + n_fft / 2) % hop) as usize;
+        for (i, o) in out.iter_mut().enumerate() {
+            let s = out_start + i as u64;
+            let norm = if s >= interior_lo && s < interior_hi {
+                self.periodic[phase]
+            } else {
+                self.at(s, n_frames)
+            };
+            if norm > f32::MIN_POSITIVE {
+                *o /= norm;
+            }
+            phase += 1;
+            if phase == self.periodic.len() {
+                phase = 0;
+            }
+        }
+    }
+}
+
 /// Frames that cover padded-signal position `pos`: `first ..= last` (before clipping to the signal).
 #[inline]
 pub fn covering_frames(pos: u64, n_fft: usize, hop_length: usize) -> (u64, u64) {
     let n_fft = n_fft as u64;
     let hop = hop_length as u64;
-    let first = if pos + 1 > n_fft { (pos + 1 - n_fft).div_ceil(hop) } else { 0 };
+    let first = if pos + 1 > n_fft {
+        (pos + 1 - n_fft).div_ceil(hop)
+    } else {
+        0
+    };
     (first, pos / hop)
 }
 
-/// Gathers output samples `out_start .. out_start + out.len()` from windowed inverse frames.
+/// Builds output samples `out_start .. out_start + out.len()` from windowed inverse frames.
 ///
 /// `frames` holds the frames `held_first ..`, `frame_stride` floats apart, each frame's `n_fft`
 /// samples starting `frame_offset` floats into its stride (several stems can share one buffer);
 /// `n_frames` is the signal's frame count. Every frame that covers an output sample must be held.
+/// Each sample is the sum of its covering frames in ascending frame order (the order the shader's
+/// gather uses and librosa's loop uses), divided by the window sum-square.
 ///
 /// # Panics
 /// If a covering frame is not held.
@@ -77,23 +115,34 @@ pub fn overlap_add(
     out_start: u64,
     out: &mut [f32],
 ) {
-    let held = frames.len() / frame_stride;
-    for (i, o) in out.iter_mut().enumerate() {
-        let s = out_start + i as u64;
-        let pos = s + (n_fft / 2) as u64;
-        let (first, last) = covering_frames(pos, n_fft, hop_length);
-        let last = last.min(n_frames as u64 - 1);
-        let mut acc = 0.0f32;
-        let mut t = first;
-        while t <= last {
-            let local = (t as usize)
-                .checked_sub(held_first)
-                .filter(|&l| l < held)
-                .expect("overlap_add: a covering frame is not held");
-            acc += frames[local * frame_stride + frame_offset + (pos - t * hop_length as u64) as usize];
-            t += 1;
-        }
-        let norm = wss.at(s, n_frames);
-        *o = if norm > f32::MIN_POSITIVE { acc / norm } else { acc };
+    if out.is_empty() {
+        return;
     }
+    let held = frames.len() / frame_stride;
+    out.fill(0.0);
+    // Padded positions of the output run.
+    let pos0 = out_start + (n_fft / 2) as u64;
+    let pos1 = pos0 + out.len() as u64;
+    let (t_first, _) = covering_frames(pos0, n_fft, hop_length);
+    let t_last = ((pos1 - 1) / hop_length as u64).min(n_frames as u64 - 1);
+    for t in t_first..=t_last {
+        let local = (t as usize)
+            .checked_sub(held_first)
+            .filter(|&l| l < held)
+            .expect("overlap_add: a covering frame is not held");
+        let base = local * frame_stride + frame_offset;
+        let frame = &frames[base..base + n_fft];
+        let start = t * hop_length as u64;
+        let lo = start.max(pos0);
+        let hi = (start + n_fft as u64).min(pos1);
+        if lo >= hi {
+            continue;
+        }
+        let dst = &mut out[(lo - pos0) as usize..(hi - pos0) as usize];
+        let src = &frame[(lo - start) as usize..(hi - start) as usize];
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d += v;
+        }
+    }
+    wss.normalise(out_start, n_frames, out);
 }

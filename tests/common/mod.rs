@@ -14,7 +14,9 @@ pub fn read_wav_planar(path: &Path) -> (u32, Vec<Vec<f32>>) {
         hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.unwrap()).collect(),
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
-            r.samples::<i32>().map(|s| s.unwrap() as f32 * scale).collect()
+            r.samples::<i32>()
+                .map(|s| s.unwrap() as f32 * scale)
+                .collect()
         }
     };
     let mut planar = vec![Vec::with_capacity(inter.len() / ch); ch];
@@ -26,7 +28,13 @@ pub fn read_wav_planar(path: &Path) -> (u32, Vec<Vec<f32>>) {
 
 /// Relative L2 error ‖got − want‖ / ‖want‖ (f64 accumulation).
 pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len(), "length: got {}, want {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "length: got {}, want {}",
+        got.len(),
+        want.len()
+    );
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for (&g, &w) in got.iter().zip(want) {
         num += (g as f64 - w as f64).powi(2);
@@ -51,17 +59,29 @@ pub fn worst(got: &[f32], want: &[f32]) -> (usize, f32, f32) {
 /// Asserts the relative L2 error is below `tol`, printing the worst element on failure.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
     let e = rel_l2(got, want);
-    if !(e < tol) {
+    if e.is_nan() || e >= tol {
         let (i, g, w) = worst(got, want);
-        panic!("{what}: relative L2 {e:.3e} >= {tol:.0e} (len {}); worst at {i}: got {g}, want {w}", want.len());
+        panic!(
+            "{what}: relative L2 {e:.3e} >= {tol:.0e} (len {}); worst at {i}: got {g}, want {w}",
+            want.len()
+        );
     }
 }
 
 /// Asserts exact equality, printing the first difference.
 pub fn assert_identical(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
-        panic!("{what}: first difference at {i} of {}: got {}, want {}", want.len(), got[i], want[i]);
+    if let Some(i) = got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g.to_bits() != w.to_bits())
+    {
+        panic!(
+            "{what}: first difference at {i} of {}: got {}, want {}",
+            want.len(),
+            got[i],
+            want[i]
+        );
     }
 }
 
@@ -72,7 +92,10 @@ pub fn mix(seed: u64, len: usize, rate: f32) -> Vec<f32> {
     let mut y: Vec<f32> = (0..len)
         .map(|i| {
             let t = i as f32 / rate;
-            freqs.iter().map(|f| 0.15 * (std::f32::consts::TAU * f * t).sin()).sum::<f32>()
+            freqs
+                .iter()
+                .map(|f| 0.15 * (std::f32::consts::TAU * f * t).sin())
+                .sum::<f32>()
                 + 0.02 * rng.signed()
         })
         .collect();
