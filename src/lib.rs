@@ -1,17 +1,29 @@
 //! stemkit: split mixed music masters into production stems, on the GPU (wgpu) or the CPU.
+//!
+//! The pipeline, in order (each stage in `stages/` has a WGSL twin of the same name):
+//! decode (`audio`) → resample → frame → fft → magnitude → median → mask → ifft → overlap_add →
+//! encode (`audio`). [`Separator`] runs the stages on the CPU over blocks of frames;
+//! [`pipeline::separate_file`] runs one file end to end and [`batch::run_batch`] many.
 
 pub mod audio;
+pub mod batch;
+pub mod cli;
+pub mod demo;
 pub mod error;
-pub mod rng;
-
-pub use error::{Error, Result};
+pub mod gpu;
 pub mod hpss;
 pub mod params;
+pub mod pipeline;
 pub mod reference;
+pub mod rng;
 pub mod separator;
+pub mod spill;
 pub mod stages;
 pub mod stems;
+pub mod stream;
 
+pub use error::{Error, Result};
 pub use params::{HpssParams, Kernel, StftParams};
-pub use separator::{SeparationParams, Separator, SeparatorStream};
+pub use separator::{SeparationParams, SeparationSpec, Separator, SeparatorStream, Separators};
+pub use stream::{Block, BlockEngine, BlockStream};
 pub use stems::{Stem, StemSet};

@@ -1,9 +1,7 @@
-//! The CPU separation pipeline: decode-order streaming over blocks of STFT frames.
-//!
-//! A track is processed one block of frames at a time, per channel. A block needs the spectra of
-//! its own frames plus half the harmonic kernel on each side (the time median's context), and the
-//! inverse frames of the previous block's tail for overlap-add; with those, every output sample
-//! equals whole-file processing bit for bit, while memory stays bounded whatever the length.
+//! The CPU separation engine: runs the stages of `crate::stages` over one block of STFT frames
+//! (see `crate::stream` for how blocks are scheduled), in parallel with rayon. It carries each
+//! channel's last inverse frames from block to block for overlap-add, so every output sample
+//! equals whole-file processing bit for bit.
 //!
 //! Data flows one way, with the stage names of `crate::stages` (and of the shaders):
 //! frame → fft → magnitude → median (time, frequency) → mask → ifft → overlap_add.
@@ -15,7 +13,8 @@ use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
 use crate::stages::ifft::InverseFft;
 use crate::stages::magnitude::magnitude;
 use crate::stages::mask::{apply_mask, hpss_masks, remainder};
-use crate::stages::median::{median_freq, median_time, reflect_index, MedianScratch};
+use crate::stages::median::{median_freq, median_time, MedianScratch};
+use crate::stream::{Block, BlockEngine, BlockStream};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
 use crate::stems::{Stem, StemSet};
 use rayon::prelude::*;
@@ -95,46 +94,35 @@ impl Separator {
 
     /// Starts streaming a track of `channels` channels.
     pub fn stream(&self, channels: usize) -> SeparatorStream<'_> {
-        SeparatorStream {
-            sep: self,
-            channels: (0..channels).map(|_| ChannelState::default()).collect(),
-            received: 0,
-            next_frame: 0,
-            emitted: 0,
-            work: BlockWork::default(),
-        }
+        BlockStream::new(self, channels)
     }
 
     /// Separates a whole planar signal; returns `[stem][channel][sample]`, each as long as the input.
     pub fn separate(&self, channels: &[Vec<f32>]) -> Vec<Vec<Vec<f32>>> {
-        let mut out = self.empty_output(channels.len());
-        let mut stream = self.stream(channels.len());
-        stream.push(channels, &mut out);
-        stream.finish(&mut out);
-        out
+        crate::stream::separate_all(self, channels).expect("the CPU engine does not fail")
     }
 
     /// An empty `[stem][channel]` output buffer for `channels` channels.
     pub fn empty_output(&self, channels: usize) -> Vec<Vec<Vec<f32>>> {
         vec![vec![Vec::new(); channels]; self.stems.len()]
     }
-
-    /// Half-kernel context (frames before, frames after) of the time median.
-    fn halo(&self) -> (usize, usize) {
-        let k = self.params.hpss.harmonic_kernel;
-        (k / 2, k - 1 - k / 2)
-    }
 }
 
-/// Per-channel streaming state.
+/// A track streaming through the CPU separator.
+pub type SeparatorStream<'a> = BlockStream<'a, Separator>;
+
+/// CPU per-track state: each channel's inverse frames of the previous block's tail.
 #[derive(Default)]
-struct ChannelState {
-    /// Input samples held, from global index `input_offset`.
-    input: Vec<f32>,
-    input_offset: u64,
-    /// Windowed inverse frames of the last `tail_frames` frames, `[frame][stem][n_fft]`.
-    tail: Vec<f32>,
-    tail_frames: usize,
+pub struct CpuState {
+    tails: Vec<ChannelTail>,
+    work: BlockWork,
+}
+
+#[derive(Default)]
+struct ChannelTail {
+    /// Windowed inverse frames of the last `frames` frames, `[frame][stem][n_fft]`.
+    frames_data: Vec<f32>,
+    frames: usize,
 }
 
 /// Work buffers reused across blocks and channels.
@@ -147,127 +135,31 @@ struct BlockWork {
     stem_frames: Vec<f32>,
 }
 
-/// A track being separated: push samples in, stem samples come out in order.
-pub struct SeparatorStream<'a> {
-    sep: &'a Separator,
-    channels: Vec<ChannelState>,
-    received: u64,
-    next_frame: usize,
-    emitted: u64,
-    work: BlockWork,
-}
+impl BlockEngine for Separator {
+    type State = CpuState;
 
-/// A block of frames to produce and the frames it must hold.
-#[derive(Clone, Copy, Debug)]
-struct Block {
-    start: usize,
-    end: usize,
-    held_lo: usize,
-    held_hi: usize,
-    /// Frame count used for the boundary (the real one when final, else a bound past `held_hi`).
-    n_frames: usize,
-    /// Samples that are complete once the block is done (exclusive).
-    emit_to: u64,
-}
-
-impl SeparatorStream<'_> {
-    /// Samples pushed so far (per channel).
-    pub fn received(&self) -> u64 {
-        self.received
+    fn params(&self) -> &SeparationParams {
+        &self.params
     }
 
-    /// Pushes planar samples (every channel the same length) and appends every stem sample that is
-    /// now complete to `out[stem][channel]`.
-    ///
-    /// # Panics
-    /// If the channel count differs from the stream's or the channels differ in length.
-    pub fn push(&mut self, input: &[Vec<f32>], out: &mut [Vec<Vec<f32>>]) {
-        assert_eq!(input.len(), self.channels.len(), "channel count");
-        let len = input.first().map_or(0, Vec::len);
-        assert!(
-            input.iter().all(|c| c.len() == len),
-            "channels differ in length"
-        );
-        for (state, samples) in self.channels.iter_mut().zip(input) {
-            state.input.extend_from_slice(samples);
-        }
-        self.received += len as u64;
-        while let Some(block) = self.next_block(false) {
-            self.run_block(block, out);
-        }
+    fn new_state(&self, channels: usize) -> CpuState {
+        CpuState { tails: (0..channels).map(|_| ChannelTail::default()).collect(), work: BlockWork::default() }
     }
 
-    /// Ends the track: produces the remaining samples, so that each `out[stem][channel]` holds
-    /// exactly as many samples as were pushed.
-    pub fn finish(mut self, out: &mut [Vec<Vec<f32>>]) {
-        while let Some(block) = self.next_block(true) {
-            self.run_block(block, out);
-        }
-    }
-
-    fn next_block(&self, last: bool) -> Option<Block> {
-        let sep = self.sep;
-        let StftParams { n_fft, hop_length } = sep.params.stft;
-        let (before, after) = sep.halo();
-        let start = self.next_frame;
-        let (n_frames, end) = if last {
-            let n = sep.params.stft.n_frames(self.received);
-            if start >= n {
-                return None;
-            }
-            (n, (start + sep.params.block_frames).min(n))
-        } else {
-            (usize::MAX / 4, start + sep.params.block_frames)
-        };
-        // Frames the time median reaches, after reflection at the boundaries.
-        let reach = (start as i64 - before as i64)..(end + after) as i64;
-        let (held_lo, held_hi) = reach.fold((start, end), |(lo, hi), i| {
-            let r = reflect_index(i, n_frames);
-            (lo.min(r), hi.max(r + 1))
-        });
-        if !last {
-            // Every held frame must be complete: its last sample received.
-            let needed = ((held_hi - 1) * hop_length + n_fft / 2) as u64;
-            if needed > self.received {
-                return None;
-            }
-        }
-        let emit_to = if last && end == n_frames {
-            self.received
-        } else {
-            ((end * hop_length) as u64)
-                .saturating_sub((n_fft / 2) as u64)
-                .min(self.received)
-        };
-        Some(Block {
-            start,
-            end,
-            held_lo,
-            held_hi,
-            n_frames,
-            emit_to,
-        })
-    }
-
-    fn run_block(&mut self, block: Block, out: &mut [Vec<Vec<f32>>]) {
-        let sep = self.sep;
-        let emit_from = self.emitted;
-        for (ch, state) in self.channels.iter_mut().enumerate() {
-            sep.process_block(state, &block, &mut self.work, emit_from, |stem, samples| {
+    fn run_block(
+        &self,
+        state: &mut CpuState,
+        inputs: &[SignalView<'_>],
+        block: &Block,
+        emit_from: u64,
+        out: &mut [Vec<Vec<f32>>],
+    ) -> Result<()> {
+        for (ch, (tail, signal)) in state.tails.iter_mut().zip(inputs).enumerate() {
+            self.process_block(tail, *signal, block, &mut state.work, emit_from, |stem, samples| {
                 out[stem][ch].extend_from_slice(samples)
             });
-            // Keep only the samples later frames can still reach.
-            let (before, _) = sep.halo();
-            let StftParams { n_fft, hop_length } = sep.params.stft;
-            let keep_from = ((block.end.saturating_sub(before) * hop_length) as u64)
-                .saturating_sub((n_fft / 2) as u64)
-                .max(state.input_offset);
-            let drop = (keep_from - state.input_offset) as usize;
-            state.input.drain(..drop.min(state.input.len()));
-            state.input_offset = keep_from;
         }
-        self.emitted = self.emitted.max(block.emit_to);
-        self.next_frame = block.end;
+        Ok(())
     }
 }
 
@@ -275,7 +167,8 @@ impl Separator {
     /// Runs one block for one channel and hands each stem's completed samples to `emit`.
     fn process_block(
         &self,
-        state: &mut ChannelState,
+        state: &mut ChannelTail,
+        signal: SignalView<'_>,
         block: &Block,
         work: &mut BlockWork,
         emit_from: u64,
@@ -286,10 +179,6 @@ impl Separator {
         let held = block.held_hi - block.held_lo;
         let out_frames = block.end - block.start;
         let n_stems = self.stems.len();
-        let signal = SignalView {
-            samples: &state.input,
-            offset: state.input_offset as i64,
-        };
 
         // frame → fft → magnitude, for every held frame.
         work.spectra.resize(held * bins, Complex32::default());
@@ -351,11 +240,11 @@ impl Separator {
 
         // masks → stem spectra → ifft, one output frame per task.
         // Stem frames are laid out [frame][stem][n_fft], after the previous block's tail.
-        let tail = state.tail_frames;
+        let tail = state.frames;
         let frame_stride = n_stems * n_fft;
         work.stem_frames
             .resize((tail + out_frames) * frame_stride, 0.0);
-        work.stem_frames[..tail * frame_stride].copy_from_slice(&state.tail);
+        work.stem_frames[..tail * frame_stride].copy_from_slice(&state.frames_data);
         let (spectra, harm, perc) = (&work.spectra, &work.harm, &work.perc);
         work.stem_frames[tail * frame_stride..]
             .par_chunks_mut(frame_stride)
@@ -411,11 +300,11 @@ impl Separator {
         // Keep the inverse frames the next block's first samples still need.
         let keep = ((n_fft - 1) / hop_length).min(tail + out_frames);
         let total = tail + out_frames;
-        state.tail.clear();
-        state.tail.extend_from_slice(
+        state.frames_data.clear();
+        state.frames_data.extend_from_slice(
             &work.stem_frames[(total - keep) * frame_stride..total * frame_stride],
         );
-        state.tail_frames = keep;
+        state.frames = keep;
     }
 
     /// Fills `s.stem_spectra` (`[stem][bin]`) from the spectrum and the frame's masks.
@@ -451,5 +340,96 @@ impl FrameScratch {
             stem_spectra: vec![Complex32::default(); bins * n_stems],
             ifft: vec![Complex32::default(); ifft_scratch],
         }
+    }
+}
+
+/// Separation settings before they meet a sample rate: kernels may be given in seconds or hertz,
+/// which become frames and bins only at a track's rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeparationSpec {
+    /// STFT layout.
+    pub stft: StftParams,
+    /// Harmonic (time) median length.
+    pub harmonic_kernel: crate::params::Kernel,
+    /// Percussive (frequency) median length.
+    pub percussive_kernel: crate::params::Kernel,
+    /// Soft-mask power (`inf` for hard masks).
+    pub power: f32,
+    /// Harmonic and percussive margins.
+    pub margin: (f32, f32),
+    /// The `--stems` text.
+    pub stems: String,
+    /// Frames per processing block.
+    pub block_frames: usize,
+}
+
+impl Default for SeparationSpec {
+    fn default() -> Self {
+        SeparationSpec {
+            stft: StftParams::default(),
+            harmonic_kernel: crate::params::Kernel::Count(31),
+            percussive_kernel: crate::params::Kernel::Count(31),
+            power: 2.0,
+            margin: (1.0, 1.0),
+            stems: "hpr".into(),
+            block_frames: DEFAULT_BLOCK_FRAMES,
+        }
+    }
+}
+
+impl SeparationSpec {
+    /// The concrete parameters at `sample_rate`.
+    pub fn resolve(&self, sample_rate: u32) -> Result<SeparationParams> {
+        let hpss = HpssParams {
+            harmonic_kernel: self.harmonic_kernel.resolve(sample_rate, &self.stft),
+            percussive_kernel: self.percussive_kernel.resolve(sample_rate, &self.stft),
+            power: self.power,
+            margin_harmonic: self.margin.0,
+            margin_percussive: self.margin.1,
+        };
+        let params = SeparationParams {
+            stft: self.stft,
+            stems: StemSet::parse(&self.stems, &hpss)?,
+            hpss,
+            block_frames: self.block_frames,
+        };
+        params.stft.validate()?;
+        params.hpss.validate()?;
+        Ok(params)
+    }
+}
+
+/// Separators built on demand, one per sample rate, then reused for every track at that rate.
+pub struct Separators {
+    spec: SeparationSpec,
+    cache: std::sync::Mutex<std::collections::HashMap<u32, std::sync::Arc<Separator>>>,
+}
+
+impl Separators {
+    /// Validates `spec` (at 48 kHz) and returns an empty cache.
+    pub fn new(spec: SeparationSpec) -> Result<Self> {
+        spec.resolve(48000)?;
+        Ok(Separators { spec, cache: Default::default() })
+    }
+
+    /// The settings.
+    pub fn spec(&self) -> &SeparationSpec {
+        &self.spec
+    }
+
+    /// The separator for tracks at `sample_rate`.
+    pub fn get(&self, sample_rate: u32) -> Result<std::sync::Arc<Separator>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(&sample_rate) {
+            return Ok(s.clone());
+        }
+        let sep = std::sync::Arc::new(Separator::new(self.spec.resolve(sample_rate)?)?);
+        cache.insert(sample_rate, sep.clone());
+        Ok(sep)
+    }
+
+    /// The stems delivered (the same at every rate).
+    pub fn stems(&self) -> Vec<Stem> {
+        self.spec.resolve(48000).map(|p| p.stems.stems()).unwrap_or_default()
     }
 }

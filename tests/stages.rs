@@ -213,10 +213,10 @@ fn blocked_and_streamed_equal_whole_file() {
         let mut rng = Rng::new(block as u64);
         while at < len {
             let n = (1 + rng.below(9000)).min(len - at);
-            stream.push(&[x[0][at..at + n].to_vec()], &mut out);
+            stream.push(&[x[0][at..at + n].to_vec()], &mut out).unwrap();
             at += n;
         }
-        stream.finish(&mut out);
+        stream.finish(&mut out).unwrap();
         for s in 0..whole.len() {
             assert_identical(&format!("block {block} stem {s}"), &out[s][0], &whole[s][0]);
         }
