@@ -25,5 +25,5 @@ pub mod stream;
 pub use error::{Error, Result};
 pub use params::{HpssParams, Kernel, StftParams};
 pub use separator::{SeparationParams, SeparationSpec, Separator, SeparatorStream, Separators};
-pub use stream::{Block, BlockEngine, BlockStream};
 pub use stems::{Stem, StemSet};
+pub use stream::{Block, BlockEngine, BlockStream};

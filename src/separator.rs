@@ -14,9 +14,9 @@ use crate::stages::ifft::InverseFft;
 use crate::stages::magnitude::magnitude;
 use crate::stages::mask::{apply_mask, hpss_masks, remainder};
 use crate::stages::median::{median_freq, median_time, MedianScratch};
-use crate::stream::{Block, BlockEngine, BlockStream};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
 use crate::stems::{Stem, StemSet};
+use crate::stream::{Block, BlockEngine, BlockStream};
 use rayon::prelude::*;
 use realfft::num_complex::Complex32;
 use realfft::RealFftPlanner;
@@ -143,7 +143,10 @@ impl BlockEngine for Separator {
     }
 
     fn new_state(&self, channels: usize) -> CpuState {
-        CpuState { tails: (0..channels).map(|_| ChannelTail::default()).collect(), work: BlockWork::default() }
+        CpuState {
+            tails: (0..channels).map(|_| ChannelTail::default()).collect(),
+            work: BlockWork::default(),
+        }
     }
 
     fn run_block(
@@ -155,9 +158,14 @@ impl BlockEngine for Separator {
         out: &mut [Vec<Vec<f32>>],
     ) -> Result<()> {
         for (ch, (tail, signal)) in state.tails.iter_mut().zip(inputs).enumerate() {
-            self.process_block(tail, *signal, block, &mut state.work, emit_from, |stem, samples| {
-                out[stem][ch].extend_from_slice(samples)
-            });
+            self.process_block(
+                tail,
+                *signal,
+                block,
+                &mut state.work,
+                emit_from,
+                |stem, samples| out[stem][ch].extend_from_slice(samples),
+            );
         }
         Ok(())
     }
@@ -409,7 +417,10 @@ impl Separators {
     /// Validates `spec` (at 48 kHz) and returns an empty cache.
     pub fn new(spec: SeparationSpec) -> Result<Self> {
         spec.resolve(48000)?;
-        Ok(Separators { spec, cache: Default::default() })
+        Ok(Separators {
+            spec,
+            cache: Default::default(),
+        })
     }
 
     /// The settings.
@@ -430,6 +441,9 @@ impl Separators {
 
     /// The stems delivered (the same at every rate).
     pub fn stems(&self) -> Vec<Stem> {
-        self.spec.resolve(48000).map(|p| p.stems.stems()).unwrap_or_default()
+        self.spec
+            .resolve(48000)
+            .map(|p| p.stems.stems())
+            .unwrap_or_default()
     }
 }

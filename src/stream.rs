@@ -104,7 +104,10 @@ impl<'a, E: BlockEngine> BlockStream<'a, E> {
     pub fn push(&mut self, input: &[Vec<f32>], out: &mut [Vec<Vec<f32>>]) -> Result<()> {
         assert_eq!(input.len(), self.inputs.len(), "channel count");
         let len = input.first().map_or(0, Vec::len);
-        assert!(input.iter().all(|c| c.len() == len), "channels differ in length");
+        assert!(
+            input.iter().all(|c| c.len() == len),
+            "channels differ in length"
+        );
         for (held, samples) in self.inputs.iter_mut().zip(input) {
             held.extend_from_slice(samples);
         }
@@ -154,15 +157,31 @@ impl<'a, E: BlockEngine> BlockStream<'a, E> {
         let emit_to = if last && end == n_frames {
             self.received
         } else {
-            ((end * hop_length) as u64).saturating_sub((n_fft / 2) as u64).min(self.received)
+            ((end * hop_length) as u64)
+                .saturating_sub((n_fft / 2) as u64)
+                .min(self.received)
         };
-        Some(Block { start, end, held_lo, held_hi, n_frames, emit_to })
+        Some(Block {
+            start,
+            end,
+            held_lo,
+            held_hi,
+            n_frames,
+            emit_to,
+        })
     }
 
     fn run_block(&mut self, block: Block, out: &mut [Vec<Vec<f32>>]) -> Result<()> {
-        let views: Vec<SignalView<'_>> =
-            self.inputs.iter().map(|s| SignalView { samples: s, offset: self.input_offset as i64 }).collect();
-        self.engine.run_block(&mut self.state, &views, &block, self.emitted, out)?;
+        let views: Vec<SignalView<'_>> = self
+            .inputs
+            .iter()
+            .map(|s| SignalView {
+                samples: s,
+                offset: self.input_offset as i64,
+            })
+            .collect();
+        self.engine
+            .run_block(&mut self.state, &views, &block, self.emitted, out)?;
         self.emitted = self.emitted.max(block.emit_to);
         self.next_frame = block.end;
         // Keep the samples later blocks can still reach: their held frames and the frames whose
@@ -174,7 +193,8 @@ impl<'a, E: BlockEngine> BlockStream<'a, E> {
         let keep_from = ((first_frame * params.stft.hop_length) as u64)
             .saturating_sub((params.stft.n_fft / 2) as u64)
             .max(self.input_offset);
-        let drop = ((keep_from - self.input_offset) as usize).min(self.inputs.first().map_or(0, Vec::len));
+        let drop =
+            ((keep_from - self.input_offset) as usize).min(self.inputs.first().map_or(0, Vec::len));
         for held in &mut self.inputs {
             held.drain(..drop);
         }
@@ -184,7 +204,10 @@ impl<'a, E: BlockEngine> BlockStream<'a, E> {
 }
 
 /// Separates a whole planar signal with `engine`; returns `[stem][channel][sample]`.
-pub fn separate_all<E: BlockEngine>(engine: &E, channels: &[Vec<f32>]) -> Result<Vec<Vec<Vec<f32>>>> {
+pub fn separate_all<E: BlockEngine>(
+    engine: &E,
+    channels: &[Vec<f32>],
+) -> Result<Vec<Vec<Vec<f32>>>> {
     let stems = engine.params().stems.len();
     let mut out = vec![vec![Vec::new(); channels.len()]; stems];
     let mut stream = BlockStream::new(engine, channels.len());

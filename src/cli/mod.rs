@@ -1,0 +1,141 @@
+//! The `stemkit` command line: parse → validated config → run → exit code. Errors are printed
+//! once, here; exit codes are decided here: 0 all good, 1 some inputs failed (or a null test was
+//! above its limit), 2 usage error.
+
+mod bench;
+mod demo;
+mod null_test;
+mod separate;
+
+use crate::error::Error;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Split mixed music masters into production stems (24-bit/48 kHz WAV by default) that sum back
+/// to the master.
+#[derive(Parser, Debug)]
+#[command(name = "stemkit", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Separate audio files (or folders of them) into stems.
+    #[command(after_help = "Examples:\n  stemkit separate spot.wav -o stems/\n  \
+        stemkit separate masters/ -o stems/ --bits 16 --rate 44.1k\n  \
+        stemkit separate mix.flac -o out/ --stems hpr --margin 3 --kernel 0.2s\n  \
+        stemkit separate mix.wav -o out/ --name-template '{track}-{stem}'")]
+    Separate(SeparateArgs),
+    /// Sum stems and compare them with the master; exit 1 if the residual is above --max-dbfs.
+    #[command(
+        after_help = "Examples:\n  stemkit null-test spot.wav stems/spot_*_48k24b.wav\n  \
+        stemkit null-test spot.wav a.wav b.wav --max-dbfs -100"
+    )]
+    NullTest(null_test::NullTestArgs),
+    /// Synthesise a short mix (drums, bass, chords), separate it, and say where the stems are.
+    #[command(after_help = "Example:\n  stemkit demo -o demo-stems/")]
+    Demo(demo::DemoArgs),
+    /// Measure real-time factor and peak memory of `separate` on synthetic stereo 48 kHz audio.
+    #[command(after_help = "Example:\n  stemkit bench --seconds 180")]
+    Bench(bench::BenchArgs),
+}
+
+/// Separation settings shared by `separate`, `demo` and `bench`.
+#[derive(Args, Debug, Clone)]
+pub struct SeparationArgs {
+    /// Stems to deliver: `hpr` (harmonic, percussive, and the residual when a margin > 1).
+    #[arg(long, default_value = "hpr")]
+    stems: String,
+    /// FFT size (a power of two, 256 to 16384).
+    #[arg(long = "n-fft", default_value_t = 2048)]
+    n_fft: usize,
+    /// Hop in samples (1 to n_fft/2).
+    #[arg(long, default_value_t = 512)]
+    hop: usize,
+    /// Median length: a count (31) sets both filters; a duration (0.2s) sets the harmonic (time)
+    /// filter, a bandwidth (500hz) the percussive (frequency) filter.
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Harmonic (time) median length: frames or a duration such as 0.2s. Overrides --kernel.
+    #[arg(long = "harmonic-kernel")]
+    harmonic_kernel: Option<String>,
+    /// Percussive (frequency) median length: bins or a bandwidth such as 500hz. Overrides --kernel.
+    #[arg(long = "percussive-kernel")]
+    percussive_kernel: Option<String>,
+    /// Soft-mask power (> 0), or `inf` for hard masks.
+    #[arg(long, default_value = "2")]
+    power: String,
+    /// Margin ≥ 1: one value, or `harmonic,percussive`. Above 1 the residual stem appears.
+    #[arg(long, default_value = "1")]
+    margin: String,
+    /// Processing device: `cpu`, or `auto` (the GPU when there is one; the CPU otherwise).
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// Delivery settings shared by `separate` and `demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DeliveryArgs {
+    /// Output depth: 16 (TPDF-dithered), 24 or 32f.
+    #[arg(long, default_value = "24")]
+    bits: String,
+    /// Output rate in Hz (48000, 44.1k, 96000, …) or `source`.
+    #[arg(long, default_value = "48000")]
+    rate: String,
+    /// File name template; placeholders {track} {stem} {rate} {depth}.
+    #[arg(long = "name-template", default_value = crate::audio::naming::DEFAULT_TEMPLATE)]
+    name_template: String,
+}
+
+#[derive(Args, Debug)]
+struct SeparateArgs {
+    /// Input files or folders (folders are searched recursively for audio).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder (created if missing).
+    #[arg(short, long)]
+    output: PathBuf,
+    #[command(flatten)]
+    separation: SeparationArgs,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+    /// No progress bar and no per-track lines; errors are still printed.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Separate(args) => separate::run(args),
+        Command::NullTest(args) => null_test::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("stemkit: {e}");
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+        }
+    }
+}
+
+/// Prints a line to stdout; a closed pipe (`stemkit … | head`) is not an error.
+pub(crate) fn out(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+pub(crate) type CliResult = Result<ExitCode, Error>;

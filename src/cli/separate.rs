@@ -1,0 +1,212 @@
+//! `stemkit separate`: build the separators and delivery settings, run the batch with a progress
+//! bar, print one line per track (errors always), and decide the exit code.
+
+use super::{out, CliResult, DeliveryArgs, SeparateArgs, SeparationArgs};
+use crate::audio::encode::SampleFormat;
+use crate::batch::{run_batch, BatchObserver, TrackOutcome, REPORT_NAME};
+use crate::error::{Error, Result};
+use crate::params::{HpssParams, Kernel, StftParams};
+use crate::pipeline::{DeliveryOptions, OutputRate};
+use crate::separator::{SeparationSpec, Separators, DEFAULT_BLOCK_FRAMES};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+impl SeparationArgs {
+    /// The validated separation settings.
+    pub(crate) fn spec(&self) -> Result<SeparationSpec> {
+        // --kernel: a count sets both; a duration only makes sense along time (harmonic), a
+        // bandwidth only along frequency (percussive).
+        let (mut harmonic_kernel, mut percussive_kernel) = (Kernel::Count(31), Kernel::Count(31));
+        if let Some(k) = &self.kernel {
+            match Kernel::parse("--kernel", k)? {
+                Kernel::Count(n) => {
+                    (harmonic_kernel, percussive_kernel) = (Kernel::Count(n), Kernel::Count(n))
+                }
+                s @ Kernel::Seconds(_) => harmonic_kernel = s,
+                hz @ Kernel::Hertz(_) => percussive_kernel = hz,
+            }
+        }
+        if let Some(k) = &self.harmonic_kernel {
+            harmonic_kernel = Kernel::parse("--harmonic-kernel", k)?;
+        }
+        if let Some(k) = &self.percussive_kernel {
+            percussive_kernel = Kernel::parse("--percussive-kernel", k)?;
+        }
+        if matches!(harmonic_kernel, Kernel::Hertz(_)) {
+            return Err(Error::param(
+                "--harmonic-kernel",
+                "the harmonic kernel runs along time: give frames or a duration (0.2s), not hertz",
+            ));
+        }
+        if matches!(percussive_kernel, Kernel::Seconds(_)) {
+            return Err(Error::param("--percussive-kernel", "the percussive kernel runs along frequency: give bins or a bandwidth (500hz), not seconds"));
+        }
+        let spec = SeparationSpec {
+            stft: StftParams {
+                n_fft: self.n_fft,
+                hop_length: self.hop,
+            },
+            harmonic_kernel,
+            percussive_kernel,
+            power: HpssParams::parse_power(&self.power)?,
+            margin: HpssParams::parse_margin(&self.margin)?,
+            stems: self.stems.clone(),
+            block_frames: DEFAULT_BLOCK_FRAMES,
+        };
+        match self.device.to_ascii_lowercase().as_str() {
+            "cpu" | "auto" => {}
+            "gpu" => {
+                return Err(Error::param(
+                    "--device",
+                    "this build has no GPU path yet; use cpu or auto",
+                ))
+            }
+            other => {
+                return Err(Error::param(
+                    "--device",
+                    format!("expected auto, gpu or cpu, got {other:?}"),
+                ))
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The settings as JSON for the report.
+    pub(crate) fn to_json(&self, spec: &SeparationSpec) -> serde_json::Value {
+        serde_json::json!({
+            "stems": spec.stems,
+            "n_fft": spec.stft.n_fft,
+            "hop_length": spec.stft.hop_length,
+            "harmonic_kernel": format!("{:?}", spec.harmonic_kernel),
+            "percussive_kernel": format!("{:?}", spec.percussive_kernel),
+            "power": if spec.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(spec.power) },
+            "margin": [spec.margin.0, spec.margin.1],
+            "device": "cpu",
+        })
+    }
+}
+
+impl DeliveryArgs {
+    /// The validated delivery settings.
+    pub(crate) fn options(&self) -> Result<DeliveryOptions> {
+        let options = DeliveryOptions {
+            format: SampleFormat::parse(&self.bits)?,
+            rate: OutputRate::parse(&self.rate)?,
+            name_template: self.name_template.clone(),
+        };
+        // A template that cannot render is a usage error, found before any work.
+        crate::audio::naming::render_name(
+            &options.name_template,
+            "track",
+            "stem",
+            48000,
+            options.format,
+        )?;
+        Ok(options)
+    }
+}
+
+/// Progress bar and per-track lines on stderr.
+struct Progress {
+    quiet: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl BatchObserver for Progress {
+    fn track_started(&mut self, index: usize, total: usize, input: &Path) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(0);
+            bar.set_length(
+                crate::audio::decode::AudioReader::open(input)
+                    .ok()
+                    .and_then(|r| r.info().frames)
+                    .unwrap_or(0),
+            );
+            bar.set_message(format!("[{}/{}] {}", index + 1, total, input.display()));
+        }
+    }
+
+    fn track_progress(&mut self, frames: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(frames);
+        }
+    }
+
+    fn track_finished(&mut self, outcome: &TrackOutcome) {
+        let line = match outcome {
+            TrackOutcome::Ok(r) => {
+                if self.quiet {
+                    None
+                } else {
+                    let mut line = format!(
+                        "{}: {} stems, {:.1} s at {:.0}x real time, null {:.1} dBFS",
+                        r.input.display(),
+                        r.stems.len(),
+                        r.duration_s,
+                        r.realtime_factor,
+                        r.null_peak_dbfs
+                    );
+                    for w in &r.warnings {
+                        line.push_str(&format!("\n{}: warning: {w}", r.input.display()));
+                    }
+                    Some(line)
+                }
+            }
+            TrackOutcome::Failed { error, .. } => Some(format!("stemkit: {error}")),
+        };
+        if let Some(line) = line {
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+    }
+}
+
+pub(super) fn run(args: SeparateArgs) -> CliResult {
+    let spec = args.separation.spec()?;
+    let params = args.separation.to_json(&spec);
+    let separators = Separators::new(spec)?;
+    let delivery = args.delivery.options()?;
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} {wide_bar} {percent:>3}% {elapsed_precise} ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let mut progress = Progress {
+        quiet: args.quiet,
+        bar,
+    };
+    let report = run_batch(
+        &separators,
+        &args.inputs,
+        &args.output,
+        &delivery,
+        params,
+        &mut progress,
+    )?;
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    if !args.quiet {
+        out(format!(
+            "{} delivered, {} failed; stems and {} in {}",
+            report.ok,
+            report.failed,
+            REPORT_NAME,
+            args.output.display()
+        ));
+    }
+    Ok(if report.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
