@@ -17,7 +17,6 @@ pub mod pipeline;
 pub mod reference;
 pub mod rng;
 pub mod separator;
-pub mod spill;
 pub mod stages;
 pub mod stems;
 pub mod stream;

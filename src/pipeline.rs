@@ -1,14 +1,14 @@
 //! One track, end to end: decode → resample to the delivery rate → separate (streaming, in
-//! blocks) → one common gain if integer output would clip → encode every stem, each to a temporary
-//! name renamed when complete → null test of Σ stems against the master at the output depth.
+//! blocks) → encode every stem to a temporary name, renamed when complete → null test of Σ stems
+//! against the master at the output depth. One common gain if integer output would clip.
 
-use crate::audio::decode::AudioReader;
+use crate::audio::decode::{AudioReader, InputInfo};
 use crate::audio::encode::{SampleFormat, WavSink};
 use crate::audio::naming::render_name;
 use crate::audio::resample::StreamResampler;
 use crate::error::{Error, Result};
 use crate::separator::Separators;
-use crate::spill::SpillBuffer;
+use crate::stems::Stem;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -136,6 +136,12 @@ pub fn track_name(input: &Path) -> String {
 /// Separates one file into `out_dir` and returns its report. On error nothing is left under a
 /// final output name (temporary files are removed).
 ///
+/// Decode, resampling, separation and encoding run in one streaming pass, writing every stem to
+/// a temporary file as its samples complete. If an integer depth would clip, that pass is thrown
+/// away and the track is run again with one common gain on every stem (the separation is
+/// deterministic, so the second pass differs only by that gain): hot masters cost two passes,
+/// every other track one, and no track is ever held whole in memory.
+///
 /// `progress` is called with the number of input frames decoded so far.
 pub fn separate_file(
     separators: &Separators,
@@ -145,97 +151,10 @@ pub fn separate_file(
     mut progress: impl FnMut(u64),
 ) -> Result<TrackReport> {
     let started = Instant::now();
-    let mut reader = AudioReader::open(input)?;
-    let info = reader.info().clone();
-    let channels = info.channels;
-    let rate_in = info.sample_rate;
-    let rate_out = match delivery.rate {
-        OutputRate::Fixed(r) => r,
-        OutputRate::Source => rate_in,
-    };
-    let separator = separators.get(rate_out)?;
-    let n_fft = separator.params().stft.n_fft;
-    if let Some(frames) = info.frames {
-        check_length(input, frames, n_fft)?;
-    }
-    let mut warnings = Vec::new();
-    if reader.extension_mismatch() {
-        warnings.push(format!(
-            "extension does not match the content; decoded as {}",
-            info.format
-        ));
-    }
-
-    // Names first, so a bad template fails before any work.
-    let stems = separator.stems().to_vec();
-    let track = track_name(input);
-    let names = stems
-        .iter()
-        .map(|s| {
-            render_name(
-                &delivery.name_template,
-                &track,
-                s.name(),
-                rate_out,
-                delivery.format,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-
-    // Pass 1: decode → resample → separate, spilling stems and the resampled master.
-    let spill_dir = out_dir;
-    let mut master = SpillBuffer::new(spill_dir, channels)?;
-    let mut stem_bufs = stems
-        .iter()
-        .map(|_| SpillBuffer::new(spill_dir, channels))
-        .collect::<Result<Vec<_>>>()?;
-    let mut resampler = StreamResampler::new(rate_in, rate_out, channels)?;
-    let mut stream = separator.stream(channels);
-    let mut decoded: Vec<Vec<f32>> = vec![Vec::with_capacity(READ_FRAMES); channels];
-    let mut resampled: Vec<Vec<f32>> = vec![Vec::new(); channels];
-    let mut stem_out = separator.empty_output(channels);
-    let mut frames_in: u64 = 0;
-    let mut peaks = vec![0.0f32; stems.len()];
-    let mut flush = |resampled: &mut Vec<Vec<f32>>,
-                     stem_out: &mut Vec<Vec<Vec<f32>>>,
-                     master: &mut SpillBuffer,
-                     stem_bufs: &mut [SpillBuffer]|
-     -> Result<()> {
-        master.append(resampled)?;
-        for ((buf, out), peak) in stem_bufs
-            .iter_mut()
-            .zip(stem_out.iter_mut())
-            .zip(peaks.iter_mut())
-        {
-            *peak = out.iter().flatten().fold(*peak, |m, v| m.max(v.abs()));
-            buf.append(out)?;
-            out.iter_mut().for_each(Vec::clear);
-        }
-        resampled.iter_mut().for_each(Vec::clear);
-        Ok(())
-    };
-    loop {
-        decoded.iter_mut().for_each(Vec::clear);
-        let n = reader.read(&mut decoded, READ_FRAMES)?;
-        if n == 0 {
-            break;
-        }
-        frames_in += n as u64;
-        progress(frames_in);
-        resampler.push(&decoded, &mut resampled)?;
-        stream.push(&resampled, &mut stem_out)?;
-        flush(&mut resampled, &mut stem_out, &mut master, &mut stem_bufs)?;
-    }
-    check_length(input, frames_in, n_fft)?;
-    resampler.finish(&mut resampled)?;
-    stream.push(&resampled, &mut stem_out)?;
-    stream.finish(&mut stem_out)?;
-    flush(&mut resampled, &mut stem_out, &mut master, &mut stem_bufs)?;
-    let frames_out = master.frames();
-
-    // One common gain if any stem would clip at an integer depth; never per stem.
+    let mut pass = run_pass(separators, input, out_dir, delivery, 1.0, &mut progress)?;
     let mut gain = 1.0f32;
-    let peak = peaks.iter().fold(0.0f32, |m, &p| m.max(p));
+    let mut warnings = pass.warnings.clone();
+    let peak = pass.peaks.iter().fold(0.0f32, |m, &p| m.max(p));
     if let Some(max) = delivery.format.max_amplitude() {
         if peak > max {
             gain = max / peak;
@@ -245,89 +164,200 @@ pub fn separate_file(
                 dbfs(peak as f64),
                 dbfs(gain as f64)
             ));
+            drop(pass);
+            pass = run_pass(separators, input, out_dir, delivery, gain, &mut progress)?;
         }
     }
-
-    // Pass 2: encode every stem (in parallel), summing the decoded-back values for the null test.
-    let mut sinks = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            WavSink::create(
-                &out_dir.join(name),
-                rate_out,
-                channels,
-                delivery.format,
-                0x5EED_0000 + i as u64,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut readers: Vec<_> = stem_bufs
-        .into_iter()
-        .map(SpillBuffer::into_reader)
-        .collect::<Result<_>>()?;
-    let mut master_reader = master.into_reader()?;
-    let mut chunks: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); channels]; stems.len()];
-    let mut master_chunk: Vec<Vec<f32>> = vec![Vec::new(); channels];
-    let (mut null_peak, mut null_sq) = (0.0f64, 0.0f64);
-    let mut out_peaks = vec![0.0f32; stems.len()];
-    loop {
-        let n = master_reader.read(&mut master_chunk, READ_FRAMES)?;
-        if n == 0 {
-            break;
-        }
-        sinks
-            .par_iter_mut()
-            .zip(readers.par_iter_mut())
-            .zip(chunks.par_iter_mut())
-            .zip(out_peaks.par_iter_mut())
-            .try_for_each(|(((sink, reader), chunk), peak)| -> Result<()> {
-                reader.read(chunk, n)?;
-                if gain != 1.0 {
-                    chunk.iter_mut().flatten().for_each(|v| *v *= gain);
-                }
-                sink.write(chunk)?;
-                *peak = chunk.iter().flatten().fold(*peak, |m, v| m.max(v.abs()));
-                Ok(())
-            })?;
-        for ch in 0..channels {
-            for i in 0..n {
-                let sum: f64 = chunks.iter().map(|c| c[ch][i] as f64).sum();
-                let r = sum - gain as f64 * master_chunk[ch][i] as f64;
-                null_peak = null_peak.max(r.abs());
-                null_sq += r * r;
-            }
-        }
-    }
-    let mut stem_reports = Vec::with_capacity(stems.len());
-    for ((sink, stem), peak) in sinks.into_iter().zip(&stems).zip(&out_peaks) {
+    let mut stems = Vec::with_capacity(pass.sinks.len());
+    for ((sink, stem), peak) in pass.sinks.into_iter().zip(&pass.stems).zip(&pass.out_peaks) {
         let path = sink.finish(true)?;
-        stem_reports.push(StemReport {
+        stems.push(StemReport {
             stem: stem.name().to_string(),
             path,
             peak_dbfs: dbfs(*peak as f64),
         });
     }
     let seconds = started.elapsed().as_secs_f64();
-    let duration_s = frames_in as f64 / rate_in as f64;
-    let samples = (frames_out * channels as u64).max(1) as f64;
+    let duration_s = pass.frames_in as f64 / pass.info.sample_rate as f64;
+    let samples = (pass.frames_out * pass.info.channels as u64).max(1) as f64;
     Ok(TrackReport {
         input: input.to_path_buf(),
-        format: info.format,
+        format: pass.info.format.clone(),
         duration_s,
-        rate_in,
-        rate_out,
-        channels,
+        rate_in: pass.info.sample_rate,
+        rate_out: pass.rate_out,
+        channels: pass.info.channels,
         depth: delivery.format.label().to_string(),
-        frames_out,
-        stems: stem_reports,
+        frames_out: pass.frames_out,
+        stems,
         gain: gain as f64,
-        null_peak_dbfs: dbfs(null_peak),
-        null_rms_dbfs: dbfs((null_sq / samples).sqrt()),
+        null_peak_dbfs: dbfs(pass.null_peak),
+        null_rms_dbfs: dbfs((pass.null_sq / samples).sqrt()),
         seconds,
         realtime_factor: duration_s / seconds.max(1e-9),
         warnings,
     })
+}
+
+/// One streaming pass over a track, with its stems written to temporary files.
+struct Pass {
+    info: InputInfo,
+    rate_out: u32,
+    stems: Vec<Stem>,
+    sinks: Vec<WavSink>,
+    /// Peak of each stem after the gain, before quantisation (decides clipping).
+    peaks: Vec<f32>,
+    /// Peak of each stem as delivered.
+    out_peaks: Vec<f32>,
+    null_peak: f64,
+    null_sq: f64,
+    frames_in: u64,
+    frames_out: u64,
+    warnings: Vec<String>,
+}
+
+fn run_pass(
+    separators: &Separators,
+    input: &Path,
+    out_dir: &Path,
+    delivery: &DeliveryOptions,
+    gain: f32,
+    progress: &mut impl FnMut(u64),
+) -> Result<Pass> {
+    let mut reader = AudioReader::open(input)?;
+    let info = reader.info().clone();
+    let channels = info.channels;
+    let rate_out = match delivery.rate {
+        OutputRate::Fixed(r) => r,
+        OutputRate::Source => info.sample_rate,
+    };
+    let separator = separators.get(rate_out)?;
+    let n_fft = separator.params().stft.n_fft;
+    if let Some(frames) = info.frames {
+        check_length(input, frames, n_fft)?;
+    }
+    let mut warnings = Vec::new();
+    if reader.extension_mismatch() {
+        warnings.push(format!(
+            "the extension does not match the content; decoded as {}",
+            info.format
+        ));
+    }
+    let stems = separator.stems().to_vec();
+    let track = track_name(input);
+    let input_canon = input.canonicalize().ok();
+    let mut sinks = Vec::with_capacity(stems.len());
+    for (i, stem) in stems.iter().enumerate() {
+        let name = render_name(
+            &delivery.name_template,
+            &track,
+            stem.name(),
+            rate_out,
+            delivery.format,
+        )?;
+        let path = out_dir.join(name);
+        if input_canon.is_some() && path.canonicalize().ok() == input_canon {
+            return Err(Error::UnsafeOutput {
+                path,
+                reason: "it is one of the inputs".into(),
+            });
+        }
+        sinks.push(WavSink::create(
+            &path,
+            rate_out,
+            channels,
+            delivery.format,
+            0x5EED_0000 + i as u64,
+        )?);
+    }
+
+    let mut pass = Pass {
+        info,
+        rate_out,
+        peaks: vec![0.0; stems.len()],
+        out_peaks: vec![0.0; stems.len()],
+        stems,
+        sinks,
+        null_peak: 0.0,
+        null_sq: 0.0,
+        frames_in: 0,
+        frames_out: 0,
+        warnings,
+    };
+    let mut resampler = StreamResampler::new(pass.info.sample_rate, rate_out, channels)?;
+    let mut stream = separator.stream(channels);
+    let mut decoded: Vec<Vec<f32>> = vec![Vec::with_capacity(READ_FRAMES); channels];
+    let mut resampled: Vec<Vec<f32>> = vec![Vec::new(); channels];
+    // The resampled master, waiting for its stem samples (the separator runs a block behind).
+    let mut master: Vec<Vec<f32>> = vec![Vec::new(); channels];
+    let mut stem_out = separator.empty_output(channels);
+    loop {
+        decoded.iter_mut().for_each(Vec::clear);
+        let n = reader.read(&mut decoded, READ_FRAMES)?;
+        if n == 0 {
+            break;
+        }
+        pass.frames_in += n as u64;
+        progress(pass.frames_in);
+        resampler.push(&decoded, &mut resampled)?;
+        stream.push(&resampled, &mut stem_out)?;
+        pass.deliver(&mut resampled, &mut master, &mut stem_out, gain)?;
+    }
+    check_length(input, pass.frames_in, n_fft)?;
+    resampler.finish(&mut resampled)?;
+    stream.push(&resampled, &mut stem_out)?;
+    stream.finish(&mut stem_out)?;
+    pass.deliver(&mut resampled, &mut master, &mut stem_out, gain)?;
+    Ok(pass)
+}
+
+impl Pass {
+    /// Writes the stem samples that are complete and measures them against the master.
+    fn deliver(
+        &mut self,
+        resampled: &mut [Vec<f32>],
+        master: &mut [Vec<f32>],
+        stem_out: &mut [Vec<Vec<f32>>],
+        gain: f32,
+    ) -> Result<()> {
+        for (m, r) in master.iter_mut().zip(resampled.iter_mut()) {
+            m.append(r);
+        }
+        let n = stem_out[0][0].len();
+        if n == 0 {
+            return Ok(());
+        }
+        self.sinks
+            .par_iter_mut()
+            .zip(stem_out.par_iter_mut())
+            .zip(self.peaks.par_iter_mut().zip(self.out_peaks.par_iter_mut()))
+            .try_for_each(|((sink, chunk), (peak, out_peak))| -> Result<()> {
+                if gain != 1.0 {
+                    chunk.iter_mut().flatten().for_each(|v| *v *= gain);
+                }
+                *peak = chunk.iter().flatten().fold(*peak, |m, v| m.max(v.abs()));
+                sink.write(chunk)?;
+                *out_peak = chunk
+                    .iter()
+                    .flatten()
+                    .fold(*out_peak, |m, v| m.max(v.abs()));
+                Ok(())
+            })?;
+        // Null residual at the output depth: Σ delivered stems − gain · master.
+        let g = gain as f64;
+        for (ch, m) in master.iter_mut().enumerate() {
+            for (i, &mv) in m[..n].iter().enumerate() {
+                let sum: f64 = stem_out.iter().map(|s| s[ch][i] as f64).sum();
+                let r = sum - g * mv as f64;
+                self.null_peak = self.null_peak.max(r.abs());
+                self.null_sq += r * r;
+            }
+            m.drain(..n);
+        }
+        stem_out.iter_mut().flatten().for_each(Vec::clear);
+        self.frames_out += n as u64;
+        Ok(())
+    }
 }
 
 fn check_length(input: &Path, frames: u64, n_fft: usize) -> Result<()> {

@@ -110,12 +110,34 @@ pub fn looks_like_audio(path: &Path) -> bool {
         .is_ok_and(|n| Container::sniff(&head[..n]).is_some())
 }
 
+/// Integer or float PCM layouts decoded straight from the data chunk's bytes.
+#[derive(Clone, Copy, Debug)]
+enum Pcm {
+    U8,
+    I16,
+    I24,
+    I32,
+    F32,
+}
+
+impl Pcm {
+    fn bytes(self) -> usize {
+        match self {
+            Pcm::U8 => 1,
+            Pcm::I16 => 2,
+            Pcm::I24 => 3,
+            Pcm::I32 | Pcm::F32 => 4,
+        }
+    }
+}
+
 enum Backend {
-    Hound {
-        reader: hound::WavReader<BufReader<File>>,
-        float: bool,
-        scale: f32,
+    /// hound parsed the header; samples are converted in bulk from the data chunk.
+    Pcm {
+        reader: BufReader<File>,
+        pcm: Pcm,
         left: u64,
+        bytes: Vec<u8>,
     },
     Symphonia {
         format: Box<dyn FormatReader>,
@@ -200,40 +222,43 @@ impl AudioReader {
         assert_eq!(out.len(), channels, "one output Vec per channel");
         let start_lens: Vec<usize> = out.iter().map(Vec::len).collect();
         let n = match &mut self.backend {
-            Backend::Hound {
+            Backend::Pcm {
                 reader,
-                float,
-                scale,
+                pcm,
                 left,
+                bytes,
             } => {
                 let n = (*left).min(max_frames as u64) as usize;
-                let claimed = self.info.frames.unwrap_or(0);
-                let truncated = |got: u64| {
-                    Error::bad_input(
+                let size = pcm.bytes();
+                bytes.resize(n * channels * size, 0);
+                let got = read_full(reader, bytes).map_err(|e| Error::io(&self.path, e))?;
+                if got < bytes.len() {
+                    let claimed = self.info.frames.unwrap_or(0);
+                    let held = self.frames_read + (got / (channels * size)) as u64;
+                    return Err(Error::bad_input(
                         &self.path,
-                        format!("truncated audio data: the header says {claimed} frames, the file holds {got}"),
-                    )
-                };
+                        format!("truncated audio data: the header says {claimed} frames, the file holds {held}"),
+                    ));
+                }
                 for o in out.iter_mut() {
                     o.reserve(n);
                 }
-                if *float {
-                    let mut it = reader.samples::<f32>();
-                    for i in 0..n * channels {
-                        let v = it
-                            .next()
-                            .and_then(|r| r.ok())
-                            .ok_or_else(|| truncated(self.frames_read + (i / channels) as u64))?;
-                        out[i % channels].push(v);
-                    }
-                } else {
-                    let mut it = reader.samples::<i32>();
-                    for i in 0..n * channels {
-                        let v = it
-                            .next()
-                            .and_then(|r| r.ok())
-                            .ok_or_else(|| truncated(self.frames_read + (i / channels) as u64))?;
-                        out[i % channels].push(v as f32 * *scale);
+                let frame = channels * size;
+                for f in bytes.chunks_exact(frame) {
+                    for (o, b) in out.iter_mut().zip(f.chunks_exact(size)) {
+                        o.push(match pcm {
+                            Pcm::U8 => (b[0] as f32 - 128.0) * (1.0 / 128.0),
+                            Pcm::I16 => i16::from_le_bytes([b[0], b[1]]) as f32 * (1.0 / 32768.0),
+                            Pcm::I24 => {
+                                (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32
+                                    * (1.0 / 8_388_608.0)
+                            }
+                            Pcm::I32 => {
+                                i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32
+                                    * (1.0 / 2_147_483_648.0)
+                            }
+                            Pcm::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                        });
                     }
                 }
                 *left -= n as u64;
@@ -295,6 +320,20 @@ impl AudioReader {
     }
 }
 
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 fn read_head(file: &mut File, head: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < head.len() {
@@ -307,7 +346,7 @@ fn read_head(file: &mut File, head: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// hound for the WAV variants it reads; `None` hands the file to symphonia.
+/// hound parses the header of the WAV layouts read in bulk here; `None` hands the file to symphonia.
 fn open_hound(path: &Path) -> Result<Option<AudioReader>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = match hound::WavReader::new(BufReader::with_capacity(1 << 20, file)) {
@@ -320,9 +359,6 @@ fn open_hound(path: &Path) -> Result<Option<AudioReader>> {
     };
     let spec = reader.spec();
     let float = spec.sample_format == hound::SampleFormat::Float;
-    if float && spec.bits_per_sample != 32 || !float && !(8..=32).contains(&spec.bits_per_sample) {
-        return Ok(None);
-    }
     let channels = spec.channels as usize;
     let frames = reader.duration() as u64;
     let format = if float {
@@ -330,6 +366,17 @@ fn open_hound(path: &Path) -> Result<Option<AudioReader>> {
     } else {
         format!("WAV {}-bit PCM", spec.bits_per_sample)
     };
+    let pcm = match (float, spec.bits_per_sample) {
+        (true, 32) => Some(Pcm::F32),
+        (false, 8) => Some(Pcm::U8),
+        (false, 16) => Some(Pcm::I16),
+        (false, 24) => Some(Pcm::I24),
+        (false, 32) => Some(Pcm::I32),
+        _ => None,
+    };
+    // Other layouts (e.g. 20-bit samples) go to symphonia.
+    let Some(pcm) = pcm else { return Ok(None) };
+    // hound leaves its reader at the first byte of the data chunk.
     Ok(Some(AudioReader {
         path: path.to_path_buf(),
         info: InputInfo {
@@ -338,11 +385,11 @@ fn open_hound(path: &Path) -> Result<Option<AudioReader>> {
             frames: Some(frames),
             format,
         },
-        backend: Backend::Hound {
-            reader,
-            float,
-            scale: 1.0 / (1u64 << (spec.bits_per_sample.max(1) - 1)) as f32,
+        backend: Backend::Pcm {
+            reader: reader.into_inner(),
+            pcm,
             left: frames,
+            bytes: Vec::new(),
         },
         frames_read: 0,
         mismatch: false,

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use std::fs::{File, OpenOptions};
-use std::io::BufWriter;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Output sample format.
@@ -61,15 +61,31 @@ impl SampleFormat {
     }
 }
 
-/// A WAV file being written under a temporary name.
+/// A WAV file being written under a temporary name. The RIFF header is written here (PCM for
+/// 16-bit mono/stereo, `WAVE_FORMAT_EXTENSIBLE` otherwise, as hound does) and samples are packed
+/// in bulk: hound's per-sample writer was the slowest part of delivery.
 pub struct WavSink {
-    writer: Option<hound::WavWriter<BufWriter<File>>>,
+    file: Option<BufWriter<File>>,
     temp: PathBuf,
     final_path: PathBuf,
     format: SampleFormat,
     channels: usize,
     frames: u64,
+    data_start: u64,
     dither: Rng,
+    bytes: Vec<u8>,
+}
+
+/// Speaker masks for common layouts (mono = centre, stereo = L R, 5.1 = L R C LFE Ls Rs).
+fn channel_mask(channels: usize) -> u32 {
+    match channels {
+        1 => 0x4,
+        2 => 0x3,
+        4 => 0x33,
+        6 => 0x3F,
+        8 => 0x63F,
+        _ => 0,
+    }
 }
 
 impl WavSink {
@@ -92,30 +108,26 @@ impl WavSink {
             .create_new(true)
             .open(&temp)
             .map_err(|e| Error::io(&temp, e))?;
-        let spec = hound::WavSpec {
-            channels: channels as u16,
-            sample_rate,
-            bits_per_sample: format.bits(),
-            sample_format: if format == SampleFormat::Float32 {
-                hound::SampleFormat::Float
-            } else {
-                hound::SampleFormat::Int
-            },
-        };
-        let writer =
-            hound::WavWriter::new(BufWriter::with_capacity(1 << 20, file), spec).map_err(|e| {
-                let _ = std::fs::remove_file(&temp);
-                hound_io(&temp, e)
-            })?;
-        Ok(WavSink {
-            writer: Some(writer),
+        let mut sink = WavSink {
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
             temp,
             final_path: final_path.to_path_buf(),
             format,
             channels,
             frames: 0,
+            data_start: 0,
             dither: Rng::new(dither_seed),
-        })
+            bytes: Vec::new(),
+        };
+        let header = wav_header(sample_rate, channels, format);
+        sink.data_start = header.len() as u64;
+        sink.put(&header)?;
+        Ok(sink)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        let f = self.file.as_mut().expect("file present until finish");
+        f.write_all(bytes).map_err(|e| Error::io(&self.temp, e))
     }
 
     /// Writes planar samples (all channels the same length). 24-bit rounds to nearest, 16-bit
@@ -125,13 +137,14 @@ impl WavSink {
     pub fn write(&mut self, planar: &mut [Vec<f32>]) -> Result<()> {
         assert_eq!(planar.len(), self.channels, "channel count");
         let n = planar.first().map_or(0, Vec::len);
-        let w = self.writer.as_mut().expect("writer present until finish");
-        let err = |e| hound_io(&self.temp, e);
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.clear();
+        bytes.reserve(n * self.channels * 4);
         match self.format {
             SampleFormat::Float32 => {
                 for i in 0..n {
                     for ch in planar.iter() {
-                        w.write_sample(ch[i]).map_err(err)?;
+                        bytes.extend_from_slice(&ch[i].to_le_bytes());
                     }
                 }
             }
@@ -139,8 +152,8 @@ impl WavSink {
                 const SCALE: f32 = 8_388_608.0;
                 for i in 0..n {
                     for ch in planar.iter_mut() {
-                        let q = (ch[i] * SCALE).round().clamp(-SCALE, SCALE - 1.0);
-                        w.write_sample(q as i32).map_err(err)?;
+                        let q = (ch[i] * SCALE).round_ties_even().clamp(-SCALE, SCALE - 1.0);
+                        bytes.extend_from_slice(&(q as i32).to_le_bytes()[..3]);
                         ch[i] = q / SCALE;
                     }
                 }
@@ -150,13 +163,18 @@ impl WavSink {
                 for i in 0..n {
                     for ch in planar.iter_mut() {
                         let tpdf = self.dither.uniform() + self.dither.uniform() - 1.0;
-                        let q = (ch[i] * SCALE + tpdf).round().clamp(-SCALE, SCALE - 1.0);
-                        w.write_sample(q as i16).map_err(err)?;
+                        let q = (ch[i] * SCALE + tpdf)
+                            .round_ties_even()
+                            .clamp(-SCALE, SCALE - 1.0);
+                        bytes.extend_from_slice(&(q as i16).to_le_bytes());
                         ch[i] = q / SCALE;
                     }
                 }
             }
         }
+        let written = self.put(&bytes);
+        self.bytes = bytes;
+        written?;
         self.frames += n as u64;
         Ok(())
     }
@@ -169,11 +187,33 @@ impl WavSink {
     /// Completes the header, syncs, and renames into place. With `overwrite` false an existing
     /// file at the final path is refused.
     pub fn finish(mut self, overwrite: bool) -> Result<PathBuf> {
-        let writer = self.writer.take().expect("writer present until finish");
-        writer.finalize().map_err(|e| hound_io(&self.temp, e))?;
-        File::open(&self.temp)
-            .and_then(|f| f.sync_all())
+        let data_bytes = self.frames * self.channels as u64 * (self.format.bits() / 8) as u64;
+        if self.data_start + data_bytes > u32::MAX as u64 {
+            return Err(Error::io(
+                &self.final_path,
+                std::io::Error::other(
+                    "a WAV file stops at 4 GiB: use a shorter input or a smaller depth",
+                ),
+            ));
+        }
+        let writer = self.file.take().expect("file present until finish");
+        let mut file = writer
+            .into_inner()
+            .map_err(|e| Error::io(&self.temp, e.into_error()))?;
+        let pad = data_bytes % 2;
+        if pad == 1 {
+            file.write_all(&[0]).map_err(|e| Error::io(&self.temp, e))?; // RIFF pad byte
+        }
+        let riff = (self.data_start + data_bytes + pad - 8) as u32;
+        let patch = |file: &mut File, at: u64, v: u32| -> std::io::Result<()> {
+            file.seek(SeekFrom::Start(at))?;
+            file.write_all(&v.to_le_bytes())
+        };
+        patch(&mut file, 4, riff).map_err(|e| Error::io(&self.temp, e))?;
+        patch(&mut file, self.data_start - 4, data_bytes as u32)
             .map_err(|e| Error::io(&self.temp, e))?;
+        file.sync_all().map_err(|e| Error::io(&self.temp, e))?;
+        drop(file);
         if !overwrite && self.final_path.exists() {
             return Err(Error::UnsafeOutput {
                 path: self.final_path.clone(),
@@ -186,20 +226,50 @@ impl WavSink {
     }
 }
 
+/// A RIFF/WAVE header ending with the `data` chunk header (sizes patched by `finish`).
+fn wav_header(sample_rate: u32, channels: usize, format: SampleFormat) -> Vec<u8> {
+    let bits = format.bits();
+    let block_align = channels as u16 * bits / 8;
+    let extensible = !(format == SampleFormat::Int16 && channels <= 2);
+    let mut h = Vec::with_capacity(80);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(b"WAVE");
+    h.extend_from_slice(b"fmt ");
+    h.extend_from_slice(&(if extensible { 40u32 } else { 16 }).to_le_bytes());
+    h.extend_from_slice(&(if extensible { 0xFFFEu16 } else { 1 }).to_le_bytes());
+    h.extend_from_slice(&(channels as u16).to_le_bytes());
+    h.extend_from_slice(&sample_rate.to_le_bytes());
+    h.extend_from_slice(&(sample_rate * block_align as u32).to_le_bytes());
+    h.extend_from_slice(&block_align.to_le_bytes());
+    h.extend_from_slice(&bits.to_le_bytes());
+    if extensible {
+        h.extend_from_slice(&22u16.to_le_bytes());
+        h.extend_from_slice(&bits.to_le_bytes()); // valid bits
+        h.extend_from_slice(&channel_mask(channels).to_le_bytes());
+        // Sub-format GUID: PCM (1) or IEEE float (3), then the fixed KSDATAFORMAT tail.
+        let tag: u16 = if format == SampleFormat::Float32 {
+            3
+        } else {
+            1
+        };
+        h.extend_from_slice(&tag.to_le_bytes());
+        h.extend_from_slice(&[
+            0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71,
+        ]);
+    }
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h
+}
+
 impl Drop for WavSink {
     fn drop(&mut self) {
         // Unfinished (an error, or a panic): the temporary file goes; the final name never existed.
+        self.file.take();
         if self.temp.exists() {
-            self.writer.take();
             let _ = std::fs::remove_file(&self.temp);
         }
-    }
-}
-
-fn hound_io(path: &Path, e: hound::Error) -> Error {
-    match e {
-        hound::Error::IoError(io) => Error::io(path, io),
-        other => Error::io(path, std::io::Error::other(other.to_string())),
     }
 }
 
