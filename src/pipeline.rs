@@ -345,10 +345,17 @@ impl Pass {
             })?;
         // Null residual at the output depth: Σ delivered stems − gain · master.
         let g = gain as f64;
+        let mut sum = vec![0.0f64; n];
         for (ch, m) in master.iter_mut().enumerate() {
-            for (i, &mv) in m[..n].iter().enumerate() {
-                let sum: f64 = stem_out.iter().map(|s| s[ch][i] as f64).sum();
-                let r = sum - g * mv as f64;
+            sum.iter_mut()
+                .zip(&m[..n])
+                .for_each(|(s, &mv)| *s = -g * mv as f64);
+            for stem in stem_out.iter() {
+                sum.iter_mut()
+                    .zip(&stem[ch])
+                    .for_each(|(s, &v)| *s += v as f64);
+            }
+            for &r in &sum {
                 self.null_peak = self.null_peak.max(r.abs());
                 self.null_sq += r * r;
             }

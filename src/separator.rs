@@ -12,7 +12,7 @@ use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
 use crate::stages::ifft::InverseFft;
 use crate::stages::magnitude::magnitude;
-use crate::stages::mask::{apply_mask, hpss_masks, remainder};
+use crate::stages::mask::{apply_mask, hpss_masks};
 use crate::stages::median::{median_freq, median_time, MedianScratch};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
 use crate::stems::{Stem, StemSet};
@@ -246,10 +246,13 @@ impl Separator {
                 median_freq(frames, bins, hpss.percussive_kernel, out, scratch);
             });
 
-        // masks → stem spectra → ifft, one output frame per task.
-        // Stem frames are laid out [frame][stem][n_fft], after the previous block's tail.
+        // masks → stem spectra → ifft, one output frame per task. The last stem of a set is the
+        // remainder of the others, so it is taken in the time domain (x − Σ others; the ISTFT is
+        // linear and reconstructs x) and needs no inverse transform of its own.
+        // Inverse frames are laid out [frame][stem][n_fft], after the previous block's tail.
+        let inverted = n_stems - 1;
         let tail = state.frames;
-        let frame_stride = n_stems * n_fft;
+        let frame_stride = inverted * n_fft;
         work.stem_frames
             .resize((tail + out_frames) * frame_stride, 0.0);
         work.stem_frames[..tail * frame_stride].copy_from_slice(&state.frames_data);
@@ -258,7 +261,7 @@ impl Separator {
             .par_chunks_mut(frame_stride)
             .enumerate()
             .for_each_init(
-                || FrameScratch::new(bins, n_stems, self.ifft.scratch_len()),
+                || FrameScratch::new(bins, inverted, self.ifft.scratch_len()),
                 |s, (j, frames)| {
                     let spectrum = &spectra[(offset + j) * bins..(offset + j + 1) * bins];
                     let own = j * bins..(j + 1) * bins;
@@ -277,12 +280,15 @@ impl Separator {
                 },
             );
 
-        // overlap_add: gather the completed samples of every stem.
+        // overlap_add: gather the completed samples of every inverted stem; the last is the rest.
         let held_first = block.start - tail;
         let count = block.emit_to.saturating_sub(emit_from) as usize;
         if count > 0 {
+            let mut rest: Vec<f32> = (0..count)
+                .map(|i| signal.at((emit_from + i as u64) as i64))
+                .collect();
             let mut stem_out = vec![0.0f32; count];
-            for stem in 0..n_stems {
+            for stem in 0..inverted {
                 const SAMPLES_PER_TASK: usize = 4096;
                 stem_out
                     .par_chunks_mut(SAMPLES_PER_TASK)
@@ -301,8 +307,10 @@ impl Separator {
                             chunk,
                         );
                     });
+                rest.iter_mut().zip(&stem_out).for_each(|(r, &v)| *r -= v);
                 emit(stem, &stem_out);
             }
+            emit(inverted, &rest);
         }
 
         // Keep the inverse frames the next block's first samples still need.
@@ -315,17 +323,14 @@ impl Separator {
         state.frames = keep;
     }
 
-    /// Fills `s.stem_spectra` (`[stem][bin]`) from the spectrum and the frame's masks.
+    /// Fills `s.stem_spectra` (`[stem][bin]`) with every stem but the last (the remainder).
     fn stem_spectra(&self, spectrum: &[Complex32], s: &mut FrameScratch) {
         let bins = spectrum.len();
         match self.params.stems {
             StemSet::Hpr { residual } => {
-                let (h, rest) = s.stem_spectra.split_at_mut(bins);
-                let (p, r) = rest.split_at_mut(bins);
-                apply_mask(spectrum, &s.mask_h, h);
-                apply_mask(spectrum, &s.mask_p, p);
+                apply_mask(spectrum, &s.mask_h, &mut s.stem_spectra[..bins]);
                 if residual {
-                    remainder(spectrum, &[h, p], &mut r[..bins]);
+                    apply_mask(spectrum, &s.mask_p, &mut s.stem_spectra[bins..2 * bins]);
                 }
             }
         }

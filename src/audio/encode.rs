@@ -138,36 +138,38 @@ impl WavSink {
         assert_eq!(planar.len(), self.channels, "channel count");
         let n = planar.first().map_or(0, Vec::len);
         let mut bytes = std::mem::take(&mut self.bytes);
+        let width = (self.format.bits() / 8) as usize;
         bytes.clear();
-        bytes.reserve(n * self.channels * 4);
+        bytes.resize(n * self.channels * width, 0);
+        let stride = self.channels * width;
         match self.format {
             SampleFormat::Float32 => {
-                for i in 0..n {
-                    for ch in planar.iter() {
-                        bytes.extend_from_slice(&ch[i].to_le_bytes());
+                for (c, ch) in planar.iter().enumerate() {
+                    for (frame, &v) in bytes.chunks_exact_mut(stride).zip(ch.iter()) {
+                        frame[c * 4..c * 4 + 4].copy_from_slice(&v.to_le_bytes());
                     }
                 }
             }
             SampleFormat::Int24 => {
-                const SCALE: f32 = 8_388_608.0;
-                for i in 0..n {
-                    for ch in planar.iter_mut() {
-                        let q = (ch[i] * SCALE).round_ties_even().clamp(-SCALE, SCALE - 1.0);
-                        bytes.extend_from_slice(&(q as i32).to_le_bytes()[..3]);
-                        ch[i] = q / SCALE;
+                const SCALE: f64 = 8_388_608.0;
+                for (c, ch) in planar.iter_mut().enumerate() {
+                    for (frame, v) in bytes.chunks_exact_mut(stride).zip(ch.iter_mut()) {
+                        let q = round_even(*v as f64 * SCALE).clamp(-SCALE, SCALE - 1.0);
+                        frame[c * 3..c * 3 + 3].copy_from_slice(&(q as i32).to_le_bytes()[..3]);
+                        *v = (q / SCALE) as f32;
                     }
                 }
             }
             SampleFormat::Int16 => {
-                const SCALE: f32 = 32_768.0;
-                for i in 0..n {
-                    for ch in planar.iter_mut() {
-                        let tpdf = self.dither.uniform() + self.dither.uniform() - 1.0;
-                        let q = (ch[i] * SCALE + tpdf)
-                            .round_ties_even()
-                            .clamp(-SCALE, SCALE - 1.0);
-                        bytes.extend_from_slice(&(q as i16).to_le_bytes());
-                        ch[i] = q / SCALE;
+                const SCALE: f64 = 32_768.0;
+                // Dither in frame order, channel by channel within a frame, so output does not
+                // depend on how a track was cut into chunks.
+                for (f, frame) in bytes.chunks_exact_mut(stride).enumerate() {
+                    for (c, ch) in planar.iter_mut().enumerate() {
+                        let tpdf = (self.dither.uniform() + self.dither.uniform() - 1.0) as f64;
+                        let q = round_even(ch[f] as f64 * SCALE + tpdf).clamp(-SCALE, SCALE - 1.0);
+                        frame[c * 2..c * 2 + 2].copy_from_slice(&(q as i16).to_le_bytes());
+                        ch[f] = (q / SCALE) as f32;
                     }
                 }
             }
@@ -224,6 +226,14 @@ impl WavSink {
             .map_err(|e| Error::io(&self.final_path, e))?;
         Ok(self.final_path.clone())
     }
+}
+
+/// Round half to even without a libm call (|x| < 2^51): adding and subtracting 1.5 · 2^52 leaves
+/// the nearest integer, in plain IEEE arithmetic.
+#[inline(always)]
+fn round_even(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    (x + MAGIC) - MAGIC
 }
 
 /// A RIFF/WAVE header ending with the `data` chunk header (sizes patched by `finish`).

@@ -59,22 +59,37 @@ impl WindowSumSquare {
         let hop = self.hop_length as u64;
         // Interior: every covering frame exists, so the periodic table applies.
         let interior_lo = (n_fft / 2).saturating_sub(1);
-        let interior_hi = (n_frames as u64 * hop).saturating_sub(n_fft / 2);
-        let mut phase = ((out_start + n_fft / 2) % hop) as usize;
-        for (i, o) in out.iter_mut().enumerate() {
-            let s = out_start + i as u64;
-            let norm = if s >= interior_lo && s < interior_hi {
-                self.periodic[phase]
-            } else {
-                self.at(s, n_frames)
-            };
+        let interior_hi = (n_frames as u64)
+            .saturating_mul(hop)
+            .saturating_sub(n_fft / 2);
+        let end = out_start + out.len() as u64;
+        let lo = interior_lo.clamp(out_start, end);
+        let hi = interior_hi.clamp(lo, end);
+        let edge = |o: &mut f32, s: u64| {
+            let norm = self.at(s, n_frames);
             if norm > f32::MIN_POSITIVE {
                 *o /= norm;
             }
-            phase += 1;
-            if phase == self.periodic.len() {
-                phase = 0;
+        };
+        let (head, rest) = out.split_at_mut((lo - out_start) as usize);
+        let (interior, tail) = rest.split_at_mut((hi - lo) as usize);
+        head.iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| edge(o, out_start + i as u64));
+        tail.iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| edge(o, hi + i as u64));
+        // Interior: the periodic table, one hop-long run at a time (every value is > 0 there).
+        let mut phase = ((lo + n_fft / 2) % hop) as usize;
+        let mut rest = interior;
+        while !rest.is_empty() {
+            let run = (self.periodic.len() - phase).min(rest.len());
+            let (now, later) = rest.split_at_mut(run);
+            for (o, &norm) in now.iter_mut().zip(&self.periodic[phase..]) {
+                *o /= norm;
             }
+            rest = later;
+            phase = 0;
         }
     }
 }
