@@ -214,6 +214,8 @@ struct Pass {
     frames_in: u64,
     frames_out: u64,
     warnings: Vec<String>,
+    /// The resampled master, waiting for its stem samples.
+    master: Vec<Vec<f32>>,
 }
 
 fn run_pass(
@@ -224,7 +226,7 @@ fn run_pass(
     gain: f32,
     progress: &mut impl FnMut(u64),
 ) -> Result<Pass> {
-    let mut reader = AudioReader::open(input)?;
+    let reader = AudioReader::open(input)?;
     let info = reader.info().clone();
     let channels = info.channels;
     let rate_out = match delivery.rate {
@@ -283,43 +285,116 @@ fn run_pass(
         frames_in: 0,
         frames_out: 0,
         warnings,
+        master: vec![Vec::new(); channels],
     };
-    let mut resampler = StreamResampler::new(pass.info.sample_rate, rate_out, channels)?;
-    let mut stream = separator.stream(channels);
-    let mut decoded: Vec<Vec<f32>> = vec![Vec::with_capacity(READ_FRAMES); channels];
-    let mut resampled: Vec<Vec<f32>> = vec![Vec::new(); channels];
-    // The resampled master, waiting for its stem samples (the separator runs a block behind).
-    let mut master: Vec<Vec<f32>> = vec![Vec::new(); channels];
-    let mut stem_out = separator.empty_output(channels);
-    loop {
-        decoded.iter_mut().for_each(Vec::clear);
-        let n = reader.read(&mut decoded, READ_FRAMES)?;
-        if n == 0 {
-            break;
-        }
-        pass.frames_in += n as u64;
-        progress(pass.frames_in);
-        resampler.push(&decoded, &mut resampled)?;
-        stream.push(&resampled, &mut stem_out)?;
-        pass.deliver(&mut resampled, &mut master, &mut stem_out, gain)?;
+    // Software pipeline on the rayon pool: while chunk k is separated, chunk k+1 is decoded and
+    // resampled and chunk k−1 is encoded and measured. `rayon::join` lets idle workers steal
+    // the separation's parallel work, so the sequential ends overlap it without oversubscribing
+    // the cores.
+    let mut decoder = ChunkSource {
+        resampler: StreamResampler::new(pass.info.sample_rate, rate_out, channels)?,
+        reader,
+        decoded: vec![Vec::with_capacity(READ_FRAMES); channels],
+        frames_in: 0,
+        finished: false,
+        input,
+        n_fft,
+    };
+    let mut stream = Some(separator.stream(channels));
+    let mut current = decoder.next()?;
+    let mut pending: Option<Delivery> = None;
+    while current.is_some() || pending.is_some() {
+        progress(decoder.frames_in);
+        let more = current.as_ref().is_some_and(|c| !c.last);
+        let (next, (separated, delivered)) = rayon::join(
+            || if more { decoder.next() } else { Ok(None) },
+            || {
+                rayon::join(
+                    || -> Result<Option<Delivery>> {
+                        let Some(chunk) = current.take() else {
+                            return Ok(None);
+                        };
+                        let mut stems = separator.empty_output(channels);
+                        let s = stream.as_mut().expect("stream open until the last chunk");
+                        s.push(&chunk.samples, &mut stems)?;
+                        if chunk.last {
+                            stream.take().expect("stream open").finish(&mut stems)?;
+                        }
+                        Ok(Some(Delivery {
+                            master: chunk.samples,
+                            stems,
+                        }))
+                    },
+                    || pending.take().map_or(Ok(()), |d| pass.deliver(d, gain)),
+                )
+            },
+        );
+        delivered?;
+        pending = separated?;
+        current = next?;
     }
-    check_length(input, pass.frames_in, n_fft)?;
-    resampler.finish(&mut resampled)?;
-    stream.push(&resampled, &mut stem_out)?;
-    stream.finish(&mut stem_out)?;
-    pass.deliver(&mut resampled, &mut master, &mut stem_out, gain)?;
+    pass.frames_in = decoder.frames_in;
     Ok(pass)
+}
+
+/// A resampled chunk of the master; `last` marks the final one (the resampler's flush).
+struct Chunk {
+    samples: Vec<Vec<f32>>,
+    last: bool,
+}
+
+/// The master's resampled samples and the stem samples completed with them (which lag the
+/// master by up to a block: `Pass::deliver` pairs them up).
+struct Delivery {
+    master: Vec<Vec<f32>>,
+    stems: Vec<Vec<Vec<f32>>>,
+}
+
+/// Decode and resample, one chunk at a time.
+struct ChunkSource<'a> {
+    reader: AudioReader,
+    resampler: StreamResampler,
+    decoded: Vec<Vec<f32>>,
+    frames_in: u64,
+    finished: bool,
+    input: &'a Path,
+    n_fft: usize,
+}
+
+impl ChunkSource<'_> {
+    fn next(&mut self) -> Result<Option<Chunk>> {
+        if self.finished {
+            return Ok(None);
+        }
+        self.decoded.iter_mut().for_each(Vec::clear);
+        let n = self.reader.read(&mut self.decoded, READ_FRAMES)?;
+        let mut samples = vec![Vec::new(); self.decoded.len()];
+        if n == 0 {
+            check_length(self.input, self.frames_in, self.n_fft)?;
+            self.resampler.finish(&mut samples)?;
+            self.finished = true;
+            return Ok(Some(Chunk {
+                samples,
+                last: true,
+            }));
+        }
+        self.frames_in += n as u64;
+        self.resampler.push(&self.decoded, &mut samples)?;
+        Ok(Some(Chunk {
+            samples,
+            last: false,
+        }))
+    }
 }
 
 impl Pass {
     /// Writes the stem samples that are complete and measures them against the master.
-    fn deliver(
-        &mut self,
-        resampled: &mut [Vec<f32>],
-        master: &mut [Vec<f32>],
-        stem_out: &mut [Vec<Vec<f32>>],
-        gain: f32,
-    ) -> Result<()> {
+    fn deliver(&mut self, delivery: Delivery, gain: f32) -> Result<()> {
+        let Delivery {
+            master: mut resampled,
+            stems: mut stem_out,
+        } = delivery;
+        let master = &mut self.master;
         for (m, r) in master.iter_mut().zip(resampled.iter_mut()) {
             m.append(r);
         }
@@ -361,7 +436,6 @@ impl Pass {
             }
             m.drain(..n);
         }
-        stem_out.iter_mut().flatten().for_each(Vec::clear);
         self.frames_out += n as u64;
         Ok(())
     }
