@@ -168,15 +168,22 @@ pub fn separate_file(
             pass = run_pass(separators, input, out_dir, delivery, gain, &mut progress)?;
         }
     }
-    let mut stems = Vec::with_capacity(pass.sinks.len());
-    for ((sink, stem), peak) in pass.sinks.into_iter().zip(&pass.stems).zip(&pass.out_peaks) {
-        let path = sink.finish(true)?;
-        stems.push(StemReport {
+    // Finish (sync and rename) every stem at once, so the syncs overlap.
+    let paths = pass
+        .sinks
+        .into_par_iter()
+        .map(|sink| sink.finish(true))
+        .collect::<Result<Vec<_>>>()?;
+    let stems = paths
+        .into_iter()
+        .zip(&pass.stems)
+        .zip(&pass.out_peaks)
+        .map(|((path, stem), peak)| StemReport {
             stem: stem.name().to_string(),
             path,
             peak_dbfs: dbfs(*peak as f64),
-        });
-    }
+        })
+        .collect();
     let seconds = started.elapsed().as_secs_f64();
     let duration_s = pass.frames_in as f64 / pass.info.sample_rate as f64;
     let samples = (pass.frames_out * pass.info.channels as u64).max(1) as f64;

@@ -243,23 +243,32 @@ impl AudioReader {
                 for o in out.iter_mut() {
                     o.reserve(n);
                 }
-                let frame = channels * size;
-                for f in bytes.chunks_exact(frame) {
-                    for (o, b) in out.iter_mut().zip(f.chunks_exact(size)) {
-                        o.push(match pcm {
-                            Pcm::U8 => (b[0] as f32 - 128.0) * (1.0 / 128.0),
-                            Pcm::I16 => i16::from_le_bytes([b[0], b[1]]) as f32 * (1.0 / 32768.0),
-                            Pcm::I24 => {
-                                (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32
-                                    * (1.0 / 8_388_608.0)
-                            }
-                            Pcm::I32 => {
-                                i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32
-                                    * (1.0 / 2_147_483_648.0)
-                            }
-                            Pcm::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                        });
+                // One loop per layout, so the conversion is not re-decided per sample.
+                fn convert<const W: usize>(
+                    bytes: &[u8],
+                    out: &mut [Vec<f32>],
+                    f: impl Fn([u8; W]) -> f32,
+                ) {
+                    let frame = out.len() * W;
+                    for fr in bytes.chunks_exact(frame) {
+                        for (o, b) in out.iter_mut().zip(fr.chunks_exact(W)) {
+                            o.push(f(b.try_into().expect("W bytes")));
+                        }
                     }
+                }
+                match pcm {
+                    Pcm::U8 => convert::<1>(bytes, out, |b| (b[0] as f32 - 128.0) * (1.0 / 128.0)),
+                    Pcm::I16 => convert::<2>(bytes, out, |b| {
+                        i16::from_le_bytes(b) as f32 * (1.0 / 32768.0)
+                    }),
+                    Pcm::I24 => convert::<3>(bytes, out, |b| {
+                        (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32
+                            * (1.0 / 8_388_608.0)
+                    }),
+                    Pcm::I32 => convert::<4>(bytes, out, |b| {
+                        i32::from_le_bytes(b) as f32 * (1.0 / 2_147_483_648.0)
+                    }),
+                    Pcm::F32 => convert::<4>(bytes, out, f32::from_le_bytes),
                 }
                 *left -= n as u64;
                 n
