@@ -360,11 +360,16 @@ fn open_hound(path: &Path) -> Result<Option<AudioReader>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = match hound::WavReader::new(BufReader::with_capacity(1 << 20, file)) {
         Ok(r) => r,
-        Err(hound::Error::Unsupported) => return Ok(None),
         Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             return Err(Error::bad_input(path, "truncated WAV header"))
         }
-        Err(e) => return Err(Error::bad_input(path, format!("malformed WAV: {e}"))),
+        // A layout hound does not take (64-bit float, ADPCM, …): symphonia may; if it cannot
+        // either, hound's reason is the clearer one.
+        Err(e) => {
+            return open_symphonia(path, Container::Wav)
+                .map(Some)
+                .map_err(|_| Error::bad_input(path, format!("malformed or unsupported WAV: {e}")))
+        }
     };
     let spec = reader.spec();
     let float = spec.sample_format == hound::SampleFormat::Float;
@@ -437,7 +442,7 @@ fn open_symphonia(path: &Path, container: Container) -> Result<AudioReader> {
         .get_codec(params.codec)
         .map(|d| d.short_name.to_uppercase())
         .unwrap_or_else(|| "audio".into());
-    let channels = params.channels.map(|c| c.count()).unwrap_or(0);
+    let mut channels = params.channels.map(|c| c.count()).unwrap_or(0);
     let sample_rate = params
         .sample_rate
         .ok_or_else(|| Error::bad_input(path, "no sample rate in the stream"))?;
@@ -452,6 +457,22 @@ fn open_symphonia(path: &Path, container: Container) -> Result<AudioReader> {
         Container::Caf => format!("CAF {codec}"),
     };
     let track_id = track.id;
+    let (mut format, mut decoder) = (format, decoder);
+    let mut pending = vec![Vec::new(); channels];
+    let mut done = false;
+    if channels == 0 {
+        // Some containers (ALAC in MP4) state the layout only in the first decoded packet.
+        let mut first = Vec::new();
+        done = !decode_first(
+            path,
+            format.as_mut(),
+            decoder.as_mut(),
+            track_id,
+            &mut first,
+        )?;
+        channels = first.len();
+        pending = first;
+    }
     Ok(AudioReader {
         path: path.to_path_buf(),
         info: InputInfo {
@@ -464,9 +485,9 @@ fn open_symphonia(path: &Path, container: Container) -> Result<AudioReader> {
             format,
             decoder,
             track: track_id,
-            pending: vec![Vec::new(); channels],
+            pending,
             pos: 0,
-            done: false,
+            done,
         },
         frames_read: 0,
         mismatch: false,
@@ -510,6 +531,42 @@ fn decode_packet(
         if frames == 0 {
             continue;
         }
+        let mut buf = SampleBuffer::<f32>::new(frames as u64, spec);
+        buf.copy_planar_ref(decoded);
+        for (ch, p) in pending.iter_mut().enumerate() {
+            p.extend_from_slice(&buf.samples()[ch * frames..(ch + 1) * frames]);
+        }
+        return Ok(true);
+    }
+}
+
+/// Decodes the first packet of `track` into `pending` (sized to its channel count); false at the
+/// end of the stream.
+fn decode_first(
+    path: &Path,
+    format: &mut dyn FormatReader,
+    decoder: &mut dyn Decoder,
+    track: u32,
+    pending: &mut Vec<Vec<f32>>,
+) -> Result<bool> {
+    use symphonia::core::errors::Error as E;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(E::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(false)
+            }
+            Err(e) => return Err(symphonia_error(path, e, "cannot read the stream")),
+        };
+        if packet.track_id() != track {
+            continue;
+        }
+        let decoded = decoder
+            .decode(&packet)
+            .map_err(|e| symphonia_error(path, e, "cannot decode the audio"))?;
+        let spec = *decoded.spec();
+        *pending = vec![Vec::new(); spec.channels.count()];
+        let frames = decoded.frames();
         let mut buf = SampleBuffer::<f32>::new(frames as u64, spec);
         buf.copy_planar_ref(decoded);
         for (ch, p) in pending.iter_mut().enumerate() {
