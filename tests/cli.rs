@@ -308,6 +308,12 @@ fn bad_inputs(dir: &Path) -> Vec<(String, &'static str)> {
     v.push(("zero.wav".into(), "no audio"));
     write_float_wav(&dir.join("short.wav"), &[vec![0.1; 1000]], 48000);
     v.push(("short.wav".into(), "shorter than one STFT frame"));
+    // A WAV whose codec tag no decoder knows.
+    let mut odd = bytes[..44].to_vec();
+    odd[20..22].copy_from_slice(&0x1234u16.to_le_bytes());
+    odd.extend_from_slice(&[0u8; 2000]);
+    std::fs::write(dir.join("codec.wav"), &odd).unwrap();
+    v.push(("codec.wav".into(), "unsupported"));
     v
 }
 
@@ -415,6 +421,46 @@ fn folders_recurse_and_content_decides() {
         "{names:?}"
     );
     assert_eq!(report(&out)["ok"], 2);
+}
+
+#[test]
+fn six_channels_keep_their_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("surround.wav");
+    let mut rng = stemkit::rng::Rng::new(6);
+    let x: Vec<Vec<f32>> = (0..6)
+        .map(|c| {
+            (0..24000)
+                .map(|i| 0.2 * ((i * (c + 1)) as f32 * 0.01).sin() + 0.05 * rng.signed())
+                .collect()
+        })
+        .collect();
+    write_float_wav(&input, &x, 48000);
+    let out = tmp.path().join("out");
+    let o = stemkit(&[
+        "separate",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (rate, h) = read_wav_planar(&out.join("surround_harmonic_48k24b.wav"));
+    let (_, p) = read_wav_planar(&out.join("surround_percussive_48k24b.wav"));
+    assert_eq!((rate, h.len(), h[0].len()), (48000, 6, 24000));
+    // Channels are separated independently: each channel's stems sum to that channel.
+    for c in 0..6 {
+        let peak = (0..24000)
+            .map(|i| (h[c][i] + p[c][i] - x[c][i]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(peak < 1e-6, "channel {c}: residual {peak}");
+    }
+    assert!(
+        report(&out)["tracks"][0]["null_peak_dbfs"]
+            .as_f64()
+            .unwrap()
+            < -120.0
+    );
 }
 
 #[test]
