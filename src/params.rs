@@ -118,6 +118,16 @@ impl Kernel {
     }
 }
 
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kernel::Count(n) => write!(f, "{n}"),
+            Kernel::Seconds(s) => write!(f, "{s}s"),
+            Kernel::Hertz(hz) => write!(f, "{hz}hz"),
+        }
+    }
+}
+
 /// Largest accepted median kernel.
 pub const MAX_KERNEL: usize = 1025;
 

@@ -464,6 +464,36 @@ fn six_channels_keep_their_layout() {
 }
 
 #[test]
+fn same_track_name_twice_in_a_batch_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    write_float_wav(&a.join("song.wav"), &[vec![0.1; 8192]], 48000);
+    write_float_wav(&b.join("song.wav"), &[vec![0.2; 8192]], 48000);
+    let out = tmp.path().join("out");
+    let o = stemkit(&[
+        "separate",
+        a.join("song.wav").to_str().unwrap(),
+        b.join("song.wav").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already writes this name"),
+        "{}",
+        text(&o)
+    );
+    // The first track's stems are the first track's.
+    let (_, h) = read_wav_planar(&out.join("song_harmonic_48k24b.wav"));
+    let (_, p) = read_wav_planar(&out.join("song_percussive_48k24b.wav"));
+    assert!((h[0][4000] + p[0][4000] - 0.1).abs() < 1e-5);
+}
+
+#[test]
 fn never_writes_over_an_input() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("x_harmonic.wav");
