@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod devices;
 mod null_test;
 mod separate;
 
@@ -38,6 +39,11 @@ enum Command {
     /// Synthesise a short mix (drums, bass, chords), separate it, and say where the stems are.
     #[command(after_help = "Example:\n  stemkit demo -o demo-stems/")]
     Demo(demo::DemoArgs),
+    /// List the GPU adapters wgpu finds and whether stemkit can use them.
+    #[command(
+        after_help = "Examples:\n  stemkit devices\n  WGPU_BACKEND=vulkan stemkit devices --json"
+    )]
+    Devices(devices::DevicesArgs),
     /// Measure real-time factor and peak memory of `separate` on synthetic stereo 48 kHz audio.
     #[command(after_help = "Example:\n  stemkit bench --seconds 180")]
     Bench(bench::BenchArgs),
@@ -122,6 +128,7 @@ pub fn main() -> ExitCode {
         Command::NullTest(args) => null_test::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Devices(args) => devices::run(args),
     };
     match result {
         Ok(code) => code,

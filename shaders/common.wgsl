@@ -1,0 +1,107 @@
+// common.wgsl: declarations shared by every stage shader; prepended (after the generated
+// constants N_FFT, FFT_M, FFT_LOG2_M, FFT_WG, FFT_VPT) to each stage file.
+// Twin: src/gpu/params.rs (GpuParams, PassParams): same fields, same order, 4-byte scalars only.
+
+// Per-block parameters (binding 0 of every stage). Frame indices are relative to held frame 0,
+// sample indices relative to the first uploaded PCM sample.
+struct Params {
+    n_fft: u32,
+    hop_length: u32,
+    bins: u32,
+    channels: u32,
+    held_frames: u32,
+    out_frames: u32,
+    out_offset: u32,
+    n_frames_rel: u32,
+    pcm_len: u32,
+    frame0_sample: i32,
+    harmonic_kernel: u32,
+    percussive_kernel: u32,
+    power: f32,
+    margin_harmonic: f32,
+    margin_percussive: f32,
+    mask_mode: u32,
+    split_zeros: u32,
+    inverted_stems: u32,
+    n_stems: u32,
+    emit_count: u32,
+    emit_pos0: u32,
+    emit_sample: i32,
+    oa_frames: u32,
+    interior_lo: u32,
+    interior_hi: u32,
+    wss_phase0: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+    _pad4: u32,
+    _pad5: u32,
+}
+
+// One pass of the global-memory Stockham FFT (fft_global.wgsl).
+struct PassParams {
+    span: u32,
+    radix: u32,
+    inverse: u32,
+    rows_mode: u32,
+}
+
+// Rust's f32::MIN_POSITIVE (numpy's finfo(float32).tiny): the smallest normal f32.
+const F32_MIN_POSITIVE: f32 = 1.17549435e-38;
+
+// mask_mode values (src/gpu/params.rs, mod mask_mode).
+const MASK_GENERAL: u32 = 0u;
+const MASK_LINEAR: u32 = 1u;
+const MASK_SQUARE: u32 = 2u;
+const MASK_HARD: u32 = 3u;
+
+// Half-sample symmetric reflection (scipy 'reflect'), repeating with period 2n:
+// the twin of crate::stages::median::reflect_index. Needs 2n < 2^31.
+fn reflect_index(i: i32, n: i32) -> i32 {
+    let period = 2 * n;
+    let m = ((i % period) + period) % period;
+    return select(period - 1 - m, m, m < n);
+}
+
+fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+
+fn conj(a: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(a.x, -a.y);
+}
+
+// -i·a (forward) or +i·a (inverse).
+fn rot_i(a: vec2<f32>, inverse: bool) -> vec2<f32> {
+    return select(vec2<f32>(a.y, -a.x), vec2<f32>(-a.y, a.x), inverse);
+}
+
+// Radix-4 DFT of a0..a3 (already twiddled), in place; the inverse uses +i.
+fn dft4(a: ptr<function, array<vec2<f32>, 4>>, inverse: bool) {
+    let b0 = (*a)[0] + (*a)[2];
+    let b1 = (*a)[0] - (*a)[2];
+    let b2 = (*a)[1] + (*a)[3];
+    let b3 = rot_i((*a)[1] - (*a)[3], inverse);
+    (*a)[0] = b0 + b2;
+    (*a)[1] = b1 + b3;
+    (*a)[2] = b0 - b2;
+    (*a)[3] = b1 - b3;
+}
+
+// Real-FFT post-processing: bin k (0 < k < M) of the n_fft-point real transform from the
+// M-point complex transform Z of z[m] = x[2m] + i·x[2m+1]; w = exp(-2πik/n_fft).
+fn real_split(zk: vec2<f32>, zmk: vec2<f32>, w: vec2<f32>) -> vec2<f32> {
+    let b = conj(zmk);
+    let even = 0.5 * (zk + b);
+    let odd = rot_i(0.5 * (zk - b), false);
+    return even + cmul(w, odd);
+}
+
+// Inverse of real_split, unnormalised (2·Z[k]): from bins X[k] and X[M-k]; w = exp(-2πik/n_fft).
+fn real_merge(xk: vec2<f32>, xmk: vec2<f32>, w: vec2<f32>) -> vec2<f32> {
+    let b = conj(xmk);
+    let even = xk + b;
+    let odd = cmul(xk - b, conj(w));
+    return even + rot_i(odd, true);
+}

@@ -1,0 +1,155 @@
+// median.wgsl: stage `median`: the two HPSS median filters, as scipy.ndimage.median_filter with
+// mode='reflect' (half-sample symmetric, repeating for windows wider than the sequence). A window
+// of k covers offsets -(k/2) ..= k-1-(k/2); the result is element k/2 of the sorted window (even
+// k: the upper middle value). Exact selection, so results equal the CPU twin bit for bit.
+// CPU twin: src/stages/median.rs (median_time, median_freq). Each invocation produces a run of
+// MEDIAN_RUN outputs. k <= SMALL_K: a sorted window in a private array (insertion sort, then the
+// twin's sliding remove/insert pass); larger k: a radix select per output over the values'
+// order-preserving bit patterns, 4 bits per pass (no array of k values needed).
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> mag: array<f32>;         // [channel][held_frames][bins]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;   // [channel][out_frames][bins]
+
+const SMALL_K: u32 = 64u;
+// Outputs per invocation for k <= SMALL_K: consecutive frames (time) or bins (frequency) share
+// one sliding window. Larger kernels take one output per invocation: a radix select loops
+// 8·k times, and Mesa's llvmpipe cuts any loop short after 65535 iterations per invocation
+// (counted across re-entries), which 16 selects of k = 1025 would pass.
+const MEDIAN_RUN: u32 = 16u;
+
+// Outputs per invocation for a kernel of k (src/gpu/pipelines.rs, median_run_length).
+fn run_length(k: u32) -> u32 {
+    return select(MEDIAN_RUN, 1u, k > SMALL_K);
+}
+
+// Window element o of the median around `center` of an n-long sequence whose element e is
+// mag[base + e·stride].
+fn window_value(base: u32, stride: u32, center: i32, n: i32, k: u32, o: u32) -> f32 {
+    let e = reflect_index(center + i32(o) - i32(k / 2u), n);
+    return mag[base + u32(e) * stride];
+}
+
+// Unsigned key with the order of the floats (negative values below positive ones).
+fn order_key(v: f32) -> u32 {
+    let u = bitcast<u32>(v);
+    return select(u | 0x80000000u, ~u, (u & 0x80000000u) != 0u);
+}
+
+fn key_value(key: u32) -> f32 {
+    return bitcast<f32>(select(~key, key & 0x7fffffffu, (key & 0x80000000u) != 0u));
+}
+
+// Radix select of rank k/2 of the window around `center`: fix the key 4 bits at a time, most
+// significant first, counting the window's keys that share the prefix fixed so far.
+fn select_median(base: u32, stride: u32, center: i32, n: i32, k: u32) -> f32 {
+    var rank = k / 2u;
+    var prefix = 0u;
+    var mask = 0u;
+    var hist: array<u32, 16>;
+    for (var shift = 28i; shift >= 0i; shift -= 4i) {
+        for (var d = 0u; d < 16u; d++) {
+            hist[d] = 0u;
+        }
+        for (var o = 0u; o < k; o++) {
+            let key = order_key(window_value(base, stride, center, n, k, o));
+            if (key & mask) == prefix {
+                hist[(key >> u32(shift)) & 15u] += 1u;
+            }
+        }
+        var d = 0u;
+        while rank >= hist[d] {
+            rank -= hist[d];
+            d += 1u;
+        }
+        prefix |= d << u32(shift);
+        mask |= 15u << u32(shift);
+    }
+    return key_value(prefix);
+}
+
+// Medians of `count` consecutive windows (centres first_center ..), written `out_stride` apart
+// from out[out_base]. Small kernels keep the window sorted and slide it one element at a time
+// with the CPU twin's branch-free remove/insert pass (sliding_median_lanes in median.rs); large
+// kernels select each median afresh.
+fn median_run(base: u32, stride: u32, first_center: i32, n: i32, k: u32, count: u32,
+              out_base: u32, out_stride: u32) {
+    if k > SMALL_K {
+        for (var j = 0u; j < count; j++) {
+            out[out_base + j * out_stride] = select_median(base, stride, first_center + i32(j), n, k);
+        }
+        return;
+    }
+    var w: array<f32, SMALL_K>;
+    for (var o = 0u; o < k; o++) {
+        let v = window_value(base, stride, first_center, n, k, o);
+        var p = o;
+        while p > 0u && w[p - 1u] > v {
+            w[p] = w[p - 1u];
+            p -= 1u;
+        }
+        w[p] = v;
+    }
+    out[out_base] = w[k / 2u];
+    for (var j = 1u; j < count; j++) {
+        let c = first_center + i32(j);
+        let outgoing = window_value(base, stride, c - 1, n, k, 0u);
+        let incoming = window_value(base, stride, c, n, k, k - 1u);
+        if k == 1u {
+            w[0] = incoming;
+        } else {
+            // One pass: t = the window without (the first copy of) `outgoing`; then `incoming`
+            // inserted:
+            // max(t[i-1], min(t[i], new)).
+            var cur = w[0];
+            var t_prev = select(cur, w[1], cur >= outgoing);
+            w[0] = min(t_prev, incoming);
+            cur = w[1];
+            for (var i = 1u; i < k - 1u; i++) {
+                let next = w[i + 1u];
+                let t = select(cur, next, cur >= outgoing);
+                w[i] = max(t_prev, min(t, incoming));
+                t_prev = t;
+                cur = next;
+            }
+            w[k - 1u] = max(t_prev, incoming);
+        }
+        out[out_base + j * out_stride] = w[k / 2u];
+    }
+}
+
+// Harmonic estimate: median along time of bin gid.x for output frames gid.y·run .. (a run of
+// run_length(k)), channel gid.z. Dispatch (ceil(bins/64), ceil(out_frames/run), channels).
+@compute @workgroup_size(64)
+fn median_time(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let run = run_length(params.harmonic_kernel);
+    let j0 = gid.y * run;
+    let ch = gid.z;
+    if b >= params.bins || j0 >= params.out_frames {
+        return;
+    }
+    let count = min(run, params.out_frames - j0);
+    let base = ch * params.held_frames * params.bins + b;
+    let center = i32(params.out_offset + j0);
+    let out_base = (ch * params.out_frames + j0) * params.bins + b;
+    median_run(base, params.bins, center, i32(params.n_frames_rel), params.harmonic_kernel,
+               count, out_base, params.bins);
+}
+
+// Percussive estimate: median along frequency of output frame gid.y for bins gid.x·run ..
+// (a run of run_length(k)), channel gid.z. Dispatch (ceil(ceil(bins/run)/64), out_frames, channels).
+@compute @workgroup_size(64)
+fn median_freq(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let run = run_length(params.percussive_kernel);
+    let b0 = gid.x * run;
+    let j = gid.y;
+    let ch = gid.z;
+    if b0 >= params.bins || j >= params.out_frames {
+        return;
+    }
+    let count = min(run, params.bins - b0);
+    let base = (ch * params.held_frames + params.out_offset + j) * params.bins;
+    let out_base = (ch * params.out_frames + j) * params.bins + b0;
+    median_run(base, 1u, i32(b0), i32(params.bins), params.percussive_kernel, count, out_base, 1u);
+}

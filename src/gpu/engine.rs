@@ -1,0 +1,409 @@
+//! The GPU separation engine: a [`BlockEngine`] that runs every stage of a block, for every
+//! channel, in one queue submission (one command encoder, one compute pass per stage, a fixed
+//! number of dispatches whatever the block's length), uploads the block's input samples once
+//! and reads the stems' samples back once through a staging buffer.
+//!
+//! Unlike the CPU engine it keeps no overlap-add tail between blocks: each block rebuilds the
+//! inverse frames before its start (see [`crate::gpu::plan`]), so blocks are independent and
+//! the engine's only per-track state is the channel count. Blocks larger than the device can
+//! hold are split internally into parts of [`GpuSeparator::max_block_frames`] frames (one
+//! submission per part); results do not depend on the split.
+
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::pipelines::{choose_fft_path, FftPath};
+use crate::gpu::plan::{plan_block, worst_case_params, BlockPlan};
+use crate::gpu::resources::{buffer_bytes, Buf, Resources, Step, TIMESTAMP_BYTES};
+use crate::gpu::stage_runner::periodic_wss;
+use crate::gpu::stats::GpuStats;
+use crate::separator::SeparationParams;
+use crate::stages::frame::{hann_periodic, SignalView};
+use crate::stages::overlap_add::WindowSumSquare;
+use crate::stems::Stem;
+use crate::stream::{Block, BlockEngine, BlockStream};
+use std::sync::{Arc, Mutex};
+
+/// Engine options beyond the separation parameters; the defaults suit production.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Force an FFT path (`None`: the workgroup FFT where the device's workgroup memory holds
+    /// it, else the global one).
+    pub fft_path: Option<FftPath>,
+    /// Fill every intermediate and output buffer with NaN before each block (tests: an element
+    /// a stage fails to write then shows up in the stems).
+    pub poison: bool,
+    /// Time each stage with timestamp queries when the device supports them.
+    pub timestamps: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            fft_path: None,
+            poison: false,
+            timestamps: true,
+        }
+    }
+}
+
+/// Per-track state of the GPU engine: nothing carries over between blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuTrackState {
+    /// Channels of the track.
+    pub channels: usize,
+}
+
+struct Inner {
+    resources: Resources,
+    stats: GpuStats,
+    pcm: Vec<f32>,
+}
+
+/// A GPU separator: pipelines and buffers built once, reused for every block and track.
+/// Produces the same stems as the CPU [`crate::Separator`] for the same parameters (within
+/// float rounding: the FFTs differ in the last bits).
+pub struct GpuSeparator {
+    ctx: Arc<GpuContext>,
+    params: SeparationParams,
+    stems: Vec<Stem>,
+    path: FftPath,
+    options: GpuOptions,
+    wss: WindowSumSquare,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for GpuSeparator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuSeparator")
+            .field("ctx", &self.ctx)
+            .field("params", &self.params)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl GpuSeparator {
+    /// Validates `params` and builds the pipelines and first buffers on `ctx`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for bad parameters, [`Error::Gpu`] when the device cannot
+    /// build the pipelines.
+    pub fn new(ctx: Arc<GpuContext>, params: SeparationParams) -> Result<Self> {
+        Self::with_options(ctx, params, GpuOptions::default())
+    }
+
+    /// [`GpuSeparator::new`] with explicit [`GpuOptions`].
+    ///
+    /// # Errors
+    /// As [`GpuSeparator::new`].
+    pub fn with_options(
+        ctx: Arc<GpuContext>,
+        params: SeparationParams,
+        options: GpuOptions,
+    ) -> Result<Self> {
+        params.stft.validate()?;
+        params.hpss.validate()?;
+        if params.block_frames < 1 {
+            return Err(Error::param("block_frames", "expected at least 1, got 0"));
+        }
+        let n_fft = params.stft.n_fft;
+        let hop = params.stft.hop_length;
+        let path = options
+            .fft_path
+            .unwrap_or_else(|| choose_fft_path(n_fft, &ctx.limits()));
+        let pipelines = ctx.pipelines(n_fft, path)?;
+        let window = hann_periodic(n_fft);
+        let wss = WindowSumSquare::new(&window, hop);
+        let mut resources = Resources::new(ctx.clone(), pipelines.clone(), options.timestamps);
+        // The periodic sum-square depends only on the hop: upload it once.
+        let shape = worst_case_params(&params, 1, 1);
+        resources.ensure(&shape, 0, 0)?;
+        let periodic = periodic_wss(&wss, n_fft, hop);
+        resources.write(Buf::WssPeriodic, bytemuck::cast_slice(&periodic));
+        let stats = GpuStats {
+            setup_bytes_uploaded: pipelines.setup_bytes + (periodic.len() * 4) as u64,
+            timestamps: resources.timed(),
+            ..Default::default()
+        };
+        ctx.check("creating the GPU separator")?;
+        Ok(GpuSeparator {
+            stems: params.stems.stems(),
+            ctx,
+            params,
+            path,
+            options,
+            wss,
+            inner: Mutex::new(Inner {
+                resources,
+                stats,
+                pcm: Vec::new(),
+            }),
+        })
+    }
+
+    /// The parameters in force.
+    pub fn params(&self) -> &SeparationParams {
+        &self.params
+    }
+
+    /// The stems produced, in output order.
+    pub fn stems(&self) -> &[Stem] {
+        &self.stems
+    }
+
+    /// The FFT path in use.
+    pub fn fft_path(&self) -> FftPath {
+        self.path
+    }
+
+    /// The context.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Counters since construction.
+    pub fn stats(&self) -> GpuStats {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).stats
+    }
+
+    /// The most output frames one submission can hold for `channels` channels: every buffer
+    /// within the device's `max_storage_buffer_binding_size` and `max_buffer_size`, every
+    /// dispatch within `max_compute_workgroups_per_dimension`. Larger blocks are split.
+    pub fn max_block_frames(&self, channels: usize) -> usize {
+        let limits = self.ctx.limits();
+        let bytes_limit =
+            limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let dims = limits.max_compute_workgroups_per_dimension as u64;
+        let n_fft = self.params.stft.n_fft;
+        let fits = |frames: usize| {
+            let p = worst_case_params(&self.params, channels.max(1), frames);
+            let buffers_fit = [
+                Buf::Pcm,
+                Buf::Frames,
+                Buf::Spectra,
+                Buf::Mag,
+                Buf::Harm,
+                Buf::Perc,
+                Buf::StemSpectra,
+                Buf::StemFrames,
+                Buf::CplxA,
+                Buf::CplxB,
+                Buf::Out,
+            ]
+            .iter()
+            .all(|&b| buffer_bytes(b, &p, self.path, n_fft) <= bytes_limit);
+            let groups_fit = [
+                p.held_frames as u64,
+                (p.out_frames * p.inverted_stems) as u64,
+                (p.emit_count as u64).div_ceil(256),
+            ]
+            .iter()
+            .all(|&g| g <= dims);
+            buffers_fit && groups_fit
+        };
+        if !fits(1) {
+            return 0;
+        }
+        let (mut lo, mut hi) = (1usize, 1usize << 24);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
+    /// Starts streaming a track of `channels` channels.
+    pub fn stream(&self, channels: usize) -> BlockStream<'_, GpuSeparator> {
+        BlockStream::new(self, channels)
+    }
+
+    /// Separates a whole planar signal; returns `[stem][channel][sample]`.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when the device fails.
+    pub fn separate(&self, channels: &[Vec<f32>]) -> Result<Vec<Vec<Vec<f32>>>> {
+        crate::stream::separate_all(self, channels)
+    }
+
+    /// Runs one part of a block: frames `start .. end`, emitting `emit_from .. emit_to`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_part(
+        &self,
+        inputs: &[SignalView<'_>],
+        start: usize,
+        end: usize,
+        n_frames: usize,
+        emit_from: u64,
+        emit_to: u64,
+        out: &mut [Vec<Vec<f32>>],
+    ) -> Result<()> {
+        let channels = inputs.len();
+        let input_end = inputs
+            .iter()
+            .map(|v| v.offset as u64 + v.samples.len() as u64)
+            .min()
+            .unwrap_or(0);
+        let plan = plan_block(
+            &self.params,
+            &self.wss,
+            channels,
+            start,
+            end,
+            n_frames,
+            emit_from,
+            emit_to,
+            input_end,
+        )?;
+        if let Some(v) = inputs
+            .iter()
+            .find(|v| plan.pcm_len > 0 && v.offset as u64 > plan.pcm_start)
+        {
+            return Err(Error::Gpu(format!(
+                "frames {start}..{end} need input from sample {}, but the stream holds it only from {}",
+                plan.pcm_start, v.offset
+            )));
+        }
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
+        let out_bytes = buffer_bytes(Buf::Out, &plan.params, self.path, 0);
+        inner
+            .resources
+            .ensure(&plan.params, plan.wss_edge.len(), out_bytes)?;
+        let uploaded = upload(&mut inner.pcm, &inner.resources, inputs, &plan);
+        if self.options.poison {
+            for b in [
+                Buf::Frames,
+                Buf::Spectra,
+                Buf::Mag,
+                Buf::Harm,
+                Buf::Perc,
+                Buf::StemSpectra,
+                Buf::StemFrames,
+                Buf::CplxA,
+                Buf::CplxB,
+                Buf::Out,
+            ] {
+                inner.resources.poison(b);
+            }
+        }
+
+        let mut encoder =
+            self.ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("stemkit block"),
+                });
+        let dispatches = inner
+            .resources
+            .record(&mut encoder, &plan.params, &Step::ALL);
+        inner
+            .resources
+            .record_readback(&mut encoder, Buf::Out, out_bytes);
+        self.ctx.queue().submit([encoder.finish()]);
+
+        let count = (plan.emit_to - plan.emit_from) as usize;
+        let n_stems = self.stems.len();
+        let times = inner
+            .resources
+            .read_staging(out_bytes, "GPU block", |bytes| {
+                let samples: &[f32] = bytemuck::cast_slice(bytes);
+                for (stem, per_stem) in out.iter_mut().enumerate().take(n_stems) {
+                    for (ch, dst) in per_stem.iter_mut().enumerate().take(channels) {
+                        let at = (stem * channels + ch) * count;
+                        dst.extend_from_slice(&samples[at..at + count]);
+                    }
+                }
+            })?;
+        let s = &mut inner.stats;
+        s.blocks += 1;
+        s.submissions += 1;
+        s.dispatches += dispatches;
+        s.bytes_uploaded += uploaded;
+        s.bytes_read_back += out_bytes + if times.is_some() { TIMESTAMP_BYTES } else { 0 };
+        if let Some(ns) = times {
+            for (acc, t) in s.stage_ns.iter_mut().zip(ns) {
+                *acc += t;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the block's uniform, input samples and edge sum-squares; returns the bytes written.
+fn upload(
+    pcm: &mut Vec<f32>,
+    resources: &Resources,
+    inputs: &[SignalView<'_>],
+    plan: &BlockPlan,
+) -> u64 {
+    pcm.clear();
+    let (a, len) = (plan.pcm_start, plan.pcm_len);
+    for v in inputs {
+        // The held samples in a .. a + len (the plan checked they start at or before a);
+        // past the held end the signal reads as zero.
+        let from = a.saturating_sub(v.offset as u64) as usize;
+        let avail = v.samples.len().saturating_sub(from).min(len);
+        pcm.extend_from_slice(&v.samples[from.min(v.samples.len())..][..avail]);
+        pcm.resize(pcm.len() + len - avail, 0.0);
+    }
+    resources.write(Buf::Params, bytemuck::bytes_of(&plan.params));
+    resources.write(Buf::Pcm, bytemuck::cast_slice(pcm));
+    resources.write(Buf::WssEdge, bytemuck::cast_slice(&plan.wss_edge));
+    (std::mem::size_of_val(&plan.params) + pcm.len() * 4 + plan.wss_edge.len() * 4) as u64
+}
+
+impl BlockEngine for GpuSeparator {
+    type State = GpuTrackState;
+
+    fn params(&self) -> &SeparationParams {
+        &self.params
+    }
+
+    fn new_state(&self, channels: usize) -> GpuTrackState {
+        GpuTrackState { channels }
+    }
+
+    fn run_block(
+        &self,
+        state: &mut GpuTrackState,
+        inputs: &[SignalView<'_>],
+        block: &Block,
+        emit_from: u64,
+        out: &mut [Vec<Vec<f32>>],
+    ) -> Result<()> {
+        let channels = inputs.len();
+        debug_assert_eq!(channels, state.channels);
+        if channels == 0 || block.end <= block.start {
+            return Ok(());
+        }
+        let cap = self.max_block_frames(channels);
+        if cap == 0 {
+            return Err(Error::Gpu(format!(
+                "the device cannot hold one frame of {channels} channels at n_fft {}",
+                self.params.stft.n_fft
+            )));
+        }
+        let hop = self.params.stft.hop_length as u64;
+        let half = (self.params.stft.n_fft / 2) as u64;
+        let mut from = emit_from;
+        let mut start = block.start;
+        while start < block.end {
+            let end = (start + cap).min(block.end);
+            let to = if end == block.end {
+                block.emit_to
+            } else {
+                (end as u64 * hop).saturating_sub(half).min(block.emit_to)
+            };
+            if to > from {
+                self.run_part(inputs, start, end, block.n_frames, from, to, out)?;
+                from = to;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! Each GPU stage on its own, with the CPU twin's calling convention: for tests that compare a
+//! shader with `crate::stages::<stage>` on the same inputs, and for benchmarks. It uses the
+//! engine's own buffers, bind groups and dispatches ([`Resources`]); before every run the
+//! stage's output buffer is filled with NaN so an element the shader fails to write shows up.
+//! One queue submission per call; inputs are copied in and outputs copied out each time.
+
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::params::{mask_mode, GpuParams};
+use crate::gpu::pipelines::FftPath;
+use crate::gpu::resources::{Buf, Resources, Step};
+use crate::params::HpssParams;
+use crate::stages::overlap_add::WindowSumSquare;
+use realfft::num_complex::Complex32;
+use std::sync::{Arc, Mutex};
+
+/// Runs single stages for one FFT size on one FFT path.
+pub struct StageRunner {
+    ctx: Arc<GpuContext>,
+    n_fft: usize,
+    resources: Mutex<Resources>,
+}
+
+impl StageRunner {
+    /// Builds (or reuses) the pipelines for `n_fft` on `path`.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when the pipelines cannot be built (e.g. the workgroup FFT at a size the
+    /// device's workgroup memory cannot hold).
+    pub fn new(ctx: Arc<GpuContext>, n_fft: usize, path: FftPath) -> Result<Self> {
+        crate::params::StftParams {
+            n_fft,
+            hop_length: n_fft / 4,
+        }
+        .validate()?;
+        let pipelines = ctx.pipelines(n_fft, path)?;
+        let resources = Resources::new(ctx.clone(), pipelines, false);
+        Ok(StageRunner {
+            ctx,
+            n_fft,
+            resources: Mutex::new(resources),
+        })
+    }
+
+    /// The FFT size.
+    pub fn n_fft(&self) -> usize {
+        self.n_fft
+    }
+
+    fn base_params(&self) -> GpuParams {
+        GpuParams {
+            n_fft: self.n_fft as u32,
+            hop_length: (self.n_fft / 4) as u32,
+            bins: (self.n_fft / 2 + 1) as u32,
+            channels: 1,
+            n_stems: 2,
+            inverted_stems: 1,
+            harmonic_kernel: 1,
+            percussive_kernel: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Runs `step` with `params`: `inputs` are written first, `output` is poisoned, then read back
+    /// (`out_len` f32 values).
+    fn run(
+        &self,
+        step: Step,
+        params: GpuParams,
+        inputs: &[(Buf, &[u8])],
+        output: Buf,
+        out_len: usize,
+        wss_edge_len: usize,
+    ) -> Result<Vec<f32>> {
+        let mut r = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = (out_len * 4) as u64;
+        r.ensure(&params, wss_edge_len, bytes)?;
+        r.write(Buf::Params, bytemuck::bytes_of(&params));
+        for (buf, data) in inputs {
+            r.write(*buf, data);
+        }
+        r.poison(output);
+        let mut encoder =
+            self.ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some(step.name()),
+                });
+        r.record(&mut encoder, &params, &[step]);
+        r.record_readback(&mut encoder, output, bytes);
+        self.ctx.queue().submit([encoder.finish()]);
+        let mut out = vec![0.0f32; out_len];
+        r.read_staging(bytes, step.name(), |b| {
+            out.copy_from_slice(bytemuck::cast_slice(b))
+        })?;
+        Ok(out)
+    }
+
+    /// Stage `frame`: frames `first .. first + count` of each channel (all the same length,
+    /// holding the signal from global sample `offset` on), like `frame_windowed` with the periodic
+    /// Hann window. Returns `[channel][frame][n_fft]`.
+    pub fn frame(
+        &self,
+        channels: &[&[f32]],
+        offset: i64,
+        first: usize,
+        count: usize,
+        hop_length: usize,
+    ) -> Result<Vec<f32>> {
+        let len = channels.first().map_or(0, |c| c.len());
+        if channels.iter().any(|c| c.len() != len) {
+            return Err(Error::param("channels", "expected equal lengths"));
+        }
+        let pcm: Vec<f32> = channels.iter().flat_map(|c| c.iter().copied()).collect();
+        let p = GpuParams {
+            hop_length: hop_length as u32,
+            channels: channels.len() as u32,
+            held_frames: count as u32,
+            pcm_len: len as u32,
+            frame0_sample: ((first * hop_length) as i64 - (self.n_fft / 2) as i64 - offset) as i32,
+            ..self.base_params()
+        };
+        self.run(
+            Step::Frame,
+            p,
+            &[(Buf::Pcm, bytemuck::cast_slice(&pcm))],
+            Buf::Frames,
+            channels.len() * count * self.n_fft,
+            0,
+        )
+    }
+
+    /// Stage `fft`: the real FFT of each n_fft-long row of `frames`; `[row][bins]`.
+    pub fn fft(&self, frames: &[f32]) -> Result<Vec<Complex32>> {
+        let rows = frames.len() / self.n_fft;
+        let p = GpuParams {
+            held_frames: rows as u32,
+            ..self.base_params()
+        };
+        let bins = p.bins as usize;
+        let out = self.run(
+            Step::Fft,
+            p,
+            &[(Buf::Frames, bytemuck::cast_slice(frames))],
+            Buf::Spectra,
+            rows * bins * 2,
+            0,
+        )?;
+        Ok(to_complex(&out))
+    }
+
+    /// Stage `magnitude`: |z| of every value (rows of n_fft/2 + 1 bins).
+    pub fn magnitude(&self, spectra: &[Complex32]) -> Result<Vec<f32>> {
+        let base = self.base_params();
+        let rows = spectra.len() / base.bins as usize;
+        let p = GpuParams {
+            held_frames: rows as u32,
+            ..base
+        };
+        self.run(
+            Step::Magnitude,
+            p,
+            &[(Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra)))],
+            Buf::Mag,
+            spectra.len(),
+            0,
+        )
+    }
+
+    /// Stage `median` along time, as `crate::stages::median::median_time` over all bins:
+    /// `mag` holds frames `held_offset ..` (rows of n_fft/2 + 1 bins) of an `n_frames`-frame
+    /// signal; returns frames `first .. first + n_out`.
+    pub fn median_time(
+        &self,
+        mag: &[f32],
+        held_offset: usize,
+        n_frames: usize,
+        first: usize,
+        n_out: usize,
+        k: usize,
+    ) -> Result<Vec<f32>> {
+        let base = self.base_params();
+        let bins = base.bins as usize;
+        let p = GpuParams {
+            held_frames: (mag.len() / bins) as u32,
+            out_frames: n_out as u32,
+            out_offset: (first - held_offset) as u32,
+            n_frames_rel: (n_frames - held_offset).min(1 << 29) as u32,
+            harmonic_kernel: k as u32,
+            ..base
+        };
+        self.run(
+            Step::MedianTime,
+            p,
+            &[(Buf::Mag, bytemuck::cast_slice(mag))],
+            Buf::Harm,
+            n_out * bins,
+            0,
+        )
+    }
+
+    /// Stage `median` along frequency, as `crate::stages::median::median_freq`.
+    pub fn median_freq(&self, mag: &[f32], k: usize) -> Result<Vec<f32>> {
+        let base = self.base_params();
+        let rows = mag.len() / base.bins as usize;
+        let p = GpuParams {
+            held_frames: rows as u32,
+            out_frames: rows as u32,
+            percussive_kernel: k as u32,
+            ..base
+        };
+        self.run(
+            Step::MedianFreq,
+            p,
+            &[(Buf::Mag, bytemuck::cast_slice(mag))],
+            Buf::Perc,
+            mag.len(),
+            0,
+        )
+    }
+
+    /// Stage `mask`: masks from `harm` and `perc` applied to `spectra` (all rows of n_fft/2 + 1
+    /// bins): `[row][stem][bins]` for the harmonic stem and, with `both`, the percussive one.
+    pub fn mask(
+        &self,
+        spectra: &[Complex32],
+        harm: &[f32],
+        perc: &[f32],
+        hpss: &HpssParams,
+        both: bool,
+    ) -> Result<Vec<Complex32>> {
+        let base = self.base_params();
+        let rows = spectra.len() / base.bins as usize;
+        let inverted = if both { 2 } else { 1 };
+        let p = GpuParams {
+            held_frames: rows as u32,
+            out_frames: rows as u32,
+            power: hpss.power,
+            margin_harmonic: hpss.margin_harmonic,
+            margin_percussive: hpss.margin_percussive,
+            mask_mode: mask_mode::for_power(hpss.power),
+            split_zeros: hpss.split_zeros() as u32,
+            inverted_stems: inverted,
+            n_stems: inverted + 1,
+            ..base
+        };
+        let out = self.run(
+            Step::Mask,
+            p,
+            &[
+                (Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra))),
+                (Buf::Harm, bytemuck::cast_slice(harm)),
+                (Buf::Perc, bytemuck::cast_slice(perc)),
+            ],
+            Buf::StemSpectra,
+            spectra.len() * inverted as usize * 2,
+            0,
+        )?;
+        Ok(to_complex(&out))
+    }
+
+    /// Stage `ifft`: the inverse of each spectrum row, scaled by 1/n_fft and windowed with the
+    /// periodic Hann window, as `crate::stages::ifft::InverseFft::process`; `[row][n_fft]`.
+    pub fn ifft(&self, spectra: &[Complex32]) -> Result<Vec<f32>> {
+        let base = self.base_params();
+        let rows = spectra.len() / base.bins as usize;
+        let p = GpuParams {
+            out_frames: rows as u32,
+            inverted_stems: 1,
+            ..base
+        };
+        self.run(
+            Step::Ifft,
+            p,
+            &[(
+                Buf::StemSpectra,
+                bytemuck::cast_slice(&from_complex(spectra)),
+            )],
+            Buf::StemFrames,
+            rows * self.n_fft,
+            0,
+        )
+    }
+
+    /// Stage `overlap_add` with the remainder stem: `frames` holds inverse frames
+    /// `held_first ..` laid out `[frame][stem][n_fft]` for `inverted` stems; `x` holds the
+    /// signal from sample 0 (for the remainder). Returns `[stem][sample]` for samples
+    /// `out_start .. out_start + count`, the last stem being x − Σ the others.
+    #[allow(clippy::too_many_arguments)]
+    pub fn overlap_add(
+        &self,
+        frames: &[f32],
+        inverted: usize,
+        held_first: usize,
+        hop_length: usize,
+        n_frames: usize,
+        x: &[f32],
+        out_start: u64,
+        count: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        let n_fft = self.n_fft;
+        let held = frames.len() / (inverted * n_fft);
+        let window = crate::stages::frame::hann_periodic(n_fft);
+        let wss = WindowSumSquare::new(&window, hop_length);
+        let plan = NormPlan::new(&wss, n_fft, hop_length, n_frames, out_start, count);
+        let pos0 = out_start + (n_fft / 2) as u64;
+        let p = GpuParams {
+            hop_length: hop_length as u32,
+            out_frames: held as u32,
+            inverted_stems: inverted as u32,
+            n_stems: inverted as u32 + 1,
+            pcm_len: x.len() as u32,
+            emit_count: count as u32,
+            emit_pos0: (pos0 - (held_first * hop_length) as u64) as u32,
+            emit_sample: out_start as i32,
+            oa_frames: (n_frames - held_first).min(held) as u32,
+            interior_lo: plan.interior.start,
+            interior_hi: plan.interior.end,
+            wss_phase0: (pos0 % hop_length as u64) as u32,
+            ..self.base_params()
+        };
+        let out = self.run(
+            Step::OverlapAdd,
+            p,
+            &[
+                (Buf::StemFrames, bytemuck::cast_slice(frames)),
+                (Buf::Pcm, bytemuck::cast_slice(x)),
+                (
+                    Buf::WssPeriodic,
+                    bytemuck::cast_slice(&periodic_wss(&wss, n_fft, hop_length)),
+                ),
+                (Buf::WssEdge, bytemuck::cast_slice(&plan.edge)),
+            ],
+            Buf::Out,
+            (inverted + 1) * count,
+            plan.edge.len(),
+        )?;
+        Ok(out.chunks(count.max(1)).map(<[f32]>::to_vec).collect())
+    }
+}
+
+fn from_complex(v: &[Complex32]) -> Vec<f32> {
+    v.iter().flat_map(|z| [z.re, z.im]).collect()
+}
+
+fn to_complex(v: &[f32]) -> Vec<Complex32> {
+    v.chunks_exact(2)
+        .map(|c| Complex32::new(c[0], c[1]))
+        .collect()
+}
+
+/// The periodic window sum-square table: entry r is the sum at interior samples whose padded
+/// position is r modulo hop (read through `WindowSumSquare::at`, so the values are the CPU's).
+pub fn periodic_wss(wss: &WindowSumSquare, n_fft: usize, hop_length: usize) -> Vec<f32> {
+    let mut table = vec![0.0f32; hop_length];
+    for s in (n_fft / 2) as u64..(n_fft / 2 + hop_length) as u64 {
+        let pos = s + (n_fft / 2) as u64;
+        table[(pos % hop_length as u64) as usize] = wss.at(s, usize::MAX / 4);
+    }
+    table
+}
+
+/// How emitted samples `out_start .. out_start + count` are normalised: the interior range
+/// (relative indices) uses the periodic table, the samples before and after it take their
+/// sum-square from `edge` (as `WindowSumSquare::normalise` splits them).
+pub struct NormPlan {
+    /// Relative indices that use the periodic table.
+    pub interior: std::ops::Range<u32>,
+    /// Sum-square of the samples before, then after, the interior.
+    pub edge: Vec<f32>,
+}
+
+impl NormPlan {
+    /// The split for one run of emitted samples.
+    pub fn new(
+        wss: &WindowSumSquare,
+        n_fft: usize,
+        hop_length: usize,
+        n_frames: usize,
+        out_start: u64,
+        count: usize,
+    ) -> Self {
+        let n = n_fft as u64;
+        let end = out_start + count as u64;
+        let interior_lo = (n / 2).saturating_sub(1);
+        let interior_hi = (n_frames as u64)
+            .saturating_mul(hop_length as u64)
+            .saturating_sub(n / 2);
+        let lo = interior_lo.clamp(out_start, end);
+        let hi = interior_hi.clamp(lo, end);
+        let edge = (out_start..lo)
+            .chain(hi..end)
+            .map(|s| wss.at(s, n_frames))
+            .collect();
+        NormPlan {
+            interior: (lo - out_start) as u32..(hi - out_start) as u32,
+            edge,
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! Every GPU stage against its CPU twin (`stemkit::stages::*`) on fresh seeded random inputs, at
+//! several sizes, with each stage's output buffer poisoned with NaN before the run.
+//! Tolerances: FFTs relative L2 < 1e-6 (vs the CPU FFT and vs the naive f64 DFT); frames,
+//! medians, masks (power 1, 2, inf) and overlap-add identical given identical inputs.
+//! Without a GPU adapter every test prints SKIPPED and passes, unless STEMKIT_REQUIRE_GPU=1.
+
+mod common;
+
+use common::{assert_close, assert_identical};
+use realfft::num_complex::Complex32;
+use realfft::RealFftPlanner;
+use std::sync::Arc;
+use stemkit::gpu::pipelines::choose_fft_path;
+use stemkit::gpu::{shared_test_context, FftPath, GpuContext, StageRunner};
+use stemkit::reference;
+use stemkit::rng::Rng;
+use stemkit::stages::fft::ForwardFft;
+use stemkit::stages::frame::{frame_windowed, hann_periodic, SignalView};
+use stemkit::stages::ifft::InverseFft;
+use stemkit::stages::magnitude::magnitude;
+use stemkit::stages::mask::{apply_mask, hpss_masks};
+use stemkit::stages::median::{median_freq, median_time, MedianScratch};
+use stemkit::stages::overlap_add::{overlap_add, WindowSumSquare};
+use stemkit::HpssParams;
+
+const ALL_N_FFT: [usize; 7] = [256, 512, 1024, 2048, 4096, 8192, 16384];
+
+fn gpu() -> Option<Arc<GpuContext>> {
+    shared_test_context()
+}
+
+/// The FFT paths the device can run at `n_fft`: the global one always, the workgroup one where
+/// it fits.
+fn paths(ctx: &GpuContext, n_fft: usize) -> Vec<FftPath> {
+    let mut p = vec![FftPath::Global];
+    if choose_fft_path(n_fft, &ctx.limits()) == FftPath::Workgroup {
+        p.insert(0, FftPath::Workgroup);
+    }
+    p
+}
+
+fn flat(z: &[Complex32]) -> Vec<f32> {
+    z.iter().flat_map(|c| [c.re, c.im]).collect()
+}
+
+#[test]
+fn frame_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let runner = StageRunner::new(ctx, 1024, FftPath::Workgroup).unwrap();
+    let window = hann_periodic(1024);
+    let mut rng = Rng::new(1);
+    // (signal length, offset of the held samples, first frame, frames, hop, channels)
+    for &(len, offset, first, count, hop, channels) in &[
+        (5000usize, 0i64, 0usize, 12usize, 256usize, 1usize),
+        (333, 0, 0, 3, 100, 2),      // shorter than one frame
+        (7777, 2000, 9, 17, 512, 6), // held from sample 2000, frames past the end
+        (4097, 1500, 5, 4, 511, 2),  // odd hop and length
+    ] {
+        let data: Vec<Vec<f32>> = (0..channels).map(|_| rng.signal(len)).collect();
+        let views: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+        let got = runner.frame(&views, offset, first, count, hop).unwrap();
+        let mut want = Vec::new();
+        for ch in &data {
+            for t in first..first + count {
+                let mut f = vec![0.0; 1024];
+                frame_windowed(
+                    SignalView {
+                        samples: ch,
+                        offset,
+                    },
+                    t,
+                    hop,
+                    &window,
+                    &mut f,
+                );
+                want.extend(f);
+            }
+        }
+        assert_identical(
+            &format!("frame len {len} offset {offset} first {first} hop {hop} ch {channels}"),
+            &got,
+            &want,
+        );
+    }
+}
+
+#[test]
+fn fft_matches_cpu_and_naive_dft_at_every_size() {
+    let Some(ctx) = gpu() else { return };
+    let mut planner = RealFftPlanner::new();
+    for (i, &n) in ALL_N_FFT.iter().enumerate() {
+        let rows = if n >= 8192 { 2 } else { 5 };
+        let frames = Rng::new(100 + i as u64).signal(rows * n);
+        let fft = ForwardFft::new(&mut planner, n);
+        let bins = n / 2 + 1;
+        let mut want = vec![Complex32::default(); rows * bins];
+        let mut scratch = vec![Complex32::default(); fft.scratch_len()];
+        for (f, s) in frames.chunks(n).zip(want.chunks_mut(bins)) {
+            fft.process(&mut f.to_vec(), s, &mut scratch);
+        }
+        let naive: Vec<f32> = reference::dft_real(&frames[..n])
+            .iter()
+            .flat_map(|z| [z.re as f32, z.im as f32])
+            .collect();
+        for path in paths(&ctx, n) {
+            let runner = StageRunner::new(ctx.clone(), n, path).unwrap();
+            let got = runner.fft(&frames).unwrap();
+            let what = format!("fft n={n} {path:?}");
+            println!(
+                "{what}: rel L2 {:.2e} vs realfft, {:.2e} vs naive DFT",
+                common::rel_l2(&flat(&got), &flat(&want)),
+                common::rel_l2(&flat(&got[..bins]), &naive)
+            );
+            assert_close(&what, &flat(&got), &flat(&want), 1e-6);
+            assert_close(
+                &format!("{what} vs naive DFT"),
+                &flat(&got[..bins]),
+                &naive,
+                1e-6,
+            );
+        }
+    }
+}
+
+#[test]
+fn magnitude_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let runner = StageRunner::new(ctx, 512, FftPath::Workgroup).unwrap();
+    let mut rng = Rng::new(3);
+    let bins = 257;
+    let rows = 40;
+    let spectra: Vec<Complex32> = (0..rows * bins)
+        .map(|i| {
+            // Scales from 1e-6 to 1e3, exact zeros and pure reals/imaginaries.
+            let s = 10f32.powi((i % 10) - 6);
+            match i % 23 {
+                0 => Complex32::new(0.0, 0.0),
+                1 => Complex32::new(rng.signed() * s, 0.0),
+                2 => Complex32::new(0.0, rng.signed() * s),
+                _ => Complex32::new(rng.signed() * s, rng.signed() * s),
+            }
+        })
+        .collect();
+    let got = runner.magnitude(&spectra).unwrap();
+    let mut want = vec![0.0; spectra.len()];
+    magnitude(&spectra, &mut want);
+    let off = got
+        .iter()
+        .zip(&want)
+        .filter(|(g, w)| g.to_bits() != w.to_bits())
+        .count();
+    let worst_ulps = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (g.to_bits() as i64 - w.to_bits() as i64).abs())
+        .max()
+        .unwrap();
+    println!(
+        "magnitude: {off} of {} differ from the CPU, worst by {worst_ulps} ulps",
+        want.len()
+    );
+    assert!(
+        worst_ulps <= 1,
+        "magnitude: {off} of {} differ, worst by {worst_ulps} ulps",
+        want.len()
+    );
+    assert_close("magnitude", &got, &want, 1e-7);
+}
+
+/// Random magnitudes; with `ties`, quantised to a few levels so windows hold many equal values.
+fn magnitudes(rng: &mut Rng, n: usize, ties: bool) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let v = rng.uniform();
+            if ties {
+                (v * 4.0).floor() * 0.25
+            } else {
+                v * v * 3.0
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn median_time_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let runner = StageRunner::new(ctx, 256, FftPath::Workgroup).unwrap();
+    let bins = 129;
+    let mut rng = Rng::new(4);
+    let mut scratch = MedianScratch::default();
+    // (frames held, held offset, signal frames, first output, outputs, kernel)
+    for &(held, held_offset, n_frames, first, n_out, k) in &[
+        (40usize, 0usize, 40usize, 0usize, 40usize, 31usize), // whole signal, both boundaries
+        (40, 0, 40, 0, 40, 4),                                // even kernel: upper median
+        (60, 100, 1_000_000, 115, 30, 31),                    // interior block, no boundary
+        (25, 0, 25, 3, 20, 64),                               // largest insertion-sort kernel
+        (25, 0, 25, 0, 25, 65),                               // smallest radix-select kernel
+        (7, 0, 7, 0, 7, 200),                                 // window wider than the signal
+        (30, 0, 30, 0, 30, 1025),                             // largest kernel
+        (50, 950, 1000, 960, 40, 21),                         // last block: end reflection
+        (3, 0, 3, 0, 3, 1),
+    ] {
+        for ties in [false, true] {
+            let mag = magnitudes(&mut rng, held * bins, ties);
+            let got = runner
+                .median_time(&mag, held_offset, n_frames, first, n_out, k)
+                .unwrap();
+            let mut want = vec![0.0; n_out * bins];
+            median_time(
+                &mag,
+                bins,
+                held_offset,
+                n_frames,
+                first,
+                k,
+                &mut want,
+                0..bins,
+                &mut scratch,
+            );
+            assert_identical(
+                &format!("median_time held {held}+{held_offset} of {n_frames}, out {first}+{n_out}, k {k}, ties {ties}"),
+                &got,
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn median_freq_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(5);
+    let mut scratch = MedianScratch::default();
+    for &(n_fft, frames, k) in &[
+        (256usize, 9usize, 31usize),
+        (256, 9, 2),
+        (256, 5, 64),
+        (256, 5, 65),
+        (256, 3, 300), // wider than the 129 bins: repeated reflection
+        (2048, 3, 1025),
+        (512, 7, 1),
+    ] {
+        let runner = StageRunner::new(ctx.clone(), n_fft, FftPath::Workgroup).unwrap();
+        let bins = n_fft / 2 + 1;
+        for ties in [false, true] {
+            let mag = magnitudes(&mut rng, frames * bins, ties);
+            let got = runner.median_freq(&mag, k).unwrap();
+            let mut want = vec![0.0; mag.len()];
+            median_freq(&mag, bins, k, &mut want, &mut scratch);
+            assert_identical(
+                &format!("median_freq n_fft {n_fft} k {k} ties {ties}"),
+                &got,
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn masks_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let runner = StageRunner::new(ctx, 512, FftPath::Workgroup).unwrap();
+    let bins = 257;
+    let rows = 16;
+    let n = rows * bins;
+    let mut rng = Rng::new(6);
+    // Exact zeros, ties, subnormal-free tiny values and ordinary ones.
+    let harm: Vec<f32> = (0..n)
+        .map(|i| match i % 17 {
+            0 => 0.0,
+            1 => 1e-30,
+            _ => rng.uniform() * 2.0,
+        })
+        .collect();
+    let perc: Vec<f32> = (0..n)
+        .map(|i| match i % 13 {
+            0 => 0.0,
+            1 => harm[i],
+            2 => harm[i] * 0.5,
+            _ => rng.uniform() * 2.0,
+        })
+        .collect();
+    let spectra: Vec<Complex32> = (0..n)
+        .map(|_| Complex32::new(rng.signed(), rng.signed()))
+        .collect();
+    let unit = vec![Complex32::new(1.0, 0.0); n];
+    for &(power, mh, mp) in &[
+        (2.0f32, 1.0f32, 1.0f32),
+        (1.0, 1.0, 1.0),
+        (f32::INFINITY, 1.0, 1.0),
+        (2.0, 2.0, 3.0),
+        (1.0, 3.0, 3.0),
+        (f32::INFINITY, 2.0, 1.5),
+        (1.5, 1.0, 1.0),
+        (0.5, 2.0, 2.0),
+    ] {
+        let hpss = HpssParams {
+            power,
+            margin_harmonic: mh,
+            margin_percussive: mp,
+            ..Default::default()
+        };
+        let (mut mask_h, mut mask_p) = (vec![0.0; n], vec![0.0; n]);
+        hpss_masks(&harm, &perc, &hpss, &mut mask_h, &mut mask_p);
+        // Against a unit spectrum the stem spectra are the masks themselves.
+        let got = runner.mask(&unit, &harm, &perc, &hpss, true).unwrap();
+        let got_h: Vec<f32> = got
+            .iter()
+            .step_by(1)
+            .enumerate()
+            .filter(|(i, _)| (i / bins) % 2 == 0)
+            .map(|(_, z)| z.re)
+            .collect();
+        let got_p: Vec<f32> = got
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i / bins) % 2 == 1)
+            .map(|(_, z)| z.re)
+            .collect();
+        let what = format!("masks power {power} margins {mh},{mp}");
+        if power == 1.0 || power == 2.0 || power.is_infinite() {
+            assert_identical(&format!("{what} harmonic"), &got_h, &mask_h);
+            assert_identical(&format!("{what} percussive"), &got_p, &mask_p);
+        } else {
+            // WGSL pow is not libm's powf: close, not identical.
+            assert_close(&format!("{what} harmonic"), &got_h, &mask_h, 1e-6);
+            assert_close(&format!("{what} percussive"), &got_p, &mask_p, 1e-6);
+        }
+        // Applied to a spectrum: [row][stem][bin], one stem or two.
+        for both in [false, true] {
+            let got = runner.mask(&spectra, &harm, &perc, &hpss, both).unwrap();
+            let stems = if both { 2 } else { 1 };
+            let mut want = vec![Complex32::default(); n * stems];
+            for r in 0..rows {
+                let row = r * bins..(r + 1) * bins;
+                let out = &mut want[r * stems * bins..(r + 1) * stems * bins];
+                apply_mask(
+                    &spectra[row.clone()],
+                    &mask_h[row.clone()],
+                    &mut out[..bins],
+                );
+                if both {
+                    apply_mask(&spectra[row.clone()], &mask_p[row], &mut out[bins..]);
+                }
+            }
+            if power == 1.0 || power == 2.0 || power.is_infinite() {
+                assert_identical(
+                    &format!("{what} applied, stems {stems}"),
+                    &flat(&got),
+                    &flat(&want),
+                );
+            } else {
+                assert_close(
+                    &format!("{what} applied, stems {stems}"),
+                    &flat(&got),
+                    &flat(&want),
+                    1e-6,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ifft_matches_cpu_at_every_size() {
+    let Some(ctx) = gpu() else { return };
+    let mut planner = RealFftPlanner::new();
+    for (i, &n) in ALL_N_FFT.iter().enumerate() {
+        let rows = if n >= 8192 { 2 } else { 4 };
+        let bins = n / 2 + 1;
+        let mut rng = Rng::new(200 + i as u64);
+        let spectra: Vec<Complex32> = (0..rows * bins)
+            .map(|_| Complex32::new(rng.signed(), rng.signed()))
+            .collect();
+        let window = hann_periodic(n);
+        let ifft = InverseFft::new(&mut planner, n);
+        let mut scratch = vec![Complex32::default(); ifft.scratch_len()];
+        let mut want = vec![0.0f32; rows * n];
+        for (s, out) in spectra.chunks(bins).zip(want.chunks_mut(n)) {
+            ifft.process(&mut s.to_vec(), out, &window, &mut scratch);
+        }
+        // The naive inverse of the first row, windowed.
+        let row0: Vec<realfft::num_complex::Complex64> = spectra[..bins]
+            .iter()
+            .enumerate()
+            .map(|(k, z)| {
+                let im = if k == 0 || k == bins - 1 {
+                    0.0
+                } else {
+                    z.im as f64
+                };
+                realfft::num_complex::Complex64::new(z.re as f64, im)
+            })
+            .collect();
+        let naive: Vec<f32> = reference::idft_real(&row0, n)
+            .iter()
+            .zip(&window)
+            .map(|(v, w)| (v * *w as f64) as f32)
+            .collect();
+        for path in paths(&ctx, n) {
+            let runner = StageRunner::new(ctx.clone(), n, path).unwrap();
+            let got = runner.ifft(&spectra).unwrap();
+            let what = format!("ifft n={n} {path:?}");
+            println!(
+                "{what}: rel L2 {:.2e} vs realfft, {:.2e} vs naive",
+                common::rel_l2(&got, &want),
+                common::rel_l2(&got[..n], &naive)
+            );
+            assert_close(&what, &got, &want, 1e-6);
+            assert_close(&format!("{what} vs naive"), &got[..n], &naive, 1e-6);
+        }
+    }
+}
+
+#[test]
+fn overlap_add_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(8);
+    // (n_fft, hop, signal length, first held frame, held frames, first output, outputs, stems)
+    for &(n_fft, hop, len, held_first, held, out_start, count, inverted) in &[
+        (
+            1024usize,
+            256usize,
+            20_000usize,
+            0usize,
+            30usize,
+            0u64,
+            6000usize,
+            1usize,
+        ), // start edge
+        (1024, 256, 20_000, 10, 30, 10 * 256 + 768 - 512, 5000, 2), // interior
+        (
+            512,
+            128,
+            3000,
+            15,
+            9,
+            15 * 128 + 384 - 256,
+            3000 - (15 * 128 + 128),
+            2,
+        ), // end edge
+        (256, 100, 150, 0, 2, 0, 150, 1),                           // one frame + edges
+        (2048, 1024, 9000, 3, 6, 3 * 1024 + 1024 - 1024, 4000, 1),  // hop n/2
+    ] {
+        let n_frames = 1 + len / hop;
+        let frames = rng.signal(held * inverted * n_fft);
+        let x = rng.signal(len);
+        let runner = StageRunner::new(ctx.clone(), n_fft, FftPath::Workgroup).unwrap();
+        let got = runner
+            .overlap_add(
+                &frames, inverted, held_first, hop, n_frames, &x, out_start, count,
+            )
+            .unwrap();
+        let window = hann_periodic(n_fft);
+        let wss = WindowSumSquare::new(&window, hop);
+        let mut rest: Vec<f32> = x[out_start as usize..out_start as usize + count].to_vec();
+        for (s, got_s) in got.iter().enumerate().take(inverted) {
+            let mut want = vec![0.0f32; count];
+            overlap_add(
+                &frames,
+                inverted * n_fft,
+                s * n_fft,
+                held_first,
+                n_fft,
+                hop,
+                n_frames,
+                &wss,
+                out_start,
+                &mut want,
+            );
+            assert_identical(
+                &format!("overlap_add n_fft {n_fft} hop {hop} from {out_start} stem {s}"),
+                got_s,
+                &want,
+            );
+            rest.iter_mut().zip(&want).for_each(|(r, v)| *r -= v);
+        }
+        assert_identical(
+            &format!("overlap_add n_fft {n_fft} hop {hop} remainder"),
+            &got[inverted],
+            &rest,
+        );
+    }
+}
