@@ -2,9 +2,9 @@
 //! bad ones, and write `stemkit-report.json` (atomically) with one record per input.
 
 use crate::audio::decode::looks_like_audio;
+use crate::engine::Engines;
 use crate::error::{Error, Result};
 use crate::pipeline::{separate_file, DeliveryOptions, TrackReport};
-use crate::separator::Separators;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
@@ -104,7 +104,7 @@ impl BatchObserver for Silent {}
 
 /// Separates every input into `out_dir`, continuing past failures, and writes the report.
 pub fn run_batch(
-    separators: &Separators,
+    engines: &Engines,
     inputs: &[PathBuf],
     out_dir: &Path,
     delivery: &DeliveryOptions,
@@ -120,7 +120,7 @@ pub fn run_batch(
     for (index, input) in files.iter().enumerate() {
         observer.track_started(index, files.len(), input);
         let outcome = match check_outputs(
-            separators,
+            engines,
             input,
             out_dir,
             delivery,
@@ -128,7 +128,7 @@ pub fn run_batch(
             &mut claimed,
         ) {
             Err(e) => Err(e),
-            Ok(()) => separate_file(separators, input, out_dir, delivery, |f| {
+            Ok(()) => separate_file(engines, input, out_dir, delivery, |f| {
                 observer.track_progress(f)
             }),
         };
@@ -148,7 +148,7 @@ pub fn run_batch(
         .count();
     let report = BatchReport {
         stemkit: env!("CARGO_PKG_VERSION").to_string(),
-        device: "cpu".to_string(),
+        device: engines.device_name(),
         params,
         failed: tracks.len() - ok,
         ok,
@@ -161,7 +161,7 @@ pub fn run_batch(
 
 /// Refuses outputs that would overwrite an input or another track's outputs in this batch.
 fn check_outputs(
-    separators: &Separators,
+    engines: &Engines,
     input: &Path,
     out_dir: &Path,
     delivery: &DeliveryOptions,
@@ -175,7 +175,7 @@ fn check_outputs(
         crate::pipeline::OutputRate::Source => 0,
     };
     let mut names = Vec::new();
-    for stem in separators.stems() {
+    for stem in engines.stems() {
         let name = crate::audio::naming::render_name(
             &delivery.name_template,
             &track,

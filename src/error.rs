@@ -47,8 +47,10 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-    /// The GPU path failed (no adapter, device lost, out of memory).
+    /// The GPU path failed mid-run (device lost, out of memory, a driver error).
     Gpu(String),
+    /// `--device gpu` (or `--adapter`) asked for a GPU that cannot be opened: a usage error.
+    NoGpu(String),
 }
 
 impl Error {
@@ -78,7 +80,7 @@ impl Error {
 
     /// True for errors caused by the user's arguments (exit code 2 in the CLI).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::InvalidParameter { .. })
+        matches!(self, Error::InvalidParameter { .. } | Error::NoGpu(_))
     }
 }
 
@@ -95,6 +97,7 @@ impl fmt::Display for Error {
                 write!(f, "{}: refused output: {reason}", path.display())
             }
             Error::Gpu(message) => write!(f, "GPU: {message}"),
+            Error::NoGpu(message) => write!(f, "no usable GPU: {message}"),
         }
     }
 }

@@ -6,8 +6,8 @@ use crate::audio::decode::{AudioReader, InputInfo};
 use crate::audio::encode::{SampleFormat, WavSink};
 use crate::audio::naming::render_name;
 use crate::audio::resample::StreamResampler;
+use crate::engine::Engines;
 use crate::error::{Error, Result};
-use crate::separator::Separators;
 use crate::stems::Stem;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -109,6 +109,8 @@ pub struct TrackReport {
     pub seconds: f64,
     /// Audio seconds per wall second.
     pub realtime_factor: f64,
+    /// Device that separated this track (`cpu` or `gpu: <adapter>`).
+    pub device: String,
     /// Warnings (clipping gain applied, extension mismatch, …).
     pub warnings: Vec<String>,
 }
@@ -144,16 +146,46 @@ pub fn track_name(input: &Path) -> String {
 ///
 /// `progress` is called with the number of input frames decoded so far.
 pub fn separate_file(
-    separators: &Separators,
+    engines: &Engines,
     input: &Path,
     out_dir: &Path,
     delivery: &DeliveryOptions,
     mut progress: impl FnMut(u64),
 ) -> Result<TrackReport> {
     let started = Instant::now();
-    let mut pass = run_pass(separators, input, out_dir, delivery, 1.0, &mut progress)?;
+    let mut on_cpu = !engines.is_gpu();
+    let mut device = engines.device_name();
+    let mut fallback_note = None;
+    let mut pass = match run_pass(
+        engines,
+        on_cpu,
+        input,
+        out_dir,
+        delivery,
+        1.0,
+        &mut progress,
+    ) {
+        // `--fallback cpu`: a GPU failure (device lost, out of memory) redoes the track on the
+        // CPU; the failed pass's temporary files are already gone.
+        Err(Error::Gpu(message)) if engines.fallback_cpu() => {
+            on_cpu = true;
+            device = "cpu".into();
+            fallback_note = Some(format!("the GPU failed ({message}); redone on the CPU"));
+            run_pass(
+                engines,
+                on_cpu,
+                input,
+                out_dir,
+                delivery,
+                1.0,
+                &mut progress,
+            )?
+        }
+        other => other?,
+    };
     let mut gain = 1.0f32;
-    let mut warnings = pass.warnings.clone();
+    let mut warnings: Vec<String> = fallback_note.into_iter().collect();
+    warnings.extend(pass.warnings.iter().cloned());
     let peak = pass.peaks.iter().fold(0.0f32, |m, &p| m.max(p));
     if let Some(max) = delivery.format.max_amplitude() {
         if peak > max {
@@ -165,7 +197,15 @@ pub fn separate_file(
                 dbfs(gain as f64)
             ));
             drop(pass);
-            pass = run_pass(separators, input, out_dir, delivery, gain, &mut progress)?;
+            pass = run_pass(
+                engines,
+                on_cpu,
+                input,
+                out_dir,
+                delivery,
+                gain,
+                &mut progress,
+            )?;
         }
     }
     // Finish (sync and rename) every stem at once, so the syncs overlap.
@@ -202,6 +242,7 @@ pub fn separate_file(
         null_rms_dbfs: dbfs((pass.null_sq / samples).sqrt()),
         seconds,
         realtime_factor: duration_s / seconds.max(1e-9),
+        device,
         warnings,
     })
 }
@@ -225,8 +266,10 @@ struct Pass {
     master: Vec<Vec<f32>>,
 }
 
+/// `on_cpu` forces the CPU engine (after a GPU failure with `--fallback cpu`).
 fn run_pass(
-    separators: &Separators,
+    engines: &Engines,
+    on_cpu: bool,
     input: &Path,
     out_dir: &Path,
     delivery: &DeliveryOptions,
@@ -240,7 +283,11 @@ fn run_pass(
         OutputRate::Fixed(r) => r,
         OutputRate::Source => info.sample_rate,
     };
-    let separator = separators.get(rate_out)?;
+    let separator = if on_cpu {
+        engines.cpu_engine(rate_out)?
+    } else {
+        engines.get(rate_out)?
+    };
     let n_fft = separator.params().stft.n_fft;
     if let Some(frames) = info.frames {
         check_length(input, frames, n_fft)?;

@@ -250,6 +250,10 @@ fn usage_errors_exit_2() {
         vec!["--stems", "vocals"],
         vec!["--name-template", "{nope}"],
         vec!["--no-such-flag"],
+        vec!["--device", "tpu"],
+        vec!["--fallback", "maybe"],
+        vec!["--gpu-chunk-frames", "0"],
+        vec!["--device", "cpu", "--adapter", "0"],
     ] {
         let mut a = vec![
             "separate",
@@ -262,7 +266,14 @@ fn usage_errors_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
         assert!(!o.stderr.is_empty());
     }
-    for sub in ["separate", "null-test", "demo", "bench"] {
+    for sub in [
+        "separate",
+        "null-test",
+        "demo",
+        "bench",
+        "compare",
+        "devices",
+    ] {
         let o = stemkit(&[sub, "--help"]);
         assert!(
             o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Example"),
@@ -363,8 +374,13 @@ fn bad_inputs_fail_alone_and_write_nothing() {
             files_in(&out)
         );
     }
+    // (`--device auto` may add its one line saying it runs on the CPU; a Vulkan driver may
+    // add its own lines, not prefixed `stemkit:`.)
     assert_eq!(
-        stderr.lines().count(),
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("stemkit:") && !l.contains("running on the CPU"))
+            .count(),
         bad.len(),
         "one line per bad input: {stderr}"
     );

@@ -1,11 +1,10 @@
 //! `stemkit demo`: synthesise the built-in mix, separate it, say where the stems are.
 
-use super::{out, CliResult, DeliveryArgs, SeparationArgs};
+use super::{out, CliResult, DeliveryArgs, DeviceArgs, SeparationArgs};
 use crate::audio::encode::{write_wav, SampleFormat};
 use crate::batch::{run_batch, Silent, TrackOutcome, REPORT_NAME};
 use crate::demo::{render_all, Part};
 use crate::error::Error;
-use crate::separator::Separators;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +20,8 @@ pub(crate) struct DemoArgs {
     #[command(flatten)]
     separation: SeparationArgs,
     #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
     delivery: DeliveryArgs,
 }
 
@@ -32,8 +33,8 @@ pub(super) fn run(args: DemoArgs) -> CliResult {
         ));
     }
     let spec = args.separation.spec()?;
-    let params = args.separation.to_json(&spec);
-    let separators = Separators::new(spec)?;
+    let engines = args.device.engines(spec.clone())?;
+    let params = args.separation.to_json(&spec, &engines);
     let delivery = args.delivery.options()?;
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let master = args.output.join("demo_mix.wav");
@@ -51,7 +52,7 @@ pub(super) fn run(args: DemoArgs) -> CliResult {
     ));
     let stems_dir = args.output.join("stems");
     let report = run_batch(
-        &separators,
+        &engines,
         std::slice::from_ref(&master),
         &stems_dir,
         &delivery,
@@ -61,8 +62,8 @@ pub(super) fn run(args: DemoArgs) -> CliResult {
     match &report.tracks[0] {
         TrackOutcome::Ok(r) => {
             out(format!(
-                "separated in {:.2} s ({:.0}x real time):",
-                r.seconds, r.realtime_factor
+                "separated on {} in {:.2} s ({:.0}x real time):",
+                r.device, r.seconds, r.realtime_factor
             ));
             for s in &r.stems {
                 out(format!(
@@ -82,6 +83,7 @@ pub(super) fn run(args: DemoArgs) -> CliResult {
                 master.display(),
                 stems_dir.display()
             ));
+            args.device.print_stats(&engines);
             Ok(ExitCode::SUCCESS)
         }
         TrackOutcome::Failed { error, .. } => {

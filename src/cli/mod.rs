@@ -3,6 +3,7 @@
 //! above its limit), 2 usage error.
 
 mod bench;
+mod compare;
 mod demo;
 mod devices;
 mod null_test;
@@ -28,7 +29,8 @@ enum Command {
     #[command(after_help = "Examples:\n  stemkit separate spot.wav -o stems/\n  \
         stemkit separate masters/ -o stems/ --bits 16 --rate 44.1k\n  \
         stemkit separate mix.flac -o out/ --stems hpr --margin 3 --kernel 0.2s\n  \
-        stemkit separate mix.wav -o out/ --name-template '{track}-{stem}'")]
+        stemkit separate mix.wav -o out/ --name-template '{track}-{stem}'\n  \
+        stemkit separate masters/ -o stems/ --device gpu --fallback cpu --stats")]
     Separate(SeparateArgs),
     /// Sum stems and compare them with the master; exit 1 if the residual is above --max-dbfs.
     #[command(
@@ -36,6 +38,11 @@ enum Command {
         stemkit null-test spot.wav a.wav b.wav --max-dbfs -100"
     )]
     NullTest(null_test::NullTestArgs),
+    /// Run the GPU and the CPU on the same inputs and compare their stems (per stem max abs
+    /// difference, SNR, time); exit 1 when a stem is below --min-snr.
+    #[command(after_help = "Examples:\n  stemkit compare spot.wav\n  \
+        stemkit compare masters/ --adapter 1 --json\n  stemkit compare --demo")]
+    Compare(compare::CompareArgs),
     /// Synthesise a short mix (drums, bass, chords), separate it, and say where the stems are.
     #[command(after_help = "Example:\n  stemkit demo -o demo-stems/")]
     Demo(demo::DemoArgs),
@@ -77,9 +84,28 @@ pub struct SeparationArgs {
     /// Margin ≥ 1: one value, or `harmonic,percussive`. Above 1 the residual stem appears.
     #[arg(long, default_value = "1")]
     margin: String,
-    /// Processing device: `cpu`, or `auto` (the GPU when there is one; the CPU otherwise).
+}
+
+/// Device settings shared by `separate`, `demo` and `compare`.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Processing device: `auto` (a hardware GPU when there is one, else the CPU), `gpu` or `cpu`.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// GPU adapter: an index or part of a name, as `stemkit devices` lists them.
+    #[arg(long)]
+    adapter: Option<String>,
+    /// When the GPU fails mid-run (device lost, out of memory): `none` fails that file, `cpu`
+    /// redoes it on the CPU. Either way the batch goes on.
+    #[arg(long, default_value = "none")]
+    fallback: String,
+    /// Frames per GPU chunk (default 2048, fewer where the device's limits require).
+    #[arg(long = "gpu-chunk-frames")]
+    gpu_chunk_frames: Option<usize>,
+    /// Print device statistics after the run: adapter, chunks, queue submissions, dispatches,
+    /// bytes uploaded and read back, GPU time per stage.
+    #[arg(long)]
+    stats: bool,
 }
 
 /// Delivery settings shared by `separate` and `demo`.
@@ -107,6 +133,8 @@ struct SeparateArgs {
     #[command(flatten)]
     separation: SeparationArgs,
     #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
     delivery: DeliveryArgs,
     /// No progress bar and no per-track lines; errors are still printed.
     #[arg(short, long)]
@@ -129,6 +157,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Compare(args) => compare::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,13 +1,15 @@
 //! `stemkit separate`: build the separators and delivery settings, run the batch with a progress
 //! bar, print one line per track (errors always), and decide the exit code.
 
-use super::{out, CliResult, DeliveryArgs, SeparateArgs, SeparationArgs};
+use super::{out, CliResult, DeliveryArgs, DeviceArgs, SeparateArgs, SeparationArgs};
 use crate::audio::encode::SampleFormat;
 use crate::batch::{run_batch, BatchObserver, TrackOutcome, REPORT_NAME};
+use crate::engine::{DeviceChoice, Engines};
 use crate::error::{Error, Result};
+use crate::gpu::AdapterSelector;
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::pipeline::{DeliveryOptions, OutputRate};
-use crate::separator::{SeparationSpec, Separators, DEFAULT_BLOCK_FRAMES};
+use crate::separator::{SeparationSpec, DEFAULT_BLOCK_FRAMES};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -55,26 +57,11 @@ impl SeparationArgs {
             stems: self.stems.clone(),
             block_frames: DEFAULT_BLOCK_FRAMES,
         };
-        match self.device.to_ascii_lowercase().as_str() {
-            "cpu" | "auto" => {}
-            "gpu" => {
-                return Err(Error::param(
-                    "--device",
-                    "this build has no GPU path yet; use cpu or auto",
-                ))
-            }
-            other => {
-                return Err(Error::param(
-                    "--device",
-                    format!("expected auto, gpu or cpu, got {other:?}"),
-                ))
-            }
-        }
         Ok(spec)
     }
 
     /// The settings as JSON for the report.
-    pub(crate) fn to_json(&self, spec: &SeparationSpec) -> serde_json::Value {
+    pub(crate) fn to_json(&self, spec: &SeparationSpec, engines: &Engines) -> serde_json::Value {
         serde_json::json!({
             "stems": spec.stems,
             "n_fft": spec.stft.n_fft,
@@ -83,8 +70,56 @@ impl SeparationArgs {
             "percussive_kernel": spec.percussive_kernel.to_string(),
             "power": if spec.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(spec.power) },
             "margin": [spec.margin.0, spec.margin.1],
-            "device": "cpu",
+            "device": engines.device_name(),
         })
+    }
+}
+
+impl DeviceArgs {
+    /// Opens the device and returns the engines; prints `auto`'s fallback note on stderr.
+    pub(crate) fn engines(&self, spec: SeparationSpec) -> Result<Engines> {
+        let device = DeviceChoice::parse(&self.device)?;
+        let adapter = match self.adapter.as_deref().map(str::trim) {
+            None | Some("") => AdapterSelector::Default,
+            Some(a) => match a.parse::<usize>() {
+                Ok(i) => AdapterSelector::Index(i),
+                Err(_) => AdapterSelector::Name(a.to_string()),
+            },
+        };
+        if device == DeviceChoice::Cpu && adapter != AdapterSelector::Default {
+            return Err(Error::param(
+                "--adapter",
+                "picks a GPU adapter; it makes no sense with --device cpu",
+            ));
+        }
+        let fallback_cpu = match self.fallback.trim().to_ascii_lowercase().as_str() {
+            "none" => false,
+            "cpu" => true,
+            other => {
+                return Err(Error::param(
+                    "--fallback",
+                    format!("expected none or cpu, got {other:?}"),
+                ))
+            }
+        };
+        if self.gpu_chunk_frames == Some(0) {
+            return Err(Error::param(
+                "--gpu-chunk-frames",
+                "expected at least 1, got 0",
+            ));
+        }
+        let engines = Engines::new(spec, device, adapter, self.gpu_chunk_frames, fallback_cpu)?;
+        if let Some(note) = &engines.note {
+            eprintln!("stemkit: {note}");
+        }
+        Ok(engines)
+    }
+
+    /// Prints the run's statistics when `--stats` was given.
+    pub(crate) fn print_stats(&self, engines: &Engines) {
+        if self.stats {
+            out(engines.stats_text());
+        }
     }
 }
 
@@ -167,8 +202,8 @@ impl BatchObserver for Progress {
 
 pub(super) fn run(args: SeparateArgs) -> CliResult {
     let spec = args.separation.spec()?;
-    let params = args.separation.to_json(&spec);
-    let separators = Separators::new(spec)?;
+    let engines = args.device.engines(spec.clone())?;
+    let params = args.separation.to_json(&spec, &engines);
     let delivery = args.delivery.options()?;
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
@@ -185,7 +220,7 @@ pub(super) fn run(args: SeparateArgs) -> CliResult {
         bar,
     };
     let report = run_batch(
-        &separators,
+        &engines,
         &args.inputs,
         &args.output,
         &delivery,
@@ -195,6 +230,7 @@ pub(super) fn run(args: SeparateArgs) -> CliResult {
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
+    args.device.print_stats(&engines);
     if !args.quiet {
         out(format!(
             "{} delivered, {} failed; stems and {} in {}",

@@ -158,6 +158,8 @@ pub struct GpuContext {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     errors: Arc<ErrorSink>,
+    /// Set (for good) when the device is lost: every later call fails fast with the reason.
+    lost: Arc<Mutex<Option<String>>>,
     pipelines: Mutex<HashMap<(usize, FftPath), Arc<Pipelines>>>,
 }
 
@@ -206,15 +208,18 @@ impl GpuContext {
             };
             sink.push(format!("{kind}: {e}"));
         }));
-        let sink = errors.clone();
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
-            sink.push(format!("device lost ({reason:?}): {message}"));
+            *flag.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("device lost ({reason:?}): {message}"));
         });
         GpuContext {
             device,
             queue,
             info,
             errors,
+            lost,
             pipelines: Mutex::new(HashMap::new()),
         }
     }
@@ -249,6 +254,7 @@ impl GpuContext {
     /// Returns the errors wgpu reported since the last check as one [`Error::Gpu`], naming
     /// `during` (what was being done).
     pub fn check(&self, during: &str) -> Result<()> {
+        self.alive(during)?;
         let messages = self.errors.take();
         if messages.is_empty() {
             Ok(())
@@ -257,8 +263,23 @@ impl GpuContext {
         }
     }
 
+    /// [`Error::Gpu`] naming the loss once the device is lost (wgpu would panic or hang on some
+    /// calls to a lost device, so every block checks this first).
+    pub fn alive(&self, during: &str) -> Result<()> {
+        // Polling delivers a pending device-lost callback.
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        match &*self.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(Error::Gpu(format!("{during}: {why}"))),
+            None => Ok(()),
+        }
+    }
+
     /// The pipelines for `n_fft` on `path`, built on first use and cached for the context's life.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when the device is lost or cannot build them.
     pub fn pipelines(&self, n_fft: usize, path: FftPath) -> Result<Arc<Pipelines>> {
+        self.alive("building the pipelines")?;
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(&(n_fft, path)) {
             return Ok(p.clone());

@@ -171,8 +171,9 @@ impl GpuSeparator {
     /// dispatch within `max_compute_workgroups_per_dimension`. Larger blocks are split.
     pub fn max_block_frames(&self, channels: usize) -> usize {
         let limits = self.ctx.limits();
-        let bytes_limit =
-            limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let bytes_limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let dims = limits.max_compute_workgroups_per_dimension as u64;
         let n_fft = self.params.stft.n_fft;
         let fits = |frames: usize| {
@@ -241,6 +242,7 @@ impl GpuSeparator {
         emit_to: u64,
         out: &mut [Vec<Vec<f32>>],
     ) -> Result<()> {
+        self.ctx.alive("running a block")?;
         let channels = inputs.len();
         let input_end = inputs
             .iter()

@@ -9,7 +9,6 @@
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::params::{stockham_passes, GpuParams, PassParams, PASS_STRIDE};
-use wgpu::util::DeviceExt;
 
 /// `shaders/common.wgsl`: the uniform structs and helpers every stage shares.
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -613,17 +612,19 @@ impl Pipelines {
         }
 
         let window_data = crate::stages::frame::hann_periodic(n_fft);
-        let window = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("window"),
-            contents: bytemuck::cast_slice(&window_data),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let window = buffer_with(
+            ctx,
+            "window",
+            bytemuck::cast_slice(&window_data),
+            wgpu::BufferUsages::STORAGE,
+        );
         let tw = twiddles(n_fft);
-        let twiddles = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("twiddles"),
-            contents: bytemuck::cast_slice(&tw),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let twiddles = buffer_with(
+            ctx,
+            "twiddles",
+            bytemuck::cast_slice(&tw),
+            wgpu::BufferUsages::STORAGE,
+        );
         let mut setup_bytes = (window_data.len() * 4 + tw.len() * 8) as u64;
         let (forward_passes, inverse_passes, pass_params) = if path == FftPath::Global {
             let fwd = stockham_passes(n_fft / 2, false);
@@ -635,11 +636,7 @@ impl Pipelines {
                     .copy_from_slice(bytemuck::bytes_of(p));
             }
             setup_bytes += bytes.len() as u64;
-            let buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("pass params"),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let buf = buffer_with(ctx, "pass params", &bytes, wgpu::BufferUsages::UNIFORM);
             (fwd, inv, Some(buf))
         } else {
             (Vec::new(), Vec::new(), None)
@@ -763,6 +760,24 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
         Stage::IfftGlobalPre | Stage::IfftGlobalPost => [m.div_ceil(wg), inverse_rows, ch],
         Stage::OverlapAdd => [p.emit_count.div_ceil(wg), 1, ch],
     }
+}
+
+/// A buffer holding `contents`, written through the queue. (`create_buffer_init` maps at
+/// creation and panics when the device is lost; this fails through the error sink instead.)
+fn buffer_with(
+    ctx: &GpuContext,
+    label: &str,
+    contents: &[u8],
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (contents.len() as u64).div_ceil(4).max(1) * 4,
+        usage: usage | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue().write_buffer(&buffer, 0, contents);
+    buffer
 }
 
 #[cfg(test)]

@@ -162,7 +162,9 @@ impl Resources {
     pub fn new(ctx: Arc<GpuContext>, pipelines: Arc<Pipelines>, timestamps: bool) -> Self {
         let device = ctx.device();
         let limits = ctx.limits();
-        let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let buffers = BUFS
             .iter()
             .map(|&b| create_buffer(device, b, MIN_BUFFER))
