@@ -1,12 +1,15 @@
 //! Every GPU stage against its CPU twin (`stemkit::stages::*`) on fresh seeded random inputs, at
 //! several sizes, with each stage's output buffer poisoned with NaN before the run.
 //! Tolerances: FFTs relative L2 < 1e-6 (vs the CPU FFT and vs the naive f64 DFT); frames,
-//! medians, masks (power 1, 2, inf) and overlap-add identical given identical inputs.
+//! medians and hard masks identical given identical inputs; soft masks (power 1, 2) and
+//! overlap-add within 4 ULP, because WGSL lets a device round a division to 2.5 ULP and fuse a
+//! multiply-add (lavapipe gives them bit-identical; an H100 differs by 1-2 ULP); other powers
+//! relative L2 < 1e-6 (WGSL's pow is not libm's).
 //! Without a GPU adapter every test prints SKIPPED and passes, unless STEMKIT_REQUIRE_GPU=1.
 
 mod common;
 
-use common::{assert_close, assert_identical};
+use common::{assert_close, assert_identical, assert_ulps};
 use realfft::num_complex::Complex32;
 use realfft::RealFftPlanner;
 use std::sync::Arc;
@@ -318,9 +321,12 @@ fn masks_match_cpu() {
             .map(|(_, z)| z.re)
             .collect();
         let what = format!("masks power {power} margins {mh},{mp}");
-        if power == 1.0 || power == 2.0 || power.is_infinite() {
+        if power.is_infinite() {
             assert_identical(&format!("{what} harmonic"), &got_h, &mask_h);
             assert_identical(&format!("{what} percussive"), &got_p, &mask_p);
+        } else if power == 1.0 || power == 2.0 {
+            assert_ulps(&format!("{what} harmonic"), &got_h, &mask_h, 4.0, 0.0);
+            assert_ulps(&format!("{what} percussive"), &got_p, &mask_p, 4.0, 0.0);
         } else {
             // WGSL pow is not libm's powf: close, not identical.
             assert_close(&format!("{what} harmonic"), &got_h, &mask_h, 1e-6);
@@ -343,11 +349,19 @@ fn masks_match_cpu() {
                     apply_mask(&spectra[row.clone()], &mask_p[row], &mut out[bins..]);
                 }
             }
-            if power == 1.0 || power == 2.0 || power.is_infinite() {
+            if power.is_infinite() {
                 assert_identical(
                     &format!("{what} applied, stems {stems}"),
                     &flat(&got),
                     &flat(&want),
+                );
+            } else if power == 1.0 || power == 2.0 {
+                assert_ulps(
+                    &format!("{what} applied, stems {stems}"),
+                    &flat(&got),
+                    &flat(&want),
+                    4.0,
+                    0.0,
                 );
             } else {
                 assert_close(
@@ -468,17 +482,26 @@ fn overlap_add_matches_cpu() {
                 out_start,
                 &mut want,
             );
-            assert_identical(
+            assert_ulps(
                 &format!("overlap_add n_fft {n_fft} hop {hop} from {out_start} stem {s}"),
                 got_s,
                 &want,
+                4.0,
+                0.0,
             );
             rest.iter_mut().zip(&want).for_each(|(r, v)| *r -= v);
         }
-        assert_identical(
+        // The remainder x − Σ stems is judged on the size of its operands.
+        let peak = x
+            .iter()
+            .chain(rest.iter())
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        assert_ulps(
             &format!("overlap_add n_fft {n_fft} hop {hop} remainder"),
             &got[inverted],
             &rest,
+            4.0,
+            peak,
         );
     }
 }

@@ -85,6 +85,32 @@ pub fn assert_identical(what: &str, got: &[f32], want: &[f32]) {
     }
 }
 
+/// Size of one unit in the last place of an f32 of magnitude `x`.
+pub fn ulp(x: f32) -> f32 {
+    let x = x.abs();
+    if x.is_finite() {
+        f32::from_bits(x.to_bits() + 1) - x
+    } else {
+        f32::INFINITY
+    }
+}
+
+/// Asserts `|got − want| ≤ ulps · ulp(max(|want|, scale))` element by element, printing the first
+/// difference beyond it. `scale` is the magnitude of the operands a value was computed from (a
+/// difference of two large numbers is judged on their size, not on the small result).
+pub fn assert_ulps(what: &str, got: &[f32], want: &[f32], ulps: f32, scale: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let allowed = ulps * ulp(w.abs().max(scale));
+        if !((g - w).abs() <= allowed) {
+            panic!(
+                "{what}: first difference beyond {ulps} ULP at {i} of {}: got {g}, want {w} (allowed {allowed:e})",
+                want.len()
+            );
+        }
+    }
+}
+
 /// A seeded test "mix": tones plus decaying noise bursts, in [-1, 1].
 pub fn mix(seed: u64, len: usize, rate: f32) -> Vec<f32> {
     let mut rng = Rng::new(seed);
