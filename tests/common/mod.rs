@@ -102,7 +102,8 @@ pub fn assert_ulps(what: &str, got: &[f32], want: &[f32], ulps: f32, scale: f32)
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let allowed = ulps * ulp(w.abs().max(scale));
-        if !((g - w).abs() <= allowed) {
+        let within = (g - w).abs() <= allowed; // false for NaN
+        if !within {
             panic!(
                 "{what}: first difference beyond {ulps} ULP at {i} of {}: got {g}, want {w} (allowed {allowed:e})",
                 want.len()
