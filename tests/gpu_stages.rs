@@ -1,9 +1,10 @@
 //! Every GPU stage against its CPU twin (`stemkit::stages::*`) on fresh seeded random inputs, at
 //! several sizes, with each stage's output buffer poisoned with NaN before the run.
 //! Tolerances: FFTs relative L2 < 1e-6 (vs the CPU FFT and vs the naive f64 DFT); frames,
-//! medians and hard masks identical given identical inputs; soft masks (power 1, 2) and
-//! overlap-add within 4 ULP, because WGSL lets a device round a division to 2.5 ULP and fuse a
-//! multiply-add (lavapipe gives them bit-identical; an H100 differs by 1-2 ULP); other powers
+//! medians and hard masks identical given identical inputs. WGSL lets a device round a division
+//! to 2.5 ULP and fuse a multiply-add, so: soft masks (power 1, 2) within 16 ULP (three divisions
+//! and two squarings: ≤ 2·(2.5 + 2.5) + 2.5 + rounding), overlap-add within 4 ULP (one division);
+//! lavapipe gives both bit-identical, an H100 differs by up to ~5 ULP in the masks. Other powers
 //! relative L2 < 1e-6 (WGSL's pow is not libm's).
 //! Without a GPU adapter every test prints SKIPPED and passes, unless STEMKIT_REQUIRE_GPU=1.
 
@@ -41,6 +42,9 @@ fn paths(ctx: &GpuContext, n_fft: usize) -> Vec<FftPath> {
     }
     p
 }
+
+/// Soft-mask tolerance in ULP (see the module comment).
+const MASK_ULPS: f32 = 16.0;
 
 fn flat(z: &[Complex32]) -> Vec<f32> {
     z.iter().flat_map(|c| [c.re, c.im]).collect()
@@ -325,8 +329,14 @@ fn masks_match_cpu() {
             assert_identical(&format!("{what} harmonic"), &got_h, &mask_h);
             assert_identical(&format!("{what} percussive"), &got_p, &mask_p);
         } else if power == 1.0 || power == 2.0 {
-            assert_ulps(&format!("{what} harmonic"), &got_h, &mask_h, 4.0, 0.0);
-            assert_ulps(&format!("{what} percussive"), &got_p, &mask_p, 4.0, 0.0);
+            assert_ulps(&format!("{what} harmonic"), &got_h, &mask_h, MASK_ULPS, 0.0);
+            assert_ulps(
+                &format!("{what} percussive"),
+                &got_p,
+                &mask_p,
+                MASK_ULPS,
+                0.0,
+            );
         } else {
             // WGSL pow is not libm's powf: close, not identical.
             assert_close(&format!("{what} harmonic"), &got_h, &mask_h, 1e-6);
@@ -356,11 +366,12 @@ fn masks_match_cpu() {
                     &flat(&want),
                 );
             } else if power == 1.0 || power == 2.0 {
+                // The mask's error, plus one rounding of the product.
                 assert_ulps(
                     &format!("{what} applied, stems {stems}"),
                     &flat(&got),
                     &flat(&want),
-                    4.0,
+                    MASK_ULPS + 1.0,
                     0.0,
                 );
             } else {
