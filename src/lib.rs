@@ -16,6 +16,7 @@ pub mod gpu;
 pub mod hpss;
 pub mod params;
 pub mod pipeline;
+pub mod production;
 pub mod reference;
 pub mod rng;
 pub mod separator;

@@ -8,6 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::params::{HpssParams, StftParams};
+use crate::production::{
+    add_comb, low_register, production_masks, ProductionParams, ProductionSpec,
+};
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
 use crate::stages::ifft::InverseFft;
@@ -15,6 +18,7 @@ use crate::stages::magnitude::magnitude;
 use crate::stages::mask::{apply_mask, hpss_masks};
 use crate::stages::median::{median_freq, median_time, MedianScratch};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
+use crate::stages::pitch::{FrameCandidates, LineTracker};
 use crate::stems::{Stem, StemSet};
 use crate::stream::{Block, BlockEngine, BlockStream};
 use rayon::prelude::*;
@@ -35,6 +39,30 @@ pub struct SeparationParams {
     pub stems: StemSet,
     /// Frames per processing block (bounds memory; does not change the result).
     pub block_frames: usize,
+    /// Production-stem settings (used by `StemSet::Production`), resolved at the track's rate.
+    pub production: ProductionParams,
+}
+
+impl SeparationParams {
+    /// Frames each side of a frame that the pitch lines look at (0 without lines).
+    pub fn context_frames(&self) -> usize {
+        if self.stems.needs_lines() {
+            self.production
+                .bass
+                .window
+                .max(self.production.melody.window)
+        } else {
+            0
+        }
+    }
+
+    /// Frames before and after an output frame that its processing reads: half the harmonic
+    /// kernel, plus the pitch lines' context.
+    pub fn time_halo(&self) -> (usize, usize) {
+        let (before, after) = crate::stream::halo(self.hpss.harmonic_kernel);
+        let c = self.context_frames();
+        (before + c, after + c)
+    }
 }
 
 impl Default for SeparationParams {
@@ -47,6 +75,7 @@ impl Default for SeparationParams {
             },
             hpss,
             block_frames: DEFAULT_BLOCK_FRAMES,
+            production: ProductionParams::default(),
         }
     }
 }
@@ -59,6 +88,11 @@ pub struct Separator {
     fft: ForwardFft,
     ifft: InverseFft,
     wss: WindowSumSquare,
+    /// Bass and melody trackers, for sets that need the lines.
+    lines: Option<(LineTracker, LineTracker)>,
+    /// The low-register weight per bin.
+    low: Vec<f32>,
+    bin_hz: f32,
 }
 
 impl Separator {
@@ -72,7 +106,18 @@ impl Separator {
         let mut planner = RealFftPlanner::new();
         let n_fft = params.stft.n_fft;
         let window = hann_periodic(n_fft);
+        let bins = params.stft.n_bins();
+        let bin_hz = params.production.sample_rate as f32 / n_fft as f32;
+        let lines = params.stems.needs_lines().then(|| {
+            (
+                LineTracker::new(params.production.bass, bins, bin_hz),
+                LineTracker::new(params.production.melody, bins, bin_hz),
+            )
+        });
         Ok(Separator {
+            lines,
+            low: low_register(&params.production, bins, bin_hz),
+            bin_hz,
             stems: params.stems.stems(),
             fft: ForwardFft::new(&mut planner, n_fft),
             ifft: InverseFft::new(&mut planner, n_fft),
@@ -111,11 +156,12 @@ impl Separator {
 /// A track streaming through the CPU separator.
 pub type SeparatorStream<'a> = BlockStream<'a, Separator>;
 
-/// CPU per-track state: each channel's inverse frames of the previous block's tail.
+/// CPU per-track state: each channel's inverse frames of the previous block's tail, and work
+/// buffers (one set per channel when the pitch lines need every channel's analysis at once).
 #[derive(Default)]
 pub struct CpuState {
     tails: Vec<ChannelTail>,
-    work: BlockWork,
+    works: Vec<BlockWork>,
 }
 
 #[derive(Default)]
@@ -125,15 +171,20 @@ struct ChannelTail {
     frames: usize,
 }
 
-/// Work buffers reused across blocks and channels.
+/// Work buffers reused across blocks (and across channels when one set serves them all).
 #[derive(Default)]
 struct BlockWork {
     spectra: Vec<Complex32>,
     mag: Vec<f32>,
+    /// Harmonic estimate of frames `harm_first ..`.
     harm: Vec<f32>,
+    harm_first: usize,
     perc: Vec<f32>,
     stem_frames: Vec<f32>,
 }
+
+/// The bass and melody f0 (Hz, 0 when unvoiced) of each output frame of a block.
+type Lines = Vec<(f32, f32)>;
 
 impl BlockEngine for Separator {
     type State = CpuState;
@@ -145,7 +196,7 @@ impl BlockEngine for Separator {
     fn new_state(&self, channels: usize) -> CpuState {
         CpuState {
             tails: (0..channels).map(|_| ChannelTail::default()).collect(),
-            work: BlockWork::default(),
+            works: Vec::new(),
         }
     }
 
@@ -157,38 +208,59 @@ impl BlockEngine for Separator {
         emit_from: u64,
         out: &mut [Vec<Vec<f32>>],
     ) -> Result<()> {
-        for (ch, (tail, signal)) in state.tails.iter_mut().zip(inputs).enumerate() {
-            self.process_block(
-                tail,
-                *signal,
-                block,
-                &mut state.work,
-                emit_from,
-                |stem, samples| out[stem][ch].extend_from_slice(samples),
-            );
+        if self.lines.is_some() {
+            // Every channel's analysis first: the lines are tracked on their sum.
+            state.works.resize_with(inputs.len(), BlockWork::default);
+            for (signal, work) in inputs.iter().zip(&mut state.works) {
+                self.analyse(*signal, block, work);
+            }
+            let lines = self.track_lines(block, &state.works);
+            for (ch, ((tail, signal), work)) in state
+                .tails
+                .iter_mut()
+                .zip(inputs)
+                .zip(&mut state.works)
+                .enumerate()
+            {
+                self.synthesise(
+                    tail,
+                    *signal,
+                    block,
+                    work,
+                    &lines,
+                    emit_from,
+                    |stem, samples| out[stem][ch].extend_from_slice(samples),
+                );
+            }
+        } else {
+            state.works.resize_with(1, BlockWork::default);
+            let work = &mut state.works[0];
+            for (ch, (tail, signal)) in state.tails.iter_mut().zip(inputs).enumerate() {
+                self.analyse(*signal, block, work);
+                self.synthesise(
+                    tail,
+                    *signal,
+                    block,
+                    work,
+                    &[],
+                    emit_from,
+                    |stem, samples| out[stem][ch].extend_from_slice(samples),
+                );
+            }
         }
         Ok(())
     }
 }
 
 impl Separator {
-    /// Runs one block for one channel and hands each stem's completed samples to `emit`.
-    fn process_block(
-        &self,
-        state: &mut ChannelTail,
-        signal: SignalView<'_>,
-        block: &Block,
-        work: &mut BlockWork,
-        emit_from: u64,
-        mut emit: impl FnMut(usize, &[f32]),
-    ) {
+    /// frame → fft → magnitude for the held frames; median along time for the output frames and
+    /// the lines' context; median along frequency for the output frames.
+    fn analyse(&self, signal: SignalView<'_>, block: &Block, work: &mut BlockWork) {
         let StftParams { n_fft, hop_length } = self.params.stft;
         let bins = self.params.stft.n_bins();
         let held = block.held_hi - block.held_lo;
         let out_frames = block.end - block.start;
-        let n_stems = self.stems.len();
 
-        // frame → fft → magnitude, for every held frame.
         work.spectra.resize(held * bins, Complex32::default());
         work.mag.resize(held * bins, 0.0);
         work.spectra
@@ -210,14 +282,18 @@ impl Separator {
             );
 
         // median along time (harmonic) and along frequency (percussive), frame-major, in tasks of
-        // whole frame runs so each task writes its own rows.
+        // whole frame runs so each task writes its own rows. The harmonic estimate also covers
+        // the lines' context frames around the block.
         let hpss = self.params.hpss;
-        let offset = block.start - block.held_lo;
-        work.harm.resize(out_frames * bins, 0.0);
+        let ctx = self.params.context_frames();
+        let harm_first = block.start.saturating_sub(ctx);
+        let harm_end = (block.end + ctx).min(block.n_frames);
+        work.harm_first = harm_first;
+        work.harm.resize((harm_end - harm_first) * bins, 0.0);
         work.perc.resize(out_frames * bins, 0.0);
         // Time-median tasks are long runs of frames: each lane group starts with k insertions.
         const FRAMES_PER_TASK: usize = 64;
-        let time_task_frames = out_frames
+        let time_task_frames = (harm_end - harm_first)
             .div_ceil(rayon::current_num_threads())
             .clamp(FRAMES_PER_TASK, 512);
         let mag = &work.mag;
@@ -225,7 +301,7 @@ impl Separator {
             .par_chunks_mut(time_task_frames * bins)
             .enumerate()
             .for_each_init(MedianScratch::default, |scratch, (task, out)| {
-                let first = block.start + task * time_task_frames;
+                let first = harm_first + task * time_task_frames;
                 median_time(
                     mag,
                     bins,
@@ -238,6 +314,7 @@ impl Separator {
                     scratch,
                 );
             });
+        let offset = block.start - block.held_lo;
         let own = &mag[offset * bins..(offset + out_frames) * bins];
         work.perc
             .par_chunks_mut(FRAMES_PER_TASK * bins)
@@ -245,12 +322,69 @@ impl Separator {
             .for_each_init(MedianScratch::default, |scratch, (out, frames)| {
                 median_freq(frames, bins, hpss.percussive_kernel, out, scratch);
             });
+    }
 
-        // masks → stem spectra → ifft, one output frame per task. The last stem of a set is the
-        // remainder of the others, so it is taken in the time domain (x − Σ others; the ISTFT is
+    /// The bass and melody lines of the block's output frames, tracked on the sum of every
+    /// channel's harmonic estimate (see `stages::pitch`).
+    fn track_lines(&self, block: &Block, works: &[BlockWork]) -> Lines {
+        let (bass, melody) = self.lines.as_ref().expect("a set with lines");
+        let bins = self.params.stft.n_bins();
+        let first = works[0].harm_first;
+        let frames = works[0].harm.len() / bins;
+        let (bass_c, mel_c): (Vec<FrameCandidates>, Vec<FrameCandidates>) = (0..frames)
+            .into_par_iter()
+            .map_init(
+                || (vec![0.0f32; bins], Vec::new()),
+                |(sum, scratch), t| {
+                    sum.copy_from_slice(&works[0].harm[t * bins..(t + 1) * bins]);
+                    for w in &works[1..] {
+                        sum.iter_mut()
+                            .zip(&w.harm[t * bins..(t + 1) * bins])
+                            .for_each(|(s, v)| *s += v);
+                    }
+                    (
+                        bass.candidates(sum, scratch),
+                        melody.candidates(sum, scratch),
+                    )
+                },
+            )
+            .unzip();
+        (block.start..block.end)
+            .into_par_iter()
+            .map(|t| {
+                (
+                    bass.decide(&bass_c, first, t, block.n_frames),
+                    melody.decide(&mel_c, first, t, block.n_frames),
+                )
+            })
+            .collect()
+    }
+
+    /// masks → stem spectra → ifft → overlap_add for one channel; hands each stem's completed
+    /// samples to `emit`.
+    #[allow(clippy::too_many_arguments)]
+    fn synthesise(
+        &self,
+        state: &mut ChannelTail,
+        signal: SignalView<'_>,
+        block: &Block,
+        work: &mut BlockWork,
+        lines: &[(f32, f32)],
+        emit_from: u64,
+        mut emit: impl FnMut(usize, &[f32]),
+    ) {
+        let StftParams { n_fft, hop_length } = self.params.stft;
+        let bins = self.params.stft.n_bins();
+        let out_frames = block.end - block.start;
+        let hpss = self.params.hpss;
+        let offset = block.start - block.held_lo;
+        let harm_offset = block.start - work.harm_first;
+
+        // masks → stem spectra → ifft, one output frame per task. When the last stem of a set is
+        // the remainder of the others it is taken in the time domain (x − Σ others; the ISTFT is
         // linear and reconstructs x) and needs no inverse transform of its own.
         // Inverse frames are laid out [frame][stem][n_fft], after the previous block's tail.
-        let inverted = n_stems - 1;
+        let inverted = self.params.stems.inverted();
         let tail = state.frames;
         let frame_stride = inverted * n_fft;
         work.stem_frames
@@ -264,15 +398,15 @@ impl Separator {
                 || FrameScratch::new(bins, inverted, self.ifft.scratch_len()),
                 |s, (j, frames)| {
                     let spectrum = &spectra[(offset + j) * bins..(offset + j + 1) * bins];
-                    let own = j * bins..(j + 1) * bins;
+                    let hr = (harm_offset + j) * bins..(harm_offset + j + 1) * bins;
                     hpss_masks(
-                        &harm[own.clone()],
-                        &perc[own],
+                        &harm[hr],
+                        &perc[j * bins..(j + 1) * bins],
                         &hpss,
                         &mut s.mask_h,
                         &mut s.mask_p,
                     );
-                    self.stem_spectra(spectrum, s);
+                    self.stem_spectra(spectrum, lines.get(j).copied(), s);
                     for (stem, out) in frames.chunks_exact_mut(n_fft).enumerate() {
                         let z = &mut s.stem_spectra[stem * bins..(stem + 1) * bins];
                         self.ifft.process(z, out, &self.window, &mut s.ifft);
@@ -284,9 +418,14 @@ impl Separator {
         let held_first = block.start - tail;
         let count = block.emit_to.saturating_sub(emit_from) as usize;
         if count > 0 {
-            let mut rest: Vec<f32> = (0..count)
-                .map(|i| signal.at((emit_from + i as u64) as i64))
-                .collect();
+            let remainder = self.params.stems.last_is_remainder();
+            let mut rest: Vec<f32> = if remainder {
+                (0..count)
+                    .map(|i| signal.at((emit_from + i as u64) as i64))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mut stem_out = vec![0.0f32; count];
             for stem in 0..inverted {
                 const SAMPLES_PER_TASK: usize = 4096;
@@ -307,10 +446,14 @@ impl Separator {
                             chunk,
                         );
                     });
-                rest.iter_mut().zip(&stem_out).for_each(|(r, &v)| *r -= v);
+                if remainder {
+                    rest.iter_mut().zip(&stem_out).for_each(|(r, &v)| *r -= v);
+                }
                 emit(stem, &stem_out);
             }
-            emit(inverted, &rest);
+            if remainder {
+                emit(inverted, &rest);
+            }
         }
 
         // Keep the inverse frames the next block's first samples still need.
@@ -323,14 +466,51 @@ impl Separator {
         state.frames = keep;
     }
 
-    /// Fills `s.stem_spectra` (`[stem][bin]`) with every stem but the last (the remainder).
-    fn stem_spectra(&self, spectrum: &[Complex32], s: &mut FrameScratch) {
+    /// Fills `s.stem_spectra` (`[stem][bin]`) with every inverted stem (all but a remainder).
+    fn stem_spectra(&self, spectrum: &[Complex32], line: Option<(f32, f32)>, s: &mut FrameScratch) {
         let bins = spectrum.len();
-        match self.params.stems {
+        match &self.params.stems {
             StemSet::Hpr { residual } => {
                 apply_mask(spectrum, &s.mask_h, &mut s.stem_spectra[..bins]);
-                if residual {
+                if *residual {
                     apply_mask(spectrum, &s.mask_p, &mut s.stem_spectra[bins..2 * bins]);
+                }
+            }
+            StemSet::Production { stems } => {
+                let p = &self.params.production;
+                let (f_bass, f_mel) = line.unwrap_or((0.0, 0.0));
+                s.bass_w.copy_from_slice(&self.low);
+                add_comb(
+                    &mut s.bass_w,
+                    f_bass,
+                    p.bass_partials,
+                    p.comb_cents,
+                    self.bin_hz,
+                );
+                s.mel_w.iter_mut().for_each(|v| *v = 0.0);
+                add_comb(
+                    &mut s.mel_w,
+                    f_mel,
+                    p.melody_partials,
+                    p.comb_cents,
+                    self.bin_hz,
+                );
+                let inverted = self.params.stems.inverted();
+                s.masks.resize(inverted * bins, 0.0);
+                production_masks(
+                    &stems[..inverted],
+                    &s.mask_h,
+                    &s.mask_p,
+                    &s.bass_w,
+                    &s.mel_w,
+                    &mut s.masks,
+                );
+                for (m, out) in s
+                    .masks
+                    .chunks_exact(bins)
+                    .zip(s.stem_spectra.chunks_exact_mut(bins))
+                {
+                    apply_mask(spectrum, m, out);
                 }
             }
         }
@@ -341,6 +521,9 @@ impl Separator {
 struct FrameScratch {
     mask_h: Vec<f32>,
     mask_p: Vec<f32>,
+    bass_w: Vec<f32>,
+    mel_w: Vec<f32>,
+    masks: Vec<f32>,
     stem_spectra: Vec<Complex32>,
     ifft: Vec<Complex32>,
 }
@@ -350,6 +533,9 @@ impl FrameScratch {
         FrameScratch {
             mask_h: vec![0.0; bins],
             mask_p: vec![0.0; bins],
+            bass_w: vec![0.0; bins],
+            mel_w: vec![0.0; bins],
+            masks: Vec::new(),
             stem_spectra: vec![Complex32::default(); bins * n_stems],
             ifft: vec![Complex32::default(); ifft_scratch],
         }
@@ -368,10 +554,14 @@ pub struct SeparationSpec {
     pub percussive_kernel: crate::params::Kernel,
     /// Soft-mask power (`inf` for hard masks).
     pub power: f32,
-    /// Harmonic and percussive margins.
-    pub margin: (f32, f32),
+    /// Harmonic and percussive margins (`None`: 1 for `hpr`, the production default otherwise).
+    pub margin: Option<(f32, f32)>,
     /// The `--stems` text.
     pub stems: String,
+    /// No `rest` stem for a subset of the production stems.
+    pub no_rest: bool,
+    /// Production-stem settings.
+    pub production: ProductionSpec,
     /// Frames per processing block.
     pub block_frames: usize,
 }
@@ -383,8 +573,10 @@ impl Default for SeparationSpec {
             harmonic_kernel: crate::params::Kernel::Count(31),
             percussive_kernel: crate::params::Kernel::Count(31),
             power: 2.0,
-            margin: (1.0, 1.0),
+            margin: None,
             stems: "hpr".into(),
+            no_rest: false,
+            production: ProductionSpec::default(),
             block_frames: DEFAULT_BLOCK_FRAMES,
         }
     }
@@ -393,18 +585,29 @@ impl Default for SeparationSpec {
 impl SeparationSpec {
     /// The concrete parameters at `sample_rate`.
     pub fn resolve(&self, sample_rate: u32) -> Result<SeparationParams> {
+        let hpr = matches!(
+            self.stems.trim().to_ascii_lowercase().as_str(),
+            "hpr" | "hpss"
+        );
+        let margin = self.margin.unwrap_or(if hpr {
+            (1.0, 1.0)
+        } else {
+            self.production.margin
+        });
+        self.production.validate()?;
         let hpss = HpssParams {
             harmonic_kernel: self.harmonic_kernel.resolve(sample_rate, &self.stft),
             percussive_kernel: self.percussive_kernel.resolve(sample_rate, &self.stft),
             power: self.power,
-            margin_harmonic: self.margin.0,
-            margin_percussive: self.margin.1,
+            margin_harmonic: margin.0,
+            margin_percussive: margin.1,
         };
         let params = SeparationParams {
             stft: self.stft,
-            stems: StemSet::parse(&self.stems, &hpss)?,
+            stems: StemSet::parse(&self.stems, &hpss, self.no_rest)?,
             hpss,
             block_frames: self.block_frames,
+            production: self.production.resolve(sample_rate, &self.stft),
         };
         params.stft.validate()?;
         params.hpss.validate()?;

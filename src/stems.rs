@@ -16,7 +16,31 @@ pub enum Stem {
     Percussive,
     /// What is neither (X − H − P), non-silent only with a margin above 1 or hard masks.
     Residual,
+    /// Drums and percussion: the percussive part.
+    Drums,
+    /// The bass line: harmonic energy of the low register along the bass line's partials.
+    Bass,
+    /// The predominant pitched line (lead instrument or vocal).
+    Melody,
+    /// Harmony and pads: the harmonic part that is neither bass nor melody.
+    Harmony,
+    /// FX and atmosphere: what is neither harmonic nor percussive (noise, risers, tails).
+    Fx,
+    /// Everything the stems asked for do not hold.
+    Rest,
 }
+
+/// The production stems in delivery order.
+pub const PRODUCTION: [Stem; 5] = [
+    Stem::Drums,
+    Stem::Bass,
+    Stem::Melody,
+    Stem::Harmony,
+    Stem::Fx,
+];
+
+/// `--stems` default of the command line: the five production stems.
+pub const DEFAULT_STEMS: &str = "drums,bass,melody,harmony,fx";
 
 impl Stem {
     /// The name used in file names and reports.
@@ -25,6 +49,12 @@ impl Stem {
             Stem::Harmonic => "harmonic",
             Stem::Percussive => "percussive",
             Stem::Residual => "residual",
+            Stem::Drums => "drums",
+            Stem::Bass => "bass",
+            Stem::Melody => "melody",
+            Stem::Harmony => "harmony",
+            Stem::Fx => "fx",
+            Stem::Rest => "rest",
         }
     }
 }
@@ -37,20 +67,60 @@ pub enum StemSet {
         /// Whether the residual is produced (margin > 1 or hard masks).
         residual: bool,
     },
+    /// Production stems (drums, bass, melody, harmony, fx, in that order, any subset), and
+    /// `rest` when a subset leaves something out and `--no-rest` was not given.
+    Production {
+        /// The stems, in delivery order.
+        stems: Vec<Stem>,
+    },
 }
 
 impl StemSet {
-    /// Parses `--stems`; `hpr` is the harmonic/percussive/residual split.
-    pub fn parse(text: &str, hpss: &HpssParams) -> Result<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "hpr" | "hpss" => Ok(StemSet::Hpr {
+    /// Parses `--stems`: `hpr`, or a comma-separated subset of `drums,bass,melody,harmony,fx`
+    /// (a subset gets a `rest` stem with everything else unless `no_rest`).
+    pub fn parse(text: &str, hpss: &HpssParams, no_rest: bool) -> Result<Self> {
+        let t = text.trim().to_ascii_lowercase();
+        if t == "hpr" || t == "hpss" {
+            return Ok(StemSet::Hpr {
                 residual: hpss.has_residual(),
-            }),
-            other => Err(Error::param(
-                "--stems",
-                format!("expected hpr, got {other:?}"),
-            )),
+            });
         }
+        let mut asked = Vec::new();
+        let mut rest = false;
+        for word in t.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match PRODUCTION.iter().find(|s| s.name() == word) {
+                Some(s) if !asked.contains(s) => asked.push(*s),
+                Some(_) => {}
+                None if word == "rest" => rest = true,
+                None => {
+                    return Err(Error::param(
+                        "--stems",
+                        format!("expected hpr or a list of drums, bass, melody, harmony, fx (and rest), got {word:?}"),
+                    ))
+                }
+            }
+        }
+        if asked.is_empty() {
+            return Err(Error::param(
+                "--stems",
+                "name at least one of drums, bass, melody, harmony, fx",
+            ));
+        }
+        let mut stems: Vec<Stem> = PRODUCTION
+            .iter()
+            .copied()
+            .filter(|s| asked.contains(s))
+            .collect();
+        if stems.len() < PRODUCTION.len() && (rest || !no_rest) {
+            stems.push(Stem::Rest);
+        }
+        if stems.len() < 2 {
+            return Err(Error::param(
+                "--stems",
+                "one stem alone is the master: ask for two or more, or leave out --no-rest",
+            ));
+        }
+        Ok(StemSet::Production { stems })
     }
 
     /// The stems in output order.
@@ -60,7 +130,35 @@ impl StemSet {
                 vec![Stem::Harmonic, Stem::Percussive, Stem::Residual]
             }
             StemSet::Hpr { residual: false } => vec![Stem::Harmonic, Stem::Percussive],
+            StemSet::Production { stems } => stems.clone(),
         }
+    }
+
+    /// Whether the last stem is everything the others leave (taken in the time domain, so the
+    /// set sums to the master exactly). False only for a production subset with `--no-rest`.
+    pub fn last_is_remainder(&self) -> bool {
+        match self {
+            StemSet::Hpr { .. } => true,
+            StemSet::Production { stems } => {
+                stems.last() == Some(&Stem::Rest) || stems.len() == PRODUCTION.len()
+            }
+        }
+    }
+
+    /// Whether the set needs the pitch lines (bass or melody asked for, or harmony, which is
+    /// what they leave).
+    pub fn needs_lines(&self) -> bool {
+        match self {
+            StemSet::Hpr { .. } => false,
+            StemSet::Production { stems } => stems
+                .iter()
+                .any(|s| matches!(s, Stem::Bass | Stem::Melody | Stem::Harmony)),
+        }
+    }
+
+    /// Stems that get an inverse STFT of their own (all but a remainder).
+    pub fn inverted(&self) -> usize {
+        self.len() - usize::from(self.last_is_remainder())
     }
 
     /// Number of stems.

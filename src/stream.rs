@@ -130,7 +130,7 @@ impl<'a, E: BlockEngine> BlockStream<'a, E> {
     fn next_block(&self, last: bool) -> Option<Block> {
         let params = self.engine.params();
         let StftParams { n_fft, hop_length } = params.stft;
-        let (before, after) = halo(params.hpss.harmonic_kernel);
+        let (before, after) = params.time_halo();
         let start = self.next_frame;
         let (n_frames, end) = if last {
             let n = params.stft.n_frames(self.received);
@@ -187,7 +187,7 @@ impl<'a, E: BlockEngine> BlockStream<'a, E> {
         // Keep the samples later blocks can still reach: their held frames and the frames whose
         // inverse an engine may rebuild for overlap-add.
         let params = self.engine.params();
-        let (before, _) = halo(params.hpss.harmonic_kernel);
+        let (before, _) = params.time_halo();
         let back = before.max(tail_frames(&params.stft)) + tail_frames(&params.stft);
         let first_frame = block.end.saturating_sub(back);
         let keep_from = ((first_frame * params.stft.hop_length) as u64)

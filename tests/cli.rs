@@ -81,15 +81,14 @@ fn demo_runs_and_nulls() {
     let dir = tmp.path().join("demo");
     let o = stemkit(&["demo", "-o", dir.to_str().unwrap(), "--seconds", "3"]);
     assert!(o.status.success(), "{}", text(&o));
+    // The default stems: the five production stems.
     let stems = files_in(&dir.join("stems"));
-    assert!(
-        stems.contains(&"demo_mix_harmonic_48k24b.wav".to_string()),
-        "{stems:?}"
-    );
-    assert!(
-        stems.contains(&"demo_mix_percussive_48k24b.wav".to_string()),
-        "{stems:?}"
-    );
+    for stem in ["drums", "bass", "melody", "harmony", "fx"] {
+        assert!(
+            stems.contains(&format!("demo_mix_{stem}_48k24b.wav")),
+            "{stems:?}"
+        );
+    }
     let r = report(&dir.join("stems"));
     let null = r["tracks"][0]["null_peak_dbfs"].as_f64().unwrap();
     assert!(null < -120.0, "null residual {null} dBFS");
@@ -120,6 +119,8 @@ fn naming_rates_depths_and_lengths() {
         let out = tmp.path().join(format!("out{suffix}"));
         let mut a = vec![
             "separate",
+            "--stems",
+            "hpr",
             input.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
@@ -171,6 +172,8 @@ fn naming_rates_depths_and_lengths() {
     let out = tmp.path().join("custom");
     let o = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
@@ -196,6 +199,8 @@ fn margin_gives_residual_and_report_has_the_facts() {
     let out = tmp.path().join("out");
     let o = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
@@ -342,6 +347,8 @@ fn bad_inputs_fail_alone_and_write_nothing() {
     let out = tmp.path().join("out");
     let mut args = vec![
         "separate".to_string(),
+        "--stems".into(),
+        "hpr".into(),
         "-o".into(),
         out.to_str().unwrap().into(),
         "--quiet".into(),
@@ -425,6 +432,8 @@ fn folders_recurse_and_content_decides() {
     let out = tmp.path().join("out");
     let o = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         inputs.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
@@ -455,6 +464,8 @@ fn six_channels_keep_their_layout() {
     let out = tmp.path().join("out");
     let o = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
@@ -491,6 +502,8 @@ fn same_track_name_twice_in_a_batch_is_refused() {
     let out = tmp.path().join("out");
     let o = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         a.join("song.wav").to_str().unwrap(),
         b.join("song.wav").to_str().unwrap(),
         "-o",
@@ -518,6 +531,8 @@ fn never_writes_over_an_input() {
     // Template "{track}" with track "x" and stem "harmonic" would be x_harmonic.wav = the input.
     let o = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         tmp.path().to_str().unwrap(),
@@ -547,6 +562,8 @@ fn clipping_stems_get_one_common_gain() {
     let out = tmp.path().join("out");
     let o = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
@@ -587,6 +604,8 @@ fn null_test_fails_when_a_stem_is_missing() {
     let out = tmp.path().join("out");
     assert!(stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),

@@ -56,6 +56,8 @@ fn gpu_stems_equal_cpu_stems_and_stats_count() {
     let common = ["--margin", "2", "--gpu-chunk-frames", "64", "--stats"];
     let mut a = vec![
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         gpu_dir.to_str().unwrap(),
@@ -73,6 +75,8 @@ fn gpu_stems_equal_cpu_stems_and_stats_count() {
     );
     let c = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         cpu_dir.to_str().unwrap(),
@@ -118,7 +122,7 @@ fn compare_passes_on_the_demo_and_reports_json() {
     if shared_test_context().is_none() {
         return;
     }
-    let o = stemkit(&["compare", "--demo", "2", "--json"]);
+    let o = stemkit(&["compare", "--demo", "2", "--json", "--stems", "hpr"]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let stems = v[0]["stems"].as_array().unwrap();
@@ -128,7 +132,15 @@ fn compare_passes_on_the_demo_and_reports_json() {
         assert!(s["max_abs_diff"].as_f64().unwrap() < 1e-5, "{s}");
     }
     // An impossible bound fails with exit 1 and says which stem.
-    let o = stemkit(&["compare", "--demo", "1", "--min-snr", "400"]);
+    let o = stemkit(&[
+        "compare",
+        "--demo",
+        "1",
+        "--min-snr",
+        "400",
+        "--stems",
+        "hpr",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("BELOW 400 dB"),
@@ -154,6 +166,8 @@ fn adapter_errors_are_usage_errors() {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stemkit"));
         cmd.args([
             "separate",
+            "--stems",
+            "hpr",
             input.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
@@ -180,6 +194,8 @@ fn auto_passes_over_a_software_adapter() {
     let out = tmp.path().join("out");
     let o = stemkit(&[
         "separate",
+        "--stems",
+        "hpr",
         input.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),

@@ -43,6 +43,7 @@ fn params(
             residual: hpss.has_residual(),
         },
         block_frames: block,
+        production: Default::default(),
     }
 }
 

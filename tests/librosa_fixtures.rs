@@ -101,6 +101,7 @@ fn hpss_matches_librosa_fixtures() {
             stems: StemSet::Hpr { residual: true },
             // Small blocks, so the fixtures also exercise block boundaries.
             block_frames: 7,
+            production: Default::default(),
         };
         let sep = Separator::new(params).unwrap();
         let (_, input) = read_wav_planar(&dir().join(format!("{name}_input.wav")));

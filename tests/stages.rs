@@ -159,6 +159,7 @@ fn params(n_fft: usize, hop: usize, margin: f32, power: f32, block: usize) -> Se
             residual: hpss.has_residual(),
         },
         block_frames: block,
+        production: Default::default(),
     }
 }
 

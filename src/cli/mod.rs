@@ -59,9 +59,14 @@ enum Command {
 /// Separation settings shared by `separate`, `demo` and `bench`.
 #[derive(Args, Debug, Clone)]
 pub struct SeparationArgs {
-    /// Stems to deliver: `hpr` (harmonic, percussive, and the residual when a margin > 1).
-    #[arg(long, default_value = "hpr")]
+    /// Stems to deliver: any of `drums,bass,melody,harmony,fx` (a subset adds `rest`, everything
+    /// else, unless --no-rest), or `hpr` (harmonic, percussive, and the residual when a margin > 1).
+    #[arg(long, default_value = crate::stems::DEFAULT_STEMS)]
     stems: String,
+    /// With a subset of the production stems: no `rest` stem (the stems then do not sum to the
+    /// master).
+    #[arg(long = "no-rest")]
+    no_rest: bool,
     /// FFT size (a power of two, 256 to 16384).
     #[arg(long = "n-fft", default_value_t = 2048)]
     n_fft: usize,
@@ -81,9 +86,25 @@ pub struct SeparationArgs {
     /// Soft-mask power (> 0), or `inf` for hard masks.
     #[arg(long, default_value = "2")]
     power: String,
-    /// Margin ≥ 1: one value, or `harmonic,percussive`. Above 1 the residual stem appears.
-    #[arg(long, default_value = "1")]
-    margin: String,
+    /// HPSS margin ≥ 1: one value, or `harmonic,percussive` (default 1 for hpr, where above 1 the
+    /// residual stem appears; 2 for the production stems, whose fx stem is that residual).
+    #[arg(long)]
+    margin: Option<String>,
+    /// Bass line f0 range, Hz (`LO-HI`).
+    #[arg(long = "bass-range", default_value = "30-260")]
+    bass_range: String,
+    /// Melody f0 range, Hz (`LO-HI`).
+    #[arg(long = "melody-range", default_value = "100-2000")]
+    melody_range: String,
+    /// Below this the harmonic part goes to bass whatever the line does (smooth, ±3 semitones).
+    #[arg(long = "bass-cutoff", default_value = "100hz")]
+    bass_cutoff: String,
+    /// Width (σ) of the comb around each partial of the bass and melody lines, in cents.
+    #[arg(long = "comb-width", default_value = "35")]
+    comb_width: String,
+    /// Each side of a frame, the span whose pitch candidates decide its point of a line (e.g. 100ms).
+    #[arg(long = "track-window", default_value = "100ms")]
+    track_window: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::AdapterSelector;
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::pipeline::{DeliveryOptions, OutputRate};
+use crate::production::ProductionSpec;
 use crate::separator::{SeparationSpec, DEFAULT_BLOCK_FRAMES};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -45,6 +46,20 @@ impl SeparationArgs {
         if matches!(percussive_kernel, Kernel::Seconds(_)) {
             return Err(Error::param("--percussive-kernel", "the percussive kernel runs along frequency: give bins or a bandwidth (500hz), not seconds"));
         }
+        let production = ProductionSpec {
+            bass_range_hz: parse_range("--bass-range", &self.bass_range)?,
+            melody_range_hz: parse_range("--melody-range", &self.melody_range)?,
+            bass_cutoff_hz: parse_unit("--bass-cutoff", &self.bass_cutoff, "hz")?,
+            comb_cents: parse_unit("--comb-width", &self.comb_width, "cents")?,
+            track_ms: parse_unit("--track-window", &self.track_window, "ms")?,
+            ..ProductionSpec::default()
+        };
+        if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
+            return Err(Error::param(
+                "--bass-cutoff",
+                format!("expected 20 to 2000 Hz, got {}", production.bass_cutoff_hz),
+            ));
+        }
         let spec = SeparationSpec {
             stft: StftParams {
                 n_fft: self.n_fft,
@@ -53,10 +68,18 @@ impl SeparationArgs {
             harmonic_kernel,
             percussive_kernel,
             power: HpssParams::parse_power(&self.power)?,
-            margin: HpssParams::parse_margin(&self.margin)?,
+            margin: self
+                .margin
+                .as_deref()
+                .map(HpssParams::parse_margin)
+                .transpose()?,
             stems: self.stems.clone(),
+            no_rest: self.no_rest,
+            production,
             block_frames: DEFAULT_BLOCK_FRAMES,
         };
+        // Everything that can be checked without a rate, checked now (a usage error).
+        spec.resolve(48000)?;
         Ok(spec)
     }
 
@@ -69,9 +92,47 @@ impl SeparationArgs {
             "harmonic_kernel": spec.harmonic_kernel.to_string(),
             "percussive_kernel": spec.percussive_kernel.to_string(),
             "power": if spec.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(spec.power) },
-            "margin": [spec.margin.0, spec.margin.1],
+            "margin": spec.resolve(48000).map(|p| [p.hpss.margin_harmonic, p.hpss.margin_percussive]).unwrap_or_default(),
+            "production": {
+                "bass_range_hz": spec.production.bass_range_hz,
+                "melody_range_hz": spec.production.melody_range_hz,
+                "bass_cutoff_hz": spec.production.bass_cutoff_hz,
+                "comb_cents": spec.production.comb_cents,
+                "track_ms": spec.production.track_ms,
+            },
             "device": engines.device_name(),
         })
+    }
+}
+
+/// `LO-HI` in Hz (`30-260`, `30hz-260hz`).
+fn parse_range(what: &'static str, text: &str) -> Result<(f32, f32)> {
+    let bad = || {
+        Error::param(
+            what,
+            format!("expected LO-HI in Hz such as 30-260, got {text:?}"),
+        )
+    };
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let num = |t: &str| {
+        t.trim()
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<f32>()
+            .map_err(|_| bad())
+    };
+    Ok((num(lo)?, num(hi)?))
+}
+
+/// A number with an optional unit suffix (`100ms`, `100hz`, `35cents`, or a bare number).
+fn parse_unit(what: &'static str, text: &str, unit: &str) -> Result<f32> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix(unit).unwrap_or(&t).trim();
+    match t.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(Error::param(
+            what,
+            format!("expected a number of {unit}, got {text:?}"),
+        )),
     }
 }
 

@@ -103,6 +103,12 @@ impl GpuSeparator {
     ) -> Result<Self> {
         params.stft.validate()?;
         params.hpss.validate()?;
+        if !matches!(params.stems, crate::stems::StemSet::Hpr { .. }) {
+            return Err(Error::param(
+                "stems",
+                "the GPU engine runs the hpr stems; the production stems run on the CPU",
+            ));
+        }
         if params.block_frames < 1 {
             return Err(Error::param("block_frames", "expected at least 1, got 0"));
         }

@@ -186,6 +186,7 @@ mod tests {
             },
             stems: StemSet::Hpr { residual: false },
             block_frames: 16,
+            production: Default::default(),
         }
     }
 

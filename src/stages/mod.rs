@@ -10,3 +10,4 @@ pub mod magnitude;
 pub mod mask;
 pub mod median;
 pub mod overlap_add;
+pub mod pitch;

@@ -1,0 +1,194 @@
+//! The five production stems as masks that partition unity at every bin:
+//!
+//! ```text
+//! drums   = M_P                      (HPSS percussive mask, librosa softmask with margins)
+//! fx      = 1 − M_H − M_P            (neither harmonic nor percussive: the margin residual)
+//! bass    = M_H · b                  (b: the bass line's partials and a smooth low register)
+//! melody  = M_H · (1 − b) · m        (m: a comb on the predominant line's partials)
+//! harmony = M_H · (1 − b) · (1 − m)  (the harmonic remainder: chords, pads)
+//! ```
+//!
+//! Settings come in musical units ([`ProductionSpec`]: Hz, cents, ms) and are resolved at a
+//! track's rate into [`ProductionParams`].
+
+use crate::error::{Error, Result};
+use crate::params::StftParams;
+use crate::stages::pitch::{comb_weight, LineParams};
+
+/// Production-stem settings in musical units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProductionSpec {
+    /// Range of the bass line's f0, Hz.
+    pub bass_range_hz: (f32, f32),
+    /// Range of the melody's f0, Hz.
+    pub melody_range_hz: (f32, f32),
+    /// Below this the harmonic part is bass whatever the line does (smooth, over ±3 semitones).
+    pub bass_cutoff_hz: f32,
+    /// Width (σ) of the comb around each partial, cents.
+    pub comb_cents: f32,
+    /// Each side of a frame, the span of frames whose candidates decide its point of a line, ms.
+    pub track_ms: f32,
+    /// Melody voicing threshold: line salience over the register's summed magnitude.
+    pub melody_voicing: f32,
+    /// Bass voicing threshold, likewise.
+    pub bass_voicing: f32,
+    /// HPSS margins used for the production stems (the fx stem is their residual).
+    pub margin: (f32, f32),
+}
+
+impl Default for ProductionSpec {
+    fn default() -> Self {
+        ProductionSpec {
+            bass_range_hz: (30.0, 260.0),
+            melody_range_hz: (100.0, 2000.0),
+            bass_cutoff_hz: 100.0,
+            comb_cents: 35.0,
+            track_ms: 100.0,
+            melody_voicing: 0.06,
+            bass_voicing: 0.10,
+            margin: (2.0, 2.0),
+        }
+    }
+}
+
+/// Production settings resolved at a sample rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProductionParams {
+    /// The rate they were resolved at.
+    pub sample_rate: u32,
+    /// Bass line tracking.
+    pub bass: LineParams,
+    /// Melody tracking.
+    pub melody: LineParams,
+    /// See [`ProductionSpec::bass_cutoff_hz`].
+    pub bass_cutoff_hz: f32,
+    /// See [`ProductionSpec::comb_cents`].
+    pub comb_cents: f32,
+    /// Partials of the bass line given to the bass stem.
+    pub bass_partials: usize,
+    /// Partials of the melody given to the melody stem.
+    pub melody_partials: usize,
+}
+
+impl ProductionSpec {
+    /// Checks the ranges.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a bad range or width.
+    pub fn validate(&self) -> Result<()> {
+        for (what, (lo, hi)) in [
+            ("--bass-range", self.bass_range_hz),
+            ("--melody-range", self.melody_range_hz),
+        ] {
+            if !(lo.is_finite() && hi.is_finite() && lo >= 20.0 && hi > lo * 1.06 && hi <= 8000.0) {
+                return Err(Error::param(
+                    what,
+                    format!("expected LO-HI in Hz with 20 ≤ LO < HI ≤ 8000, got {lo}-{hi}"),
+                ));
+            }
+        }
+        if !(self.comb_cents.is_finite() && (1.0..=600.0).contains(&self.comb_cents)) {
+            return Err(Error::param(
+                "--comb-width",
+                format!("expected 1 to 600 cents, got {}", self.comb_cents),
+            ));
+        }
+        if !(self.track_ms.is_finite() && (0.0..=2000.0).contains(&self.track_ms)) {
+            return Err(Error::param(
+                "--track-window",
+                format!("expected 0 to 2000 ms, got {}", self.track_ms),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The settings at `sample_rate` for the STFT `stft`.
+    pub fn resolve(&self, sample_rate: u32, stft: &StftParams) -> ProductionParams {
+        let nyquist = sample_rate as f32 / 2.0;
+        let window =
+            (self.track_ms / 1000.0 * sample_rate as f32 / stft.hop_length as f32).round() as usize;
+        let line = |range: (f32, f32), harmonics, voicing, register_hi: f32| LineParams {
+            lo_hz: range.0.min(nyquist / 2.0),
+            hi_hz: range.1.min(nyquist / 1.5),
+            harmonics,
+            decay: 0.8,
+            jump_cost: 0.35,
+            window,
+            voicing,
+            register_hi_hz: register_hi.min(nyquist),
+        };
+        ProductionParams {
+            sample_rate,
+            bass: line(self.bass_range_hz, 6, self.bass_voicing, 1200.0),
+            melody: line(self.melody_range_hz, 10, self.melody_voicing, 8000.0),
+            bass_cutoff_hz: self.bass_cutoff_hz,
+            comb_cents: self.comb_cents,
+            bass_partials: 8,
+            melody_partials: 30,
+        }
+    }
+}
+
+impl Default for ProductionParams {
+    fn default() -> Self {
+        ProductionSpec::default().resolve(48000, &StftParams::default())
+    }
+}
+
+/// Frequency-only part of the weights: the low register `b_low(f)` per bin.
+pub fn low_register(params: &ProductionParams, bins: usize, bin_hz: f32) -> Vec<f32> {
+    (0..bins)
+        .map(|b| crate::stages::pitch::low_weight(b as f32 * bin_hz, params.bass_cutoff_hz, 3.0))
+        .collect()
+}
+
+/// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`.
+pub fn add_comb(w: &mut [f32], f0: f32, partials: usize, cents: f32, bin_hz: f32) {
+    if f0 <= 0.0 {
+        return;
+    }
+    let bins = w.len();
+    let ratio = 2f32.powf(cents / 1200.0) - 1.0;
+    let min_hz = 0.5 * bin_hz;
+    for h in 1..=partials {
+        let centre = h as f32 * f0;
+        let sigma = (centre * ratio).max(min_hz);
+        let lo = ((centre - 3.0 * sigma) / bin_hz).ceil().max(0.0) as usize;
+        let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins.saturating_sub(1));
+        if lo >= bins {
+            break;
+        }
+        for (b, v) in w.iter_mut().enumerate().take(hi + 1).skip(lo) {
+            let c = comb_weight(b as f32 * bin_hz, f0, partials, cents, min_hz);
+            *v = v.max(c);
+        }
+    }
+}
+
+/// The production masks of one frame, `[stem][bin]` for `stems` (a remainder stem is skipped:
+/// it is taken in the time domain). `mask_h`/`mask_p` are the HPSS masks; `bass_w`/`mel_w` the
+/// line weights.
+pub fn production_masks(
+    stems: &[crate::stems::Stem],
+    mask_h: &[f32],
+    mask_p: &[f32],
+    bass_w: &[f32],
+    mel_w: &[f32],
+    out: &mut [f32],
+) {
+    use crate::stems::Stem;
+    let bins = mask_h.len();
+    for (stem, o) in stems.iter().zip(out.chunks_exact_mut(bins)) {
+        for b in 0..bins {
+            let (h, p, bw, mw) = (mask_h[b], mask_p[b], bass_w[b], mel_w[b]);
+            o[b] = match stem {
+                Stem::Drums => p,
+                Stem::Fx => (1.0 - h - p).max(0.0),
+                Stem::Bass => h * bw,
+                Stem::Melody => h * (1.0 - bw) * mw,
+                Stem::Harmony => h * (1.0 - bw) * (1.0 - mw),
+                _ => 0.0,
+            };
+        }
+    }
+}
