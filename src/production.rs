@@ -12,7 +12,7 @@
 //! track's rate into [`ProductionParams`].
 
 use crate::error::{Error, Result};
-use crate::params::StftParams;
+use crate::params::{Kernel, StftParams};
 use crate::stages::pitch::{comb_weight, LineParams};
 
 /// Production-stem settings in musical units.
@@ -34,6 +34,10 @@ pub struct ProductionSpec {
     pub bass_voicing: f32,
     /// HPSS margins used for the production stems (the fx stem is their residual).
     pub margin: (f32, f32),
+    /// Harmonic (time) median length for the production stems.
+    pub harmonic_kernel: Kernel,
+    /// Percussive (frequency) median length for the production stems.
+    pub percussive_kernel: Kernel,
 }
 
 impl Default for ProductionSpec {
@@ -42,11 +46,13 @@ impl Default for ProductionSpec {
             bass_range_hz: (30.0, 260.0),
             melody_range_hz: (100.0, 2000.0),
             bass_cutoff_hz: 100.0,
-            comb_cents: 35.0,
+            comb_cents: 50.0,
             track_ms: 100.0,
-            melody_voicing: 0.06,
+            melody_voicing: 0.02,
             bass_voicing: 0.10,
-            margin: (2.0, 2.0),
+            margin: (1.5, 1.2),
+            harmonic_kernel: Kernel::Seconds(0.5),
+            percussive_kernel: Kernel::Hertz(350.0),
         }
     }
 }
@@ -143,23 +149,54 @@ pub fn low_register(params: &ProductionParams, bins: usize, bin_hz: f32) -> Vec<
 }
 
 /// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`.
-pub fn add_comb(w: &mut [f32], f0: f32, partials: usize, cents: f32, bin_hz: f32) {
+///
+/// Each partial's weight is limited by a smooth-envelope model of the line: where another source
+/// shares a partial (a chord tone an octave above the bass, say), that partial's harmonic
+/// magnitude `a_h` stands above its neighbours', and the line only gets the share
+/// `(min(a_h, max(a_{h−1}, a_{h+1})) / a_h)²` of it (power, as a Wiener mask); `harm` is the
+/// frame's harmonic magnitude.
+pub fn add_comb(
+    w: &mut [f32],
+    harm: Option<&[f32]>,
+    f0: f32,
+    partials: usize,
+    cents: f32,
+    bin_hz: f32,
+) {
     if f0 <= 0.0 {
         return;
     }
     let bins = w.len();
     let ratio = 2f32.powf(cents / 1200.0) - 1.0;
     let min_hz = 0.5 * bin_hz;
+    // Partial amplitudes: the larger of the two bins around h·f0.
+    let amp: Vec<f32> = (0..=partials + 1)
+        .map(|h| {
+            let pos = h as f32 * f0 / bin_hz;
+            let lo = pos.floor() as usize;
+            match harm {
+                Some(harm) if h > 0 && lo + 1 < bins => harm[lo].max(harm[lo + 1]),
+                _ => 0.0,
+            }
+        })
+        .collect();
     for h in 1..=partials {
         let centre = h as f32 * f0;
         let sigma = (centre * ratio).max(min_hz);
         let lo = ((centre - 3.0 * sigma) / bin_hz).ceil().max(0.0) as usize;
-        let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins.saturating_sub(1));
         if lo >= bins {
             break;
         }
+        let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins - 1);
+        let a = amp[h];
+        let share = if a > 0.0 && h > 1 {
+            let model = a.min(amp[h - 1].max(amp[h + 1]));
+            (model / a) * (model / a)
+        } else {
+            1.0
+        };
         for (b, v) in w.iter_mut().enumerate().take(hi + 1).skip(lo) {
-            let c = comb_weight(b as f32 * bin_hz, f0, partials, cents, min_hz);
+            let c = share * comb_weight(b as f32 * bin_hz, f0, partials, cents, min_hz);
             *v = v.max(c);
         }
     }

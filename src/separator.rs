@@ -7,7 +7,7 @@
 //! frame → fft → magnitude → median (time, frequency) → mask → ifft → overlap_add.
 
 use crate::error::{Error, Result};
-use crate::params::{HpssParams, StftParams};
+use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
     add_comb, low_register, production_masks, ProductionParams, ProductionSpec,
 };
@@ -342,10 +342,23 @@ impl Separator {
                             .zip(&w.harm[t * bins..(t + 1) * bins])
                             .for_each(|(s, v)| *s += v);
                     }
-                    (
-                        bass.candidates(sum, scratch),
-                        melody.candidates(sum, scratch),
-                    )
+                    let b = bass.candidates(sum, scratch);
+                    // The melody is searched for in what the bass line leaves: the strongest bass
+                    // candidate's partials are taken out first (else the bass's upper partials
+                    // read as a melody an octave or two above it).
+                    if let Some(&(fb, _)) = b.points.first() {
+                        let partials = self.params.production.bass_partials;
+                        for h in 1..=partials {
+                            let centre = (h as f32 * fb / self.bin_hz).round() as usize;
+                            if centre >= bins {
+                                break;
+                            }
+                            for v in &mut sum[centre.saturating_sub(1)..(centre + 2).min(bins)] {
+                                *v = 0.0;
+                            }
+                        }
+                    }
+                    (b, melody.candidates(sum, scratch))
                 },
             )
             .unzip();
@@ -399,14 +412,15 @@ impl Separator {
                 |s, (j, frames)| {
                     let spectrum = &spectra[(offset + j) * bins..(offset + j + 1) * bins];
                     let hr = (harm_offset + j) * bins..(harm_offset + j + 1) * bins;
+                    let harm = &harm[hr];
                     hpss_masks(
-                        &harm[hr],
+                        harm,
                         &perc[j * bins..(j + 1) * bins],
                         &hpss,
                         &mut s.mask_h,
                         &mut s.mask_p,
                     );
-                    self.stem_spectra(spectrum, lines.get(j).copied(), s);
+                    self.stem_spectra(spectrum, harm, lines.get(j).copied(), s);
                     for (stem, out) in frames.chunks_exact_mut(n_fft).enumerate() {
                         let z = &mut s.stem_spectra[stem * bins..(stem + 1) * bins];
                         self.ifft.process(z, out, &self.window, &mut s.ifft);
@@ -467,7 +481,13 @@ impl Separator {
     }
 
     /// Fills `s.stem_spectra` (`[stem][bin]`) with every inverted stem (all but a remainder).
-    fn stem_spectra(&self, spectrum: &[Complex32], line: Option<(f32, f32)>, s: &mut FrameScratch) {
+    fn stem_spectra(
+        &self,
+        spectrum: &[Complex32],
+        harm: &[f32],
+        line: Option<(f32, f32)>,
+        s: &mut FrameScratch,
+    ) {
         let bins = spectrum.len();
         match &self.params.stems {
             StemSet::Hpr { residual } => {
@@ -482,6 +502,7 @@ impl Separator {
                 s.bass_w.copy_from_slice(&self.low);
                 add_comb(
                     &mut s.bass_w,
+                    Some(harm),
                     f_bass,
                     p.bass_partials,
                     p.comb_cents,
@@ -490,6 +511,7 @@ impl Separator {
                 s.mel_w.iter_mut().for_each(|v| *v = 0.0);
                 add_comb(
                     &mut s.mel_w,
+                    None,
                     f_mel,
                     p.melody_partials,
                     p.comb_cents,
@@ -548,10 +570,12 @@ impl FrameScratch {
 pub struct SeparationSpec {
     /// STFT layout.
     pub stft: StftParams,
-    /// Harmonic (time) median length.
-    pub harmonic_kernel: crate::params::Kernel,
-    /// Percussive (frequency) median length.
-    pub percussive_kernel: crate::params::Kernel,
+    /// Harmonic (time) median length (`None`: 31 frames for `hpr`, the production default
+    /// otherwise).
+    pub harmonic_kernel: Option<crate::params::Kernel>,
+    /// Percussive (frequency) median length (`None`: 31 bins for `hpr`, the production default
+    /// otherwise).
+    pub percussive_kernel: Option<crate::params::Kernel>,
     /// Soft-mask power (`inf` for hard masks).
     pub power: f32,
     /// Harmonic and percussive margins (`None`: 1 for `hpr`, the production default otherwise).
@@ -570,8 +594,8 @@ impl Default for SeparationSpec {
     fn default() -> Self {
         SeparationSpec {
             stft: StftParams::default(),
-            harmonic_kernel: crate::params::Kernel::Count(31),
-            percussive_kernel: crate::params::Kernel::Count(31),
+            harmonic_kernel: None,
+            percussive_kernel: None,
             power: 2.0,
             margin: None,
             stems: "hpr".into(),
@@ -596,8 +620,22 @@ impl SeparationSpec {
         });
         self.production.validate()?;
         let hpss = HpssParams {
-            harmonic_kernel: self.harmonic_kernel.resolve(sample_rate, &self.stft),
-            percussive_kernel: self.percussive_kernel.resolve(sample_rate, &self.stft),
+            harmonic_kernel: self
+                .harmonic_kernel
+                .unwrap_or(if hpr {
+                    Kernel::Count(31)
+                } else {
+                    self.production.harmonic_kernel
+                })
+                .resolve(sample_rate, &self.stft),
+            percussive_kernel: self
+                .percussive_kernel
+                .unwrap_or(if hpr {
+                    Kernel::Count(31)
+                } else {
+                    self.production.percussive_kernel
+                })
+                .resolve(sample_rate, &self.stft),
             power: self.power,
             margin_harmonic: margin.0,
             margin_percussive: margin.1,

@@ -630,3 +630,46 @@ fn null_test_fails_when_a_stem_is_missing() {
     let (rate, planar) = read_wav_planar(&h);
     assert_eq!((rate, planar.len(), planar[0].len()), (48000, 2, 48000));
 }
+
+#[test]
+fn production_subsets_get_a_rest_stem_unless_no_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("spot.wav");
+    write_float_wav(&input, &render_all(Part::Mix, 48000, 2, 48000), 48000);
+    for (extra, want) in [
+        (vec!["--stems", "drums,bass"], vec!["bass", "drums", "rest"]),
+        (
+            vec!["--stems", "bass,drums", "--no-rest"],
+            vec!["bass", "drums"],
+        ),
+        (vec!["--stems", "drums,rest"], vec!["drums", "rest"]),
+    ] {
+        let out = tmp.path().join(extra.join("_").replace(',', "-"));
+        let mut a = vec![
+            "separate",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--quiet",
+        ];
+        a.extend(extra.iter().copied());
+        let o = stemkit(&a);
+        assert!(o.status.success(), "{extra:?}: {}", text(&o));
+        let wavs: Vec<String> = files_in(&out)
+            .into_iter()
+            .filter(|n| n.ends_with(".wav"))
+            .collect();
+        let want: Vec<String> = want
+            .iter()
+            .map(|s| format!("spot_{s}_48k24b.wav"))
+            .collect();
+        assert_eq!(wavs, want, "{extra:?}");
+        let r = report(&out);
+        let null = r["tracks"][0]["null_peak_dbfs"].as_f64().unwrap();
+        if extra.contains(&"--no-rest") {
+            assert!(null > -60.0, "without rest the stems do not null: {null}");
+        } else {
+            assert!(null < -120.0, "{extra:?}: null {null} dBFS");
+        }
+    }
+}

@@ -189,6 +189,12 @@ def song(seed, out_dir, seconds):
     }
     parts["drums"], kit = drums(rng, rate, frames, bpm, bars)
     parts["fx"] = fx(nrng, rate, frames, bpm, bars)
+    # Some GM patches render with a large DC offset or subsonic drift (one pad measured 87 % of
+    # its energy below 60 Hz); no master has that, and it would be scored as bass. Every part is
+    # high-passed at 20 Hz (4th-order Butterworth, zero phase) before balancing.
+    from scipy.signal import butter, sosfiltfilt
+    sos = butter(4, 20.0, btype="highpass", fs=rate, output="sos")
+    parts = {k: sosfiltfilt(sos, v, axis=0).astype(np.float32) for k, v in parts.items()}
     # Balance: each stem to a target RMS, then one gain so the mix peaks at -1 dBFS.
     target = {"drums": 0.12, "bass": 0.10, "melody": 0.08, "harmony": 0.07, "fx": 0.03}
     for name, y in parts.items():

@@ -49,10 +49,10 @@ def estimates_librosa(mix, sr):
     return {"drums": p.T}
 
 
-def estimates_stemkit(mix_path, exe, stems):
+def estimates_stemkit(mix_path, exe, stems, extra):
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([exe, "separate", mix_path, "-o", d, "--rate", "source", "--bits", "32f", "--quiet",
-                        "--stems", ",".join(stems)], check=True)
+                        "--stems", ",".join(stems)] + extra, check=True)
         out = {}
         for f in glob.glob(os.path.join(d, "*.wav")):
             name = os.path.basename(f).split("_")[1]
@@ -73,7 +73,8 @@ def main():
     ap.add_argument("--set", required=True)
     ap.add_argument("--method", choices=["stemkit", "librosa", "oracle"], required=True)
     ap.add_argument("--stemkit", default="target/release/stemkit")
-    ap.add_argument("--stems", default="hpr", help="what to ask stemkit for (--stems)")
+    ap.add_argument("--stems", default="drums,bass,melody,harmony,fx", help="what to ask stemkit for (--stems)")
+    ap.add_argument("--extra", default="", help="more stemkit separate flags, space-separated")
     args = ap.parse_args()
     table = {k: [] for k in STEMS}
     for song in sorted(glob.glob(os.path.join(args.set, "song_*"))):
@@ -84,7 +85,7 @@ def main():
         elif args.method == "librosa":
             est = estimates_librosa(mix, sr)
         else:
-            est = estimates_stemkit(os.path.join(song, "mix.wav"), args.stemkit, args.stems.split(","))
+            est = estimates_stemkit(os.path.join(song, "mix.wav"), args.stemkit, args.stems.split(","), args.extra.split())
         row = []
         for k in STEMS:
             if k in est:

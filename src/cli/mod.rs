@@ -100,7 +100,7 @@ pub struct SeparationArgs {
     #[arg(long = "bass-cutoff", default_value = "100hz")]
     bass_cutoff: String,
     /// Width (σ) of the comb around each partial of the bass and melody lines, in cents.
-    #[arg(long = "comb-width", default_value = "35")]
+    #[arg(long = "comb-width", default_value = "50")]
     comb_width: String,
     /// Each side of a frame, the span whose pitch candidates decide its point of a line (e.g. 100ms).
     #[arg(long = "track-window", default_value = "100ms")]

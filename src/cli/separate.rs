@@ -21,29 +21,31 @@ impl SeparationArgs {
     pub(crate) fn spec(&self) -> Result<SeparationSpec> {
         // --kernel: a count sets both; a duration only makes sense along time (harmonic), a
         // bandwidth only along frequency (percussive).
-        let (mut harmonic_kernel, mut percussive_kernel) = (Kernel::Count(31), Kernel::Count(31));
+        // Unset kernels take the stem set's defaults (31 and 31 for hpr).
+        let (mut harmonic_kernel, mut percussive_kernel) = (None, None);
         if let Some(k) = &self.kernel {
             match Kernel::parse("--kernel", k)? {
                 Kernel::Count(n) => {
-                    (harmonic_kernel, percussive_kernel) = (Kernel::Count(n), Kernel::Count(n))
+                    (harmonic_kernel, percussive_kernel) =
+                        (Some(Kernel::Count(n)), Some(Kernel::Count(n)))
                 }
-                s @ Kernel::Seconds(_) => harmonic_kernel = s,
-                hz @ Kernel::Hertz(_) => percussive_kernel = hz,
+                s @ Kernel::Seconds(_) => harmonic_kernel = Some(s),
+                hz @ Kernel::Hertz(_) => percussive_kernel = Some(hz),
             }
         }
         if let Some(k) = &self.harmonic_kernel {
-            harmonic_kernel = Kernel::parse("--harmonic-kernel", k)?;
+            harmonic_kernel = Some(Kernel::parse("--harmonic-kernel", k)?);
         }
         if let Some(k) = &self.percussive_kernel {
-            percussive_kernel = Kernel::parse("--percussive-kernel", k)?;
+            percussive_kernel = Some(Kernel::parse("--percussive-kernel", k)?);
         }
-        if matches!(harmonic_kernel, Kernel::Hertz(_)) {
+        if matches!(harmonic_kernel, Some(Kernel::Hertz(_))) {
             return Err(Error::param(
                 "--harmonic-kernel",
                 "the harmonic kernel runs along time: give frames or a duration (0.2s), not hertz",
             ));
         }
-        if matches!(percussive_kernel, Kernel::Seconds(_)) {
+        if matches!(percussive_kernel, Some(Kernel::Seconds(_))) {
             return Err(Error::param("--percussive-kernel", "the percussive kernel runs along frequency: give bins or a bandwidth (500hz), not seconds"));
         }
         let production = ProductionSpec {
@@ -89,8 +91,9 @@ impl SeparationArgs {
             "stems": spec.stems,
             "n_fft": spec.stft.n_fft,
             "hop_length": spec.stft.hop_length,
-            "harmonic_kernel": spec.harmonic_kernel.to_string(),
-            "percussive_kernel": spec.percussive_kernel.to_string(),
+            "harmonic_kernel": spec.resolve(48000).map(|p| p.hpss.harmonic_kernel).unwrap_or_default(),
+            "percussive_kernel": spec.resolve(48000).map(|p| p.hpss.percussive_kernel).unwrap_or_default(),
+            "kernels_as_given": [spec.harmonic_kernel.map(|k| k.to_string()), spec.percussive_kernel.map(|k| k.to_string())],
             "power": if spec.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(spec.power) },
             "margin": spec.resolve(48000).map(|p| [p.hpss.margin_harmonic, p.hpss.margin_percussive]).unwrap_or_default(),
             "production": {

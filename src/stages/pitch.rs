@@ -82,23 +82,51 @@ impl LineTracker {
         &self.params
     }
 
-    /// Salience of every grid f0 for one frame's magnitude `mag` (`bins` values).
+    /// Salience of every grid f0 for one frame's magnitude `mag` (`bins` values), from its
+    /// spectral peaks: each peak (frequency refined by parabolic interpolation of the log
+    /// magnitude) votes for the f0s it could be partial `h` of, `f_p / h`, with weight
+    /// `α^(h−1) · a_p`, spread over ±1 semitone of the grid with a cos² taper (Salamon & Gómez
+    /// 2012). Peaks rather than bins, so that a low f0, whose partials fall on every bin, does
+    /// not collect the whole spectrum.
     pub fn salience(&self, mag: &[f32], out: &mut Vec<f32>) {
         out.clear();
+        out.resize(self.grid.len(), 0.0);
         let last = self.bins - 1;
-        for &f0 in &self.grid {
-            let mut s = 0.0f32;
-            let mut w = 1.0f32;
+        let top = self.params.hi_hz.max(self.params.lo_hz) * self.params.harmonics as f32;
+        let b_hi = ((top / self.bin_hz).ceil() as usize + 1).min(last);
+        let b_lo = ((self.params.lo_hz * 0.9 / self.bin_hz).floor() as usize).max(1);
+        let floor = mag[b_lo..b_hi].iter().fold(0.0f32, |m, &v| m.max(v)) * 1e-3;
+        let spread = STEPS_PER_SEMITONE; // ±1 semitone
+        let steps_per_octave = 12.0 * STEPS_PER_SEMITONE;
+        for b in b_lo..b_hi {
+            let (l, m, r) = (mag[b - 1], mag[b], mag[b + 1]);
+            if !(m > floor && m >= l && m > r) {
+                continue;
+            }
+            let (la, lb, lc) = (l.max(1e-20).ln(), m.ln(), r.max(1e-20).ln());
+            let den = la - 2.0 * lb + lc;
+            let delta = if den < 0.0 {
+                (0.5 * (la - lc) / den).clamp(-0.5, 0.5)
+            } else {
+                0.0
+            };
+            let f_p = (b as f32 + delta) * self.bin_hz;
+            let mut w = m;
             for h in 1..=self.params.harmonics {
-                let pos = h as f32 * f0 / self.bin_hz;
-                let lo = pos.floor() as usize;
-                if lo >= last {
+                let f0 = f_p / h as f32;
+                let g = steps_per_octave * (f0 / self.params.lo_hz).log2();
+                if g < -spread {
                     break;
                 }
-                s += w * mag[lo].max(mag[lo + 1]);
+                let lo = (g - spread).ceil().max(0.0) as usize;
+                let hi = ((g + spread).floor() as isize).min(self.grid.len() as isize - 1);
+                for k in lo as isize..=hi {
+                    let d = (k as f32 - g) / spread;
+                    let c = (0.5 * std::f32::consts::PI * d).cos();
+                    out[k as usize] += w * c * c;
+                }
                 w *= self.params.decay;
             }
-            out.push(s);
         }
     }
 

@@ -1,0 +1,215 @@
+//! The five production stems: masks partition unity at every bin (random spectra); the stems sum
+//! back to the master (and to −120 dBFS at 24 bits through the CLI, in `cli.rs`); blocked equals
+//! whole-file (the pitch lines decide each frame on a fixed window); silence in, silence out; and
+//! synthetic cases with known answers — a bass line, a lead with vibrato, a chord pad and a click
+//! track each land mostly (≥ 80 % of their energy) in their own stem. That last test is ignored
+//! for now: the lead (0.80) and the clicks (0.95) pass, but the bass (0.55) and the pad (0.30)
+//! lose 16-20 % to drums and 17 % to fx, because single-resolution HPSS marks every 43 ms frame
+//! that holds a click as percussive across all bins (issue 4: the two-resolution cascade). Run it
+//! with `cargo test --release --test production -- --ignored --nocapture`.
+
+mod common;
+
+use common::assert_identical;
+use std::f32::consts::TAU;
+use stemkit::production::production_masks;
+use stemkit::rng::Rng;
+use stemkit::stems::{Stem, PRODUCTION};
+use stemkit::{SeparationSpec, Separator};
+
+fn five(rate: u32, block_frames: usize) -> Separator {
+    let spec = SeparationSpec {
+        stems: "drums,bass,melody,harmony,fx".into(),
+        block_frames,
+        ..Default::default()
+    };
+    Separator::new(spec.resolve(rate).unwrap()).unwrap()
+}
+
+#[test]
+fn masks_partition_unity_at_every_bin() {
+    let mut rng = Rng::new(7);
+    let bins = 1025;
+    for margin in [1.0f32, 1.5, 3.0] {
+        let hpss = stemkit::HpssParams {
+            margin_harmonic: margin,
+            margin_percussive: margin,
+            ..Default::default()
+        };
+        // Random harmonic/percussive estimates (exact zeros included) and line weights.
+        let harm: Vec<f32> = (0..bins)
+            .map(|i| {
+                if i % 17 == 0 {
+                    0.0
+                } else {
+                    rng.uniform() * 10.0
+                }
+            })
+            .collect();
+        let perc: Vec<f32> = (0..bins)
+            .map(|i| {
+                if i % 13 == 0 {
+                    0.0
+                } else {
+                    rng.uniform() * 10.0
+                }
+            })
+            .collect();
+        let bass_w: Vec<f32> = (0..bins).map(|_| rng.uniform()).collect();
+        let mel_w: Vec<f32> = (0..bins).map(|_| rng.uniform()).collect();
+        let (mut mh, mut mp) = (vec![0.0; bins], vec![0.0; bins]);
+        stemkit::stages::mask::hpss_masks(&harm, &perc, &hpss, &mut mh, &mut mp);
+        let mut masks = vec![0.0f32; 5 * bins];
+        production_masks(&PRODUCTION, &mh, &mp, &bass_w, &mel_w, &mut masks);
+        for b in 0..bins {
+            let sum: f32 = (0..5).map(|s| masks[s * bins + b]).sum();
+            assert!(
+                (sum - 1.0).abs() < 1e-5,
+                "margin {margin} bin {b}: masks sum to {sum}"
+            );
+            assert!((0..5).all(|s| (0.0..=1.0 + 1e-6).contains(&masks[s * bins + b])));
+        }
+    }
+}
+
+#[test]
+fn stems_sum_to_the_master_and_blocks_do_not_matter() {
+    let rate = 48000;
+    let x = vec![
+        common::mix(3, 3 * rate as usize + 123, rate as f32),
+        common::mix(4, 3 * rate as usize + 123, rate as f32),
+    ];
+    let whole = five(rate, 100_000).separate(&x);
+    assert_eq!(whole.len(), 5);
+    for ch in 0..2 {
+        let mut worst = 0.0f32;
+        for i in 0..x[ch].len() {
+            let sum: f32 = whole.iter().map(|s| s[ch][i]).sum();
+            worst = worst.max((sum - x[ch][i]).abs());
+        }
+        assert!(worst < 1e-5, "ch {ch}: Σ stems − master peaks at {worst}");
+    }
+    for block in [7usize, 64] {
+        let out = five(rate, block).separate(&x);
+        for s in 0..5 {
+            for ch in 0..2 {
+                assert_identical(
+                    &format!("block {block} stem {s} ch {ch}"),
+                    &out[s][ch],
+                    &whole[s][ch],
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn silence_in_silence_out() {
+    let x = vec![vec![0.0f32; 48000]; 2];
+    for (s, stem) in five(48000, 1024).separate(&x).iter().enumerate() {
+        for ch in stem {
+            assert!(ch.iter().all(|&v| v == 0.0), "stem {s} is not silent");
+        }
+    }
+}
+
+/// A harmonic tone with a decaying partial series, following `f0(t)`.
+fn tone(len: usize, rate: f32, partials: usize, amp: f32, f0: impl Fn(f32) -> f32) -> Vec<f32> {
+    let mut phase = 0.0f32;
+    let mut out = vec![0.0f32; len];
+    for (i, o) in out.iter_mut().enumerate() {
+        let t = i as f32 / rate;
+        let f = f0(t);
+        phase = (phase + TAU * f / rate) % (TAU * 64.0);
+        *o = amp
+            * (1..=partials)
+                .filter(|&h| h as f32 * f < rate / 2.0)
+                .map(|h| (h as f32 * phase).sin() / h as f32)
+                .sum::<f32>();
+    }
+    out
+}
+
+#[test]
+#[ignore = "bass 0.55 and pad 0.30 in their own stems (target 0.8): needs the two-resolution HPSS cascade"]
+fn synthetic_parts_land_in_their_own_stems() {
+    let rate = 48000.0f32;
+    let len = (4.0 * rate) as usize;
+    let midi = |n: f32| 440.0 * 2f32.powf((n - 69.0) / 12.0);
+    // Bass: a line of four notes (A1, C2, E2, G1), one a second.
+    let bass = tone(len, rate, 8, 0.30, |t| {
+        midi([33.0, 36.0, 40.0, 31.0][(t as usize).min(3)])
+    });
+    // Lead: E5 then A5, with a 5.5 Hz vibrato of ±30 cents.
+    let lead = tone(len, rate, 10, 0.12, |t| {
+        let note = if t < 2.0 { 76.0 } else { 81.0 };
+        midi(note) * 2f32.powf(0.3 / 12.0 * (TAU * 5.5 * t).sin())
+    });
+    // Pad: a sustained C major triad around middle C, with a slow fade in.
+    let pad: Vec<f32> = [60.0f32, 64.0, 67.0]
+        .iter()
+        .map(|&n| tone(len, rate, 6, 0.05, |_| midi(n)))
+        .fold(vec![0.0f32; len], |mut acc, v| {
+            acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+            acc
+        })
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v * (i as f32 / (0.2 * rate)).min(1.0))
+        .collect();
+    // Clicks: a short decaying noise burst every 250 ms.
+    let mut rng = Rng::new(11);
+    let clicks: Vec<f32> = (0..len)
+        .map(|i| {
+            let k = i % (rate as usize / 4);
+            let env = (-(k as f32) / (0.004 * rate)).exp();
+            0.8 * env * (rng.uniform() * 2.0 - 1.0)
+        })
+        .collect();
+    let parts = [
+        (Stem::Bass, &bass),
+        (Stem::Melody, &lead),
+        (Stem::Harmony, &pad),
+        (Stem::Drums, &clicks),
+    ];
+    let mix: Vec<f32> = (0..len)
+        .map(|i| bass[i] + lead[i] + pad[i] + clicks[i])
+        .collect();
+    let sep = five(48000, 1024);
+    let stems = sep.separate(std::slice::from_ref(&mix));
+    let dot = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| *x as f64 * *y as f64)
+            .sum::<f64>()
+    };
+    let mut report = String::new();
+    let mut failed = false;
+    for (own, part) in parts {
+        let energy = dot(part, part);
+        // Share of the part's energy in each stem: ⟨stem, part⟩ / ⟨part, part⟩ (these sum to
+        // ⟨mix, part⟩ / ⟨part, part⟩ ≈ 1, the parts being nearly uncorrelated).
+        let shares: Vec<(Stem, f64)> = sep
+            .stems()
+            .iter()
+            .zip(&stems)
+            .map(|(&s, out)| (s, dot(&out[0], part) / energy))
+            .collect();
+        let mine = shares.iter().find(|(s, _)| *s == own).unwrap().1;
+        report.push_str(&format!(
+            "{}: {}\n",
+            own.name(),
+            shares
+                .iter()
+                .map(|(s, v)| format!("{} {:.2}", s.name(), v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        failed |= mine < 0.8;
+    }
+    println!("{report}");
+    assert!(
+        !failed,
+        "a part has < 80 % of its energy in its own stem:\n{report}"
+    );
+}
