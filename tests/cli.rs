@@ -3,26 +3,12 @@
 
 mod common;
 
+use common::{stemkit, text};
+
 use common::read_wav_planar;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use stemkit::demo::{render_all, Part};
-
-fn stemkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stemkit"))
-        .args(args)
-        .output()
-        .expect("run stemkit")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn write_int_wav(path: &Path, planar: &[Vec<f32>], rate: u32, bits: u16) {
     let spec = hound::WavSpec {

@@ -6,31 +6,17 @@
 
 mod common;
 
+use common::{stemkit, text};
+
 use common::read_wav_planar;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use stemkit::audio::encode::{write_wav, SampleFormat};
 use stemkit::batch::{run_batch, BatchObserver, TrackOutcome};
 use stemkit::demo::{render_all, Part};
 use stemkit::gpu::{shared_test_context, AdapterSelector};
 use stemkit::pipeline::DeliveryOptions;
 use stemkit::{DeviceChoice, Engines, SeparationSpec};
-
-fn stemkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stemkit"))
-        .args(args)
-        .output()
-        .expect("run stemkit")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn master(dir: &Path, name: &str, seconds: f64) -> std::path::PathBuf {
     let path = dir.join(name);

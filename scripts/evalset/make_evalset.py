@@ -195,6 +195,14 @@ def song(seed, out_dir, seconds):
     from scipy.signal import butter, sosfiltfilt
     sos = butter(4, 20.0, btype="highpass", fs=rate, output="sos")
     parts = {k: sosfiltfilt(sos, v, axis=0).astype(np.float32) for k, v in parts.items()}
+    # Some patches (an LFO-modulated lead, seen at 28 Hz with 46 % of its energy) also render
+    # sub-audio content far below their notes: each pitched part is high-passed at 0.7 x the f0
+    # of its lowest note, which no instrument playing those notes produces energy below.
+    for name, notes in (("melody", melody), ("harmony", harmony)):
+        if notes:
+            lowest = 440.0 * 2 ** ((min(n[2] for n in notes) - 69) / 12)
+            sos_p = butter(4, 0.7 * lowest, btype="highpass", fs=rate, output="sos")
+            parts[name] = sosfiltfilt(sos_p, parts[name], axis=0).astype(np.float32)
     # Balance: each stem to a target RMS, then one gain so the mix peaks at -1 dBFS.
     target = {"drums": 0.12, "bass": 0.10, "melody": 0.08, "harmony": 0.07, "fx": 0.03}
     for name, y in parts.items():

@@ -7,7 +7,6 @@ use crate::audio::decode::AudioReader;
 use crate::demo::{render, Part};
 use crate::engine::{DeviceChoice, Engine, Engines};
 use crate::error::{Error, Result};
-use crate::gpu::AdapterSelector;
 use clap::Args;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -222,7 +221,13 @@ fn compare_one(
 }
 
 pub(super) fn run(args: CompareArgs) -> CliResult {
-    let spec = args.separation.spec()?;
+    let mut spec = args.separation.spec()?;
+    if spec.stems == crate::stems::DEFAULT_STEMS {
+        // The production stems run on the CPU only in this build: compare the GPU's set.
+        eprintln!("stemkit: compare runs --stems hpr (the production stems have no GPU path yet)");
+        spec.stems = "hpr".into();
+        spec.margin = spec.margin.or(Some((1.0, 1.0)));
+    }
     if args.gpu_chunk_frames == Some(0) {
         return Err(Error::param(
             "--gpu-chunk-frames",
@@ -235,13 +240,7 @@ pub(super) fn run(args: CompareArgs) -> CliResult {
             format!("expected a number of dB, got {}", args.min_snr),
         ));
     }
-    let adapter = match args.adapter.as_deref().map(str::trim) {
-        None | Some("") => AdapterSelector::Default,
-        Some(a) => a.parse::<usize>().map_or_else(
-            |_| AdapterSelector::Name(a.to_string()),
-            AdapterSelector::Index,
-        ),
-    };
+    let adapter = super::separate::parse_adapter(args.adapter.as_deref());
     let engines = Engines::new(
         spec,
         DeviceChoice::Gpu,

@@ -108,6 +108,17 @@ impl SeparationArgs {
     }
 }
 
+/// `--adapter`: an index, or part of a name; none: wgpu's preferred adapter.
+pub(crate) fn parse_adapter(text: Option<&str>) -> AdapterSelector {
+    match text.map(str::trim) {
+        None | Some("") => AdapterSelector::Default,
+        Some(a) => a.parse::<usize>().map_or_else(
+            |_| AdapterSelector::Name(a.to_string()),
+            AdapterSelector::Index,
+        ),
+    }
+}
+
 /// `LO-HI` in Hz (`30-260`, `30hz-260hz`).
 fn parse_range(what: &'static str, text: &str) -> Result<(f32, f32)> {
     let bad = || {
@@ -143,13 +154,7 @@ impl DeviceArgs {
     /// Opens the device and returns the engines; prints `auto`'s fallback note on stderr.
     pub(crate) fn engines(&self, spec: SeparationSpec) -> Result<Engines> {
         let device = DeviceChoice::parse(&self.device)?;
-        let adapter = match self.adapter.as_deref().map(str::trim) {
-            None | Some("") => AdapterSelector::Default,
-            Some(a) => match a.parse::<usize>() {
-                Ok(i) => AdapterSelector::Index(i),
-                Err(_) => AdapterSelector::Name(a.to_string()),
-            },
-        };
+        let adapter = parse_adapter(self.adapter.as_deref());
         if device == DeviceChoice::Cpu && adapter != AdapterSelector::Default {
             return Err(Error::param(
                 "--adapter",

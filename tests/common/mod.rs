@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Command, Output};
 use stemkit::rng::Rng;
 
 /// Reads a float or integer WAV as planar f32 with hound (independent of stemkit's decoder).
@@ -133,4 +134,22 @@ pub fn mix(seed: u64, len: usize, rate: f32) -> Vec<f32> {
         }
     }
     y
+}
+
+/// Runs the `stemkit` binary built with the tests.
+pub fn stemkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stemkit"))
+        .args(args)
+        .output()
+        .expect("run stemkit")
+}
+
+/// Exit status, stdout and stderr of a run, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
