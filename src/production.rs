@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::params::{Kernel, StftParams};
-use crate::stages::pitch::{comb_weight, LineParams};
+use crate::stages::pitch::LineParams;
 
 /// Production-stem settings in musical units.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -195,8 +195,11 @@ pub fn add_comb(
         } else {
             1.0
         };
+        // The Gaussian of `comb_weight` around this partial (bins within 3σ of it).
+        let inv = 1.0 / sigma;
         for (b, v) in w.iter_mut().enumerate().take(hi + 1).skip(lo) {
-            let c = share * comb_weight(b as f32 * bin_hz, f0, partials, cents, min_hz);
+            let d = (b as f32 * bin_hz - centre) * inv;
+            let c = share * (-0.5 * d * d).exp();
             *v = v.max(c);
         }
     }
@@ -216,16 +219,20 @@ pub fn production_masks(
     use crate::stems::Stem;
     let bins = mask_h.len();
     for (stem, o) in stems.iter().zip(out.chunks_exact_mut(bins)) {
-        for b in 0..bins {
-            let (h, p, bw, mw) = (mask_h[b], mask_p[b], bass_w[b], mel_w[b]);
-            o[b] = match stem {
-                Stem::Drums => p,
-                Stem::Fx => (1.0 - h - p).max(0.0),
-                Stem::Bass => h * bw,
-                Stem::Melody => h * (1.0 - bw) * mw,
-                Stem::Harmony => h * (1.0 - bw) * (1.0 - mw),
-                _ => 0.0,
-            };
+        let (h, p, bw, mw) = (
+            &mask_h[..bins],
+            &mask_p[..bins],
+            &bass_w[..bins],
+            &mel_w[..bins],
+        );
+        // One loop per stem, so each vectorises.
+        match stem {
+            Stem::Drums => o.copy_from_slice(p),
+            Stem::Fx => (0..bins).for_each(|b| o[b] = (1.0 - h[b] - p[b]).max(0.0)),
+            Stem::Bass => (0..bins).for_each(|b| o[b] = h[b] * bw[b]),
+            Stem::Melody => (0..bins).for_each(|b| o[b] = h[b] * (1.0 - bw[b]) * mw[b]),
+            Stem::Harmony => (0..bins).for_each(|b| o[b] = h[b] * (1.0 - bw[b]) * (1.0 - mw[b])),
+            _ => o.fill(0.0),
         }
     }
 }

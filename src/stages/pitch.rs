@@ -39,6 +39,8 @@ pub struct LineParams {
 
 /// Grid steps per semitone.
 const STEPS_PER_SEMITONE: f32 = 4.0;
+/// Spectral peaks that vote, per frame.
+const MAX_PEAKS: usize = 30;
 /// Candidates kept per frame.
 const CANDIDATES: usize = 6;
 
@@ -57,6 +59,8 @@ pub struct LineTracker {
 pub struct FrameCandidates {
     /// (f0 Hz, salience).
     pub points: Vec<(f32, f32)>,
+    /// The same points as (semitones above 1 Hz, ln salience), for the path search.
+    pub keys: Vec<(f32, f32)>,
     /// Summed magnitude of the register (for voicing).
     pub register: f32,
 }
@@ -85,7 +89,7 @@ impl LineTracker {
     /// Salience of every grid f0 for one frame's magnitude `mag` (`bins` values), from its
     /// spectral peaks: each peak (frequency refined by parabolic interpolation of the log
     /// magnitude) votes for the f0s it could be partial `h` of, `f_p / h`, with weight
-    /// `α^(h−1) · a_p`, spread over ±1 semitone of the grid with a cos² taper (Salamon & Gómez
+    /// `α^(h−1) · a_p`, spread over ±1 semitone of the grid with a triangular taper (after Salamon & Gómez
     /// 2012). Peaks rather than bins, so that a low f0, whose partials fall on every bin, does
     /// not collect the whole spectrum.
     pub fn salience(&self, mag: &[f32], out: &mut Vec<f32>) {
@@ -95,14 +99,23 @@ impl LineTracker {
         let top = self.params.hi_hz.max(self.params.lo_hz) * self.params.harmonics as f32;
         let b_hi = ((top / self.bin_hz).ceil() as usize + 1).min(last);
         let b_lo = ((self.params.lo_hz * 0.9 / self.bin_hz).floor() as usize).max(1);
-        let floor = mag[b_lo..b_hi].iter().fold(0.0f32, |m, &v| m.max(v)) * 1e-3;
+        // Peaks within 40 dB of the frame's largest, the strongest MAX_PEAKS of them.
+        let floor = mag[b_lo..b_hi].iter().fold(0.0f32, |m, &v| m.max(v)) * 1e-2;
+        let mut peaks: Vec<(usize, f32)> = Vec::with_capacity(64);
         let spread = STEPS_PER_SEMITONE; // ±1 semitone
         let steps_per_octave = 12.0 * STEPS_PER_SEMITONE;
         for b in b_lo..b_hi {
             let (l, m, r) = (mag[b - 1], mag[b], mag[b + 1]);
-            if !(m > floor && m >= l && m > r) {
-                continue;
+            if m > floor && m >= l && m > r {
+                peaks.push((b, m));
             }
+        }
+        if peaks.len() > MAX_PEAKS {
+            peaks.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            peaks.truncate(MAX_PEAKS);
+        }
+        for &(b, m) in &peaks {
+            let (l, r) = (mag[b - 1], mag[b + 1]);
             let (la, lb, lc) = (l.max(1e-20).ln(), m.ln(), r.max(1e-20).ln());
             let den = la - 2.0 * lb + lc;
             let delta = if den < 0.0 {
@@ -121,9 +134,9 @@ impl LineTracker {
                 let lo = (g - spread).ceil().max(0.0) as usize;
                 let hi = ((g + spread).floor() as isize).min(self.grid.len() as isize - 1);
                 for k in lo as isize..=hi {
-                    let d = (k as f32 - g) / spread;
-                    let c = (0.5 * std::f32::consts::PI * d).cos();
-                    out[k as usize] += w * c * c;
+                    // A triangle over ±1 semitone (cheaper than Salamon's cos², same support).
+                    let d = ((k as f32 - g) / spread).abs();
+                    out[k as usize] += w * (1.0 - d);
                 }
                 w *= self.params.decay;
             }
@@ -145,7 +158,15 @@ impl LineTracker {
         let lo = ((self.params.lo_hz / self.bin_hz).floor() as usize).min(self.bins);
         let hi = ((self.params.register_hi_hz / self.bin_hz).ceil() as usize + 1).min(self.bins);
         let register = mag[lo..hi].iter().sum();
-        FrameCandidates { points, register }
+        let keys = points
+            .iter()
+            .map(|&(f, s)| (12.0 * f.log2(), s.max(1e-12).ln()))
+            .collect();
+        FrameCandidates {
+            points,
+            keys,
+            register,
+        }
     }
 
     /// The line's f0 at frame `t` (0 when unvoiced), from the candidates of frames
@@ -166,18 +187,17 @@ impl LineTracker {
         // Viterbi: score = Σ log(salience) − jump_cost · |Δ semitones|.
         let mut score: Vec<f32> = Vec::new();
         let mut back: Vec<Vec<usize>> = Vec::with_capacity(window.len());
-        let log = |s: f32| (s.max(1e-12)).ln();
         for (k, frame) in window.iter().enumerate() {
-            let mut next = Vec::with_capacity(frame.points.len());
-            let mut from = Vec::with_capacity(frame.points.len());
-            for &(f, s) in &frame.points {
+            let mut next = Vec::with_capacity(frame.keys.len());
+            let mut from = Vec::with_capacity(frame.keys.len());
+            for &(st, ls) in &frame.keys {
                 let (mut best, mut arg) = (f32::NEG_INFINITY, usize::MAX);
                 if k > 0 {
-                    for (j, &(pf, _)) in window[k - 1].points.iter().enumerate() {
+                    for (j, &(pst, _)) in window[k - 1].keys.iter().enumerate() {
                         if score[j] == f32::NEG_INFINITY {
                             continue;
                         }
-                        let jump = 12.0 * (f / pf).log2().abs();
+                        let jump = (st - pst).abs();
                         let v = score[j] - self.params.jump_cost * jump;
                         if v > best {
                             (best, arg) = (v, j);
@@ -187,7 +207,7 @@ impl LineTracker {
                 if arg == usize::MAX {
                     best = 0.0; // a path may start at any frame (after an empty one)
                 }
-                next.push(best + log(s));
+                next.push(best + ls);
                 from.push(arg);
             }
             score = next;
