@@ -280,12 +280,31 @@ pub fn low_weight(f: f32, cutoff_hz: f32, width_semitones: f32) -> f32 {
 mod tests {
     use super::*;
 
+    /// A harmonic tone's magnitude spectrum as a Hann-windowed STFT sees it: each partial's main
+    /// lobe spread over the bins around its (fractional) position.
     fn tone_spectrum(f0: f32, partials: usize, bins: usize, bin_hz: f32) -> Vec<f32> {
+        let lobe = |d: f32| {
+            if d.abs() < 1e-6 {
+                1.0
+            } else if (d.abs() - 1.0).abs() < 1e-6 {
+                0.5
+            } else {
+                let x = std::f32::consts::PI * d;
+                (x.sin() / x / (1.0 - d * d)).abs()
+            }
+        };
         let mut mag = vec![0.0f32; bins];
         for h in 1..=partials {
-            let b = (h as f32 * f0 / bin_hz).round() as usize;
-            if b < bins {
-                mag[b] += 1.0 / h as f32;
+            let p = h as f32 * f0 / bin_hz;
+            let centre = p.floor() as usize;
+            let lo = centre.saturating_sub(2);
+            for (b, m) in mag
+                .iter_mut()
+                .enumerate()
+                .take((centre + 4).min(bins))
+                .skip(lo)
+            {
+                *m += lobe(b as f32 - p) / h as f32;
             }
         }
         mag
