@@ -324,8 +324,8 @@ impl Separator {
             });
     }
 
-    /// The bass and melody lines of the block's output frames, tracked on the sum of every
-    /// channel's harmonic estimate (see `stages::pitch`).
+    /// The bass and melody lines of the block's output frames, summed over channels: the bass on
+    /// the harmonic estimate, the melody on the magnitude (see `stages::pitch`).
     fn track_lines(&self, block: &Block, works: &[BlockWork]) -> Lines {
         let (bass, melody) = self.lines.as_ref().expect("a set with lines");
         let bins = self.params.stft.n_bins();
@@ -336,6 +336,7 @@ impl Separator {
             .map_init(
                 || (vec![0.0f32; bins], Vec::new()),
                 |(sum, scratch), t| {
+                    // The bass line on the harmonic estimate (steady), summed over channels.
                     sum.copy_from_slice(&works[0].harm[t * bins..(t + 1) * bins]);
                     for w in &works[1..] {
                         sum.iter_mut()
@@ -343,10 +344,20 @@ impl Separator {
                             .for_each(|(s, v)| *s += v);
                     }
                     let b = bass.candidates(sum, scratch);
-                    // The melody is searched for in what the bass line leaves: the strongest bass
-                    // candidate's partials are taken out first (else the bass's upper partials
-                    // read as a melody an octave or two above it).
-                    if let Some(&(fb, _)) = b.points.first() {
+                    // The melody on the magnitude itself: the time median smooths away notes
+                    // shorter than half its kernel, and a melody is made of such notes.
+                    let row = (first + t - block.held_lo) * bins;
+                    sum.copy_from_slice(&works[0].mag[row..row + bins]);
+                    for w in &works[1..] {
+                        sum.iter_mut()
+                            .zip(&w.mag[row..row + bins])
+                            .for_each(|(s, v)| *s += v);
+                    }
+                    // The melody is searched for in what the bass leaves: the partials of this
+                    // magnitude's strongest bass candidate are taken out first (else the bass's
+                    // upper partials read as a melody an octave or two above it).
+                    let on_mag = bass.candidates(sum, scratch);
+                    if let Some(&(fb, _)) = on_mag.points.first() {
                         let partials = self.params.production.bass_partials;
                         for h in 1..=partials {
                             let centre = (h as f32 * fb / self.bin_hz).round() as usize;

@@ -2,8 +2,9 @@
 //!
 //! 1. **Salience** by harmonic summation (in the spirit of Salamon & Gómez 2012): for each f0 on
 //!    a log grid (quarter-semitone steps) the weighted sum of the harmonic magnitude at its first
-//!    partials, `S(f0) = Σ_h α^(h−1) · |H|(h·f0)`, the magnitude read as the larger of the two
-//!    bins around `h·f0`, over the sum of the channels (a centred source counts fully).
+//!    partials, from the spectral peaks of the sum of the channels (a centred source counts
+//!    fully): the bass on the harmonic estimate, the melody on the magnitude itself, after the
+//!    bass's partials are taken out (see `Separator::track_lines`).
 //! 2. **Candidates**: the strongest local maxima of `S` per frame.
 //! 3. **A continuity-constrained path** by Viterbi over the candidates, with a cost per semitone
 //!    of jump, decided for each frame on a window of frames around it (fixed lag both ways), so a
@@ -50,6 +51,8 @@ pub struct LineTracker {
     params: LineParams,
     /// f0 of each grid point, Hz.
     grid: Vec<f32>,
+    /// log2(h) for h = 1 ..= harmonics.
+    log2_h: Vec<f32>,
     bin_hz: f32,
     bins: usize,
 }
@@ -74,6 +77,7 @@ impl LineTracker {
             .map(|i| params.lo_hz * 2f32.powf(i as f32 / (12.0 * STEPS_PER_SEMITONE)))
             .collect();
         LineTracker {
+            log2_h: (1..=params.harmonics).map(|h| (h as f32).log2()).collect(),
             params,
             grid,
             bin_hz,
@@ -124,10 +128,11 @@ impl LineTracker {
                 0.0
             };
             let f_p = (b as f32 + delta) * self.bin_hz;
+            // Grid position of f_p / h: one log2 per peak, log2(h) from a table.
+            let g1 = steps_per_octave * (f_p / self.params.lo_hz).log2();
             let mut w = m;
-            for h in 1..=self.params.harmonics {
-                let f0 = f_p / h as f32;
-                let g = steps_per_octave * (f0 / self.params.lo_hz).log2();
+            for lh in &self.log2_h {
+                let g = g1 - steps_per_octave * lh;
                 if g < -spread {
                     break;
                 }
