@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::pipelines::{choose_fft_path, FftPath};
 use crate::gpu::plan::{plan_block, worst_case_params, BlockPlan};
-use crate::gpu::resources::{buffer_bytes, Buf, Resources, Step, TIMESTAMP_BYTES};
+use crate::gpu::resources::{
+    buffer_bytes, Buf, Resources, Step, TIMESTAMP_BYTES, WRITTEN_BY_A_BLOCK,
+};
 use crate::gpu::stage_runner::periodic_wss;
 use crate::gpu::stats::GpuStats;
 use crate::separator::SeparationParams;
@@ -184,21 +186,9 @@ impl GpuSeparator {
         let n_fft = self.params.stft.n_fft;
         let fits = |frames: usize| {
             let p = worst_case_params(&self.params, channels.max(1), frames);
-            let buffers_fit = [
-                Buf::Pcm,
-                Buf::Frames,
-                Buf::Spectra,
-                Buf::Mag,
-                Buf::Harm,
-                Buf::Perc,
-                Buf::StemSpectra,
-                Buf::StemFrames,
-                Buf::CplxA,
-                Buf::CplxB,
-                Buf::Out,
-            ]
-            .iter()
-            .all(|&b| buffer_bytes(b, &p, self.path, n_fft) <= bytes_limit);
+            let buffers_fit = std::iter::once(&Buf::Pcm)
+                .chain(WRITTEN_BY_A_BLOCK.iter())
+                .all(|&b| buffer_bytes(b, &p, self.path, n_fft) <= bytes_limit);
             let groups_fit = [
                 p.held_frames as u64,
                 (p.out_frames * p.inverted_stems) as u64,
@@ -283,18 +273,7 @@ impl GpuSeparator {
             .ensure(&plan.params, plan.wss_edge.len(), out_bytes)?;
         let uploaded = upload(&mut inner.pcm, &inner.resources, inputs, &plan);
         if self.options.poison {
-            for b in [
-                Buf::Frames,
-                Buf::Spectra,
-                Buf::Mag,
-                Buf::Harm,
-                Buf::Perc,
-                Buf::StemSpectra,
-                Buf::StemFrames,
-                Buf::CplxA,
-                Buf::CplxB,
-                Buf::Out,
-            ] {
+            for b in WRITTEN_BY_A_BLOCK {
                 inner.resources.poison(b);
             }
         }

@@ -83,6 +83,21 @@ pub enum Buf {
     Out,
 }
 
+/// The buffers a block's stages write (every intermediate and the output): what must fit the
+/// device's limits, and what tests poison before each block.
+pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 10] = [
+    Buf::Frames,
+    Buf::Spectra,
+    Buf::Mag,
+    Buf::Harm,
+    Buf::Perc,
+    Buf::StemSpectra,
+    Buf::StemFrames,
+    Buf::CplxA,
+    Buf::CplxB,
+    Buf::Out,
+];
+
 const BUFS: [Buf; 14] = [
     Buf::Params,
     Buf::Pcm,
