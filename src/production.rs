@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::params::{Kernel, StftParams};
-use crate::stages::pitch::LineParams;
+use crate::stages::pitch::{bump, LineParams};
 
 /// Production-stem settings in musical units.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -195,11 +195,11 @@ pub fn add_comb(
         } else {
             1.0
         };
-        // The Gaussian of `comb_weight` around this partial (bins within 3σ of it).
+        // The bump of `comb_weight` around this partial (bins within 3σ of it).
         let inv = 1.0 / sigma;
         for (b, v) in w.iter_mut().enumerate().take(hi + 1).skip(lo) {
             let d = (b as f32 * bin_hz - centre) * inv;
-            let c = share * (-0.5 * d * d).exp();
+            let c = share * bump(d);
             *v = v.max(c);
         }
     }

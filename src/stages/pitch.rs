@@ -258,8 +258,21 @@ impl LineTracker {
     }
 }
 
-/// Comb weight in [0, 1] of frequency `f` for a line at `f0` (0: unvoiced): a Gaussian around each
-/// partial `h·f0` (`h ≤ harmonics`), `cents` wide (σ) but never narrower than `min_hz`.
+/// A smooth bump with the shape of a Gaussian of σ = 1 and compact support (|d| < 3):
+/// `(1 − d²/9)⁴` (0.62 at 1σ, 0.10 at 2σ; a few multiplications instead of an `exp`).
+#[inline]
+pub fn bump(d: f32) -> f32 {
+    let x = 1.0 - d * d / 9.0;
+    if x <= 0.0 {
+        0.0
+    } else {
+        let x2 = x * x;
+        x2 * x2
+    }
+}
+
+/// Comb weight in [0, 1] of frequency `f` for a line at `f0` (0: unvoiced): a [`bump`] around
+/// each partial `h·f0` (`h ≤ harmonics`), `cents` wide (σ) but never narrower than `min_hz`.
 pub fn comb_weight(f: f32, f0: f32, harmonics: usize, cents: f32, min_hz: f32) -> f32 {
     if f0 <= 0.0 || f < 0.5 * f0 {
         return 0.0;
@@ -267,8 +280,7 @@ pub fn comb_weight(f: f32, f0: f32, harmonics: usize, cents: f32, min_hz: f32) -
     let h = (f / f0).round().clamp(1.0, harmonics as f32);
     let centre = h * f0;
     let sigma = (centre * (2f32.powf(cents / 1200.0) - 1.0)).max(min_hz);
-    let d = (f - centre) / sigma;
-    (-0.5 * d * d).exp()
+    bump((f - centre) / sigma)
 }
 
 /// Smooth low-register weight: 1 well below `cutoff_hz`, 0 well above, half at the cutoff, over
