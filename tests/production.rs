@@ -3,7 +3,7 @@
 //! whole-file (the pitch lines decide each frame on a fixed window); silence in, silence out; and
 //! synthetic cases with known answers — a bass line, a lead with vibrato, a chord pad and a click
 //! track each land mostly (≥ 80 % of their energy) in their own stem. That last test is ignored
-//! for now: the lead (0.81) and the clicks (0.95) pass, but the bass (0.55) and the pad (0.30)
+//! for now: the lead (0.82) and the clicks (0.95) pass, but the bass (0.55) and the pad (0.30)
 //! lose 16-20 % to drums and 17 % to fx, because single-resolution HPSS marks every 43 ms frame
 //! that holds a click as percussive across all bins (issue 4: the two-resolution cascade). Run it
 //! with `cargo test --release --test production -- --ignored --nocapture`.
