@@ -156,30 +156,26 @@ pub fn separate_file(
     let mut on_cpu = !engines.is_gpu();
     let mut device = engines.device_name();
     let mut fallback_note = None;
-    let mut pass = match run_pass(
-        engines,
-        on_cpu,
-        input,
-        out_dir,
-        delivery,
-        1.0,
-        &mut progress,
-    ) {
+    // One pass over the track on the CPU or the chosen device, at a common gain.
+    let mut pass_at = |on_cpu: bool, gain: f32| {
+        run_pass(
+            engines,
+            on_cpu,
+            input,
+            out_dir,
+            delivery,
+            gain,
+            &mut progress,
+        )
+    };
+    let mut pass = match pass_at(on_cpu, 1.0) {
         // `--fallback cpu`: a GPU failure (device lost, out of memory) redoes the track on the
         // CPU; the failed pass's temporary files are already gone.
         Err(Error::Gpu(message)) if engines.fallback_cpu() => {
             on_cpu = true;
             device = "cpu".into();
             fallback_note = Some(format!("the GPU failed ({message}); redone on the CPU"));
-            run_pass(
-                engines,
-                on_cpu,
-                input,
-                out_dir,
-                delivery,
-                1.0,
-                &mut progress,
-            )?
+            pass_at(on_cpu, 1.0)?
         }
         other => other?,
     };
@@ -197,15 +193,7 @@ pub fn separate_file(
                 dbfs(gain as f64)
             ));
             drop(pass);
-            pass = run_pass(
-                engines,
-                on_cpu,
-                input,
-                out_dir,
-                delivery,
-                gain,
-                &mut progress,
-            )?;
+            pass = pass_at(on_cpu, gain)?;
         }
     }
     // Finish (sync and rename) every stem at once, so the syncs overlap.

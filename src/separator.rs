@@ -337,22 +337,12 @@ impl Separator {
                 || (vec![0.0f32; bins], Vec::new()),
                 |(sum, scratch), t| {
                     // The bass line on the harmonic estimate (steady), summed over channels.
-                    sum.copy_from_slice(&works[0].harm[t * bins..(t + 1) * bins]);
-                    for w in &works[1..] {
-                        sum.iter_mut()
-                            .zip(&w.harm[t * bins..(t + 1) * bins])
-                            .for_each(|(s, v)| *s += v);
-                    }
+                    sum_channels(works, sum, |w| &w.harm[t * bins..(t + 1) * bins]);
                     let b = bass.candidates(sum, scratch);
                     // The melody on the magnitude itself: the time median smooths away notes
                     // shorter than half its kernel, and a melody is made of such notes.
                     let row = (first + t - block.held_lo) * bins;
-                    sum.copy_from_slice(&works[0].mag[row..row + bins]);
-                    for w in &works[1..] {
-                        sum.iter_mut()
-                            .zip(&w.mag[row..row + bins])
-                            .for_each(|(s, v)| *s += v);
-                    }
+                    sum_channels(works, sum, |w| &w.mag[row..row + bins]);
                     // The melody is searched for in what the bass leaves: the partials of this
                     // magnitude's strongest bass candidate are taken out first (else the bass's
                     // upper partials read as a melody an octave or two above it).
@@ -547,6 +537,18 @@ impl Separator {
                 }
             }
         }
+    }
+}
+
+/// `sum` = Σ over channels of the row `row` picks from each channel's work buffers.
+fn sum_channels<'a>(
+    works: &'a [BlockWork],
+    sum: &mut [f32],
+    row: impl Fn(&'a BlockWork) -> &'a [f32],
+) {
+    sum.copy_from_slice(row(&works[0]));
+    for w in &works[1..] {
+        sum.iter_mut().zip(row(w)).for_each(|(s, v)| *s += v);
     }
 }
 
