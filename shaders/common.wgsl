@@ -31,12 +31,20 @@ struct Params {
     interior_lo: u32,
     interior_hi: u32,
     wss_phase0: u32,
+    harm_frames: u32,
+    harm_held: u32,
+    harm_offset: u32,
+    bin_hz: f32,
+    comb_ratio: f32,
+    bass_partials: u32,
+    melody_partials: u32,
+    stem_kinds: u32,
+    line_bins: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,
     _pad4: u32,
-    _pad5: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).
@@ -55,6 +63,53 @@ const MASK_GENERAL: u32 = 0u;
 const MASK_LINEAR: u32 = 1u;
 const MASK_SQUARE: u32 = 2u;
 const MASK_HARD: u32 = 3u;
+
+// stem_kinds values (src/gpu/params.rs, mod stem_kind).
+const STEM_DRUMS: u32 = 0u;
+const STEM_BASS: u32 = 1u;
+const STEM_MELODY: u32 = 2u;
+const STEM_HARMONY: u32 = 3u;
+const STEM_FX: u32 = 4u;
+
+// The settings of the HPSS masks (from Params; common.wgsl declares no bindings).
+struct MaskSettings {
+    mode: u32,
+    power: f32,
+    margin_harmonic: f32,
+    margin_percussive: f32,
+    split_zeros: u32,
+}
+
+fn mask_pow(x: f32, m: MaskSettings) -> f32 {
+    switch m.mode {
+        case MASK_SQUARE: { return x * x; }
+        case MASK_LINEAR: { return x; }
+        default: { return pow(x, m.power); }
+    }
+}
+
+// softmask_with of src/stages/mask.rs (finite power).
+fn softmask(x: f32, x_ref: f32, s: MaskSettings) -> f32 {
+    var z = select(x_ref, x, x > x_ref);
+    let bad = z < F32_MIN_POSITIVE;
+    z = select(z, 1.0, bad);
+    let m = mask_pow(x / z, s);
+    let r = mask_pow(x_ref / z, s);
+    let mask = m / (m + r);
+    return select(mask, select(0.0, 0.5, s.split_zeros == 1u), bad);
+}
+
+// The HPSS masks (harmonic, percussive) of a bin with harmonic estimate h and percussive q, as
+// crate::stages::mask::hpss_masks: soft masks with margins, or hard ones for power = inf
+// (strict comparison: ties go to neither).
+fn hpss_mask_pair(h: f32, q: f32, s: MaskSettings) -> vec2<f32> {
+    if s.mode == MASK_HARD {
+        return vec2<f32>(select(0.0, 1.0, h > q * s.margin_harmonic),
+                         select(0.0, 1.0, q > h * s.margin_percussive));
+    }
+    return vec2<f32>(softmask(h, q * s.margin_harmonic, s),
+                     softmask(q, h * s.margin_percussive, s));
+}
 
 // Half-sample symmetric reflection (scipy 'reflect'), repeating with period 2n:
 // the twin of crate::stages::median::reflect_index. Needs 2n < 2^31.

@@ -118,21 +118,22 @@ fn median_run(base: u32, stride: u32, first_center: i32, n: i32, k: u32, count: 
     }
 }
 
-// Harmonic estimate: median along time of bin gid.x for output frames gid.y·run .. (a run of
-// run_length(k)), channel gid.z. Dispatch (ceil(bins/64), ceil(out_frames/run), channels).
+// Harmonic estimate: median along time of bin gid.x for harmonic frames gid.y·run .. (a run of
+// run_length(k); harmonic frame 0 is held frame harm_held), channel gid.z.
+// Dispatch (ceil(bins/64), ceil(harm_frames/run), channels).
 @compute @workgroup_size(64)
 fn median_time(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
     let run = run_length(params.harmonic_kernel);
     let j0 = gid.y * run;
     let ch = gid.z;
-    if b >= params.bins || j0 >= params.out_frames {
+    if b >= params.bins || j0 >= params.harm_frames {
         return;
     }
-    let count = min(run, params.out_frames - j0);
+    let count = min(run, params.harm_frames - j0);
     let base = ch * params.held_frames * params.bins + b;
-    let center = i32(params.out_offset + j0);
-    let out_base = (ch * params.out_frames + j0) * params.bins + b;
+    let center = i32(params.harm_held + j0);
+    let out_base = (ch * params.harm_frames + j0) * params.bins + b;
     median_run(base, params.bins, center, i32(params.n_frames_rel), params.harmonic_kernel,
                count, out_base, params.bins);
 }

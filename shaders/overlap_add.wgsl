@@ -1,8 +1,8 @@
 // overlap_add.wgsl: stage `overlap_add`: rebuild emitted samples from windowed inverse frames by
 // GATHER (no float atomics): each sample sums the frames that cover it in ascending frame order,
 // then divides by the window sum-square where it exceeds f32::MIN_POSITIVE (librosa istft).
-// The last stem is the time-domain remainder x − Σ others, subtracted in stem order, as the CPU
-// engine does. CPU twins: src/stages/overlap_add.rs (overlap_add, WindowSumSquare) and the
+// When the set has one stem more than it inverts, that last stem is the time-domain remainder
+// x − Σ others, subtracted in stem order, as the CPU engine does. CPU twins: src/stages/overlap_add.rs (overlap_add, WindowSumSquare) and the
 // remainder in src/separator.rs.
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -56,5 +56,7 @@ fn overlap_add(@builtin(global_invocation_id) gid: vec3<u32>) {
         out[(s * channels + ch) * params.emit_count + i] = acc;
         rest -= acc;
     }
-    out[(stems * channels + ch) * params.emit_count + i] = rest;
+    if params.n_stems > stems {
+        out[(stems * channels + ch) * params.emit_count + i] = rest;
+    }
 }

@@ -160,21 +160,7 @@ impl Engines {
         gpu_block_frames: Option<usize>,
         fallback_cpu: bool,
     ) -> Result<Self> {
-        let production = matches!(
-            spec.resolve(48000)?.stems,
-            crate::stems::StemSet::Production { .. }
-        );
-        if production && device == DeviceChoice::Gpu {
-            return Err(Error::param(
-                "--device",
-                "the production stems (drums, bass, melody, harmony, fx) run on the CPU in this build; the GPU runs --stems hpr. Use --device cpu or auto",
-            ));
-        }
-        let device = if production {
-            DeviceChoice::Cpu
-        } else {
-            device
-        };
+        spec.resolve(48000)?;
         let (gpu, note) = match device {
             DeviceChoice::Cpu => (None, None),
             DeviceChoice::Gpu => match GpuContext::new(adapter) {

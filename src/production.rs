@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::params::{Kernel, StftParams};
-use crate::stages::pitch::{bump, LineParams};
+use crate::stages::pitch::{bump, FrameCandidates, LineParams, LineTracker};
 
 /// Production-stem settings in musical units.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -148,6 +148,11 @@ pub fn low_register(params: &ProductionParams, bins: usize, bin_hz: f32) -> Vec<
         .collect()
 }
 
+/// A comb bump's σ relative to its partial's frequency: `2^(cents/1200) − 1`.
+pub fn comb_ratio(cents: f32) -> f32 {
+    2f32.powf(cents / 1200.0) - 1.0
+}
+
 /// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`.
 ///
 /// Each partial's weight is limited by a smooth-envelope model of the line: where another source
@@ -167,7 +172,7 @@ pub fn add_comb(
         return;
     }
     let bins = w.len();
-    let ratio = 2f32.powf(cents / 1200.0) - 1.0;
+    let ratio = comb_ratio(cents);
     let min_hz = 0.5 * bin_hz;
     // Partial amplitudes: the larger of the two bins around h·f0.
     let amp: Vec<f32> = (0..=partials + 1)
@@ -235,4 +240,49 @@ pub fn production_masks(
             _ => o.fill(0.0),
         }
     }
+}
+
+/// Stage `line_input` (twin of `line_input` in `shaders/production.wgsl`): `sum` = Σ `rows`, in
+/// channel order (the pitch lines are tracked on the channels' sum).
+pub fn line_input<'a>(mut rows: impl Iterator<Item = &'a [f32]>, sum: &mut [f32]) {
+    let n = sum.len();
+    match rows.next() {
+        Some(first) => sum.copy_from_slice(&first[..n]),
+        None => sum.fill(0.0),
+    }
+    for row in rows {
+        sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    }
+}
+
+/// One frame's bass and melody candidates from its channel-summed harmonic estimate
+/// `harm_sum` and magnitude `mag_sum` (which it overwrites): the bass on the harmonic estimate
+/// (steady); the melody on the magnitude itself (the time median smooths away notes shorter than
+/// half its kernel, and a melody is made of such notes), searched for in what the bass leaves:
+/// the partials of the magnitude's strongest bass candidate are taken out first (else the bass's
+/// upper partials read as a melody an octave or two above it). Both engines run this on the CPU.
+pub fn line_candidates(
+    trackers: (&LineTracker, &LineTracker),
+    params: &ProductionParams,
+    bin_hz: f32,
+    harm_sum: &[f32],
+    mag_sum: &mut [f32],
+    scratch: &mut Vec<f32>,
+) -> (FrameCandidates, FrameCandidates) {
+    let (bass, melody) = trackers;
+    let bins = mag_sum.len();
+    let b = bass.candidates(harm_sum, scratch);
+    let on_mag = bass.candidates(mag_sum, scratch);
+    if let Some(&(fb, _)) = on_mag.points.first() {
+        for h in 1..=params.bass_partials {
+            let centre = (h as f32 * fb / bin_hz).round() as usize;
+            if centre >= bins {
+                break;
+            }
+            for v in &mut mag_sum[centre.saturating_sub(1)..(centre + 2).min(bins)] {
+                *v = 0.0;
+            }
+        }
+    }
+    (b, melody.candidates(mag_sum, scratch))
 }

@@ -9,7 +9,8 @@
 use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
-    add_comb, low_register, production_masks, ProductionParams, ProductionSpec,
+    add_comb, line_candidates, line_input, low_register, production_masks, ProductionParams,
+    ProductionSpec,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -334,32 +335,19 @@ impl Separator {
         let (bass_c, mel_c): (Vec<FrameCandidates>, Vec<FrameCandidates>) = (0..frames)
             .into_par_iter()
             .map_init(
-                || (vec![0.0f32; bins], Vec::new()),
-                |(sum, scratch), t| {
-                    // The bass line on the harmonic estimate (steady), summed over channels.
-                    sum_channels(works, sum, |w| &w.harm[t * bins..(t + 1) * bins]);
-                    let b = bass.candidates(sum, scratch);
-                    // The melody on the magnitude itself: the time median smooths away notes
-                    // shorter than half its kernel, and a melody is made of such notes.
+                || (vec![0.0f32; bins], vec![0.0f32; bins], Vec::new()),
+                |(harm_sum, mag_sum, scratch), t| {
+                    line_input(works.iter().map(|w| &w.harm[t * bins..]), harm_sum);
                     let row = (first + t - block.held_lo) * bins;
-                    sum_channels(works, sum, |w| &w.mag[row..row + bins]);
-                    // The melody is searched for in what the bass leaves: the partials of this
-                    // magnitude's strongest bass candidate are taken out first (else the bass's
-                    // upper partials read as a melody an octave or two above it).
-                    let on_mag = bass.candidates(sum, scratch);
-                    if let Some(&(fb, _)) = on_mag.points.first() {
-                        let partials = self.params.production.bass_partials;
-                        for h in 1..=partials {
-                            let centre = (h as f32 * fb / self.bin_hz).round() as usize;
-                            if centre >= bins {
-                                break;
-                            }
-                            for v in &mut sum[centre.saturating_sub(1)..(centre + 2).min(bins)] {
-                                *v = 0.0;
-                            }
-                        }
-                    }
-                    (b, melody.candidates(sum, scratch))
+                    line_input(works.iter().map(|w| &w.mag[row..]), mag_sum);
+                    line_candidates(
+                        (bass, melody),
+                        &self.params.production,
+                        self.bin_hz,
+                        harm_sum,
+                        mag_sum,
+                        scratch,
+                    )
                 },
             )
             .unzip();
@@ -537,18 +525,6 @@ impl Separator {
                 }
             }
         }
-    }
-}
-
-/// `sum` = Σ over channels of the row `row` picks from each channel's work buffers.
-fn sum_channels<'a>(
-    works: &'a [BlockWork],
-    sum: &mut [f32],
-    row: impl Fn(&'a BlockWork) -> &'a [f32],
-) {
-    sum.copy_from_slice(row(&works[0]));
-    for w in &works[1..] {
-        sum.iter_mut().zip(row(w)).for_each(|(s, v)| *s += v);
     }
 }
 

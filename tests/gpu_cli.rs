@@ -38,67 +38,82 @@ fn gpu_stems_equal_cpu_stems_and_stats_count() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let input = master(tmp.path(), "spot.wav", 3.3);
-    let (gpu_dir, cpu_dir) = (tmp.path().join("gpu"), tmp.path().join("cpu"));
-    let common = ["--margin", "2", "--gpu-chunk-frames", "64", "--stats"];
-    let mut a = vec![
-        "separate",
-        "--stems",
-        "hpr",
-        input.to_str().unwrap(),
-        "-o",
-        gpu_dir.to_str().unwrap(),
-        "--device",
-        "gpu",
-    ];
-    a.extend(common);
-    let g = stemkit(&a);
-    assert!(g.status.success(), "{}", text(&g));
-    let stdout = String::from_utf8_lossy(&g.stdout);
-    // 3.3 s at hop 512 → 310 frames → 5 chunks of 64; one submission each.
-    assert!(
-        stdout.contains("5 chunks, 5 queue submissions (1.0 per chunk)"),
-        "{stdout}"
-    );
-    let c = stemkit(&[
-        "separate",
-        "--stems",
-        "hpr",
-        input.to_str().unwrap(),
-        "-o",
-        cpu_dir.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--margin",
-        "2",
-    ]);
-    assert!(c.status.success(), "{}", text(&c));
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(gpu_dir.join("stemkit-report.json")).unwrap(),
-    )
-    .unwrap();
-    assert!(
-        report["device"].as_str().unwrap().starts_with("gpu: "),
-        "{report}"
-    );
-    assert!(report["tracks"][0]["device"]
-        .as_str()
-        .unwrap()
-        .starts_with("gpu: "));
-    assert!(report["tracks"][0]["null_peak_dbfs"].as_f64().unwrap() < -120.0);
-    for stem in ["harmonic", "percussive", "residual"] {
-        let name = format!("spot_{stem}_48k24b.wav");
-        let (_, got) = read_wav_planar(&gpu_dir.join(&name));
-        let (_, want) = read_wav_planar(&cpu_dir.join(&name));
-        for (ch, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g.len(), w.len());
-            // The engines agree to ~2e-7 in float (≥ 100 dB); after rounding to 24 bits the
-            // files differ by at most 3 steps (−129 dBFS). lavapipe: at most 1.
-            let step = 1.0 / (1u32 << 23) as f32;
-            let (i, gv, wv) = common::worst(g, w);
-            assert!(
-                (gv - wv).abs() <= 3.0 * step * 1.01,
-                "{name} ch {ch}: at {i} gpu {gv} cpu {wv}"
-            );
+    // (stem set, its stems, submissions per chunk)
+    for (set, stems, per_chunk) in [
+        ("hpr", &["harmonic", "percussive", "residual"][..], 1),
+        (
+            "drums,bass,melody,harmony,fx",
+            &["drums", "bass", "melody", "harmony", "fx"][..],
+            2,
+        ),
+    ] {
+        let gpu_dir = tmp.path().join(format!("gpu-{}", &set[..3]));
+        let cpu_dir = tmp.path().join(format!("cpu-{}", &set[..3]));
+        let g = stemkit(&[
+            "separate",
+            "--stems",
+            set,
+            input.to_str().unwrap(),
+            "-o",
+            gpu_dir.to_str().unwrap(),
+            "--device",
+            "gpu",
+            "--margin",
+            "2",
+            "--gpu-chunk-frames",
+            "64",
+            "--stats",
+        ]);
+        assert!(g.status.success(), "{}", text(&g));
+        let stdout = String::from_utf8_lossy(&g.stdout);
+        // 3.3 s at hop 512 → 310 frames → 5 chunks of 64; one submission each (two for the
+        // production stems: the pitch lines are tracked between them).
+        let want = format!(
+            "5 chunks, {} queue submissions ({per_chunk}.0 per chunk)",
+            5 * per_chunk
+        );
+        assert!(stdout.contains(&want), "{set}: {stdout}");
+        let c = stemkit(&[
+            "separate",
+            "--stems",
+            set,
+            input.to_str().unwrap(),
+            "-o",
+            cpu_dir.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--margin",
+            "2",
+        ]);
+        assert!(c.status.success(), "{}", text(&c));
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(gpu_dir.join("stemkit-report.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            report["device"].as_str().unwrap().starts_with("gpu: "),
+            "{report}"
+        );
+        assert!(report["tracks"][0]["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("gpu: "));
+        assert!(report["tracks"][0]["null_peak_dbfs"].as_f64().unwrap() < -120.0);
+        for stem in stems {
+            let name = format!("spot_{stem}_48k24b.wav");
+            let (_, got) = read_wav_planar(&gpu_dir.join(&name));
+            let (_, want) = read_wav_planar(&cpu_dir.join(&name));
+            for (ch, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.len(), w.len());
+                // The engines agree to ~2e-7 in float (≥ 100 dB); after rounding to 24 bits
+                // the files differ by at most 3 steps (−129 dBFS). lavapipe: at most 1.
+                let step = 1.0 / (1u32 << 23) as f32;
+                let (i, gv, wv) = common::worst(g, w);
+                assert!(
+                    (gv - wv).abs() <= 3.0 * step * 1.01,
+                    "{name} ch {ch}: at {i} gpu {gv} cpu {wv}"
+                );
+            }
         }
     }
 }
@@ -108,14 +123,19 @@ fn compare_passes_on_the_demo_and_reports_json() {
     if shared_test_context().is_none() {
         return;
     }
-    let o = stemkit(&["compare", "--demo", "2", "--json", "--stems", "hpr"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let stems = v[0]["stems"].as_array().unwrap();
-    assert_eq!(stems.len(), 2);
-    for s in stems {
-        assert!(s["pass"].as_bool().unwrap(), "{s}");
-        assert!(s["max_abs_diff"].as_f64().unwrap() < 1e-5, "{s}");
+    // hpr, and the five production stems (the default set).
+    for (args, n) in [(&["--stems", "hpr"][..], 2), (&[][..], 5)] {
+        let mut a = vec!["compare", "--demo", "2", "--json"];
+        a.extend(args);
+        let o = stemkit(&a);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let stems = v[0]["stems"].as_array().unwrap();
+        assert_eq!(stems.len(), n, "{v}");
+        for s in stems {
+            assert!(s["pass"].as_bool().unwrap(), "{s}");
+            assert!(s["max_abs_diff"].as_f64().unwrap() < 1e-5, "{s}");
+        }
     }
     // An impossible bound fails with exit 1 and says which stem.
     let o = stemkit(&[

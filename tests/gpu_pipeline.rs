@@ -369,3 +369,112 @@ fn stats_count_one_submission_per_block_and_bounded_traffic() {
         "dispatches per block depend on its length"
     );
 }
+
+/// Production-stem parameters at `rate`: the defaults, `stems` (e.g. "drums,bass,melody,harmony,fx").
+fn production_params(stems: &str, no_rest: bool, rate: u32, block: usize) -> SeparationParams {
+    stemkit::SeparationSpec {
+        stems: stems.into(),
+        no_rest,
+        block_frames: block,
+        ..Default::default()
+    }
+    .resolve(rate)
+    .unwrap()
+}
+
+/// A mix with a bass line, a melody and a few clicks at 48 kHz: lines the trackers lock onto.
+fn production_signal(channels: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    let rate = 48000.0;
+    let tau = std::f32::consts::TAU;
+    let notes: Vec<(f32, f32)> = (0..8)
+        .map(|_| (55.0 * (1.0 + rng.uniform()), 330.0 * (1.0 + rng.uniform())))
+        .collect();
+    let base: Vec<f32> = (0..len)
+        .map(|i| {
+            let t = i as f32 / rate;
+            let (fb, fm) = notes[(t * 2.0) as usize % notes.len()];
+            let bass: f32 = (1..4)
+                .map(|h| 0.2 / h as f32 * (tau * fb * h as f32 * t).sin())
+                .sum();
+            let vib = fm * (1.0 + 0.01 * (tau * 5.0 * t).sin());
+            let lead: f32 = (1..6)
+                .map(|h| 0.1 / h as f32 * (tau * vib * h as f32 * t).sin())
+                .sum();
+            let click = if i % 12000 < 40 {
+                0.5 * rng.signed()
+            } else {
+                0.0
+            };
+            bass + lead + click + 0.003 * rng.signed()
+        })
+        .collect();
+    (0..channels)
+        .map(|c| {
+            base.iter()
+                .map(|v| v * (1.0 - 0.2 * c as f32) + 0.002 * rng.signed())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn production_stems_match_the_cpu_separator() {
+    let Some(ctx) = gpu() else { return };
+    // (stems, no_rest, channels, length, GPU block frames)
+    for &(stems, no_rest, channels, len, block) in &[
+        (
+            "drums,bass,melody,harmony,fx",
+            false,
+            2usize,
+            48_000 * 5 + 17,
+            64usize,
+        ),
+        ("drums,bass,melody,harmony,fx", false, 1, 48_000 * 3, 1000),
+        ("bass,melody", false, 2, 48_000 * 3 + 5, 80),
+        ("drums,fx", true, 1, 30_000, 50),
+        ("harmony,rest", false, 2, 1_500, 16), // shorter than one frame
+    ] {
+        let x = production_signal(channels, len, len as u64);
+        let cpu = production_params(stems, no_rest, 48000, 1024);
+        let want = Separator::new(cpu).unwrap().separate(&x);
+        let gpu = poisoned(&ctx, production_params(stems, no_rest, 48000, block));
+        let before = gpu.stats();
+        let got = gpu.separate(&x).unwrap();
+        let st = gpu.stats().since(&before);
+        let lines = gpu.params().stems.needs_lines();
+        assert_eq!(
+            st.submissions,
+            st.blocks * if lines { 2 } else { 1 },
+            "{stems}: submissions per block"
+        );
+        assert_stems_match(
+            &format!("{stems} no_rest {no_rest} ch {channels} len {len} block {block}"),
+            &got,
+            &want,
+            &x,
+            100.0,
+        );
+    }
+}
+
+#[test]
+fn production_traffic_stays_near_the_pcm() {
+    let Some(ctx) = gpu() else { return };
+    let (channels, len) = (2, 48_000 * 8);
+    let x = production_signal(channels, len, 5);
+    let gpu = GpuSeparator::new(
+        ctx.clone(),
+        production_params("drums,bass,melody,harmony,fx", false, 48000, 512),
+    )
+    .unwrap();
+    let before = gpu.stats();
+    let stems = separate_all(&gpu, &x).unwrap();
+    let st = gpu.stats().since(&before);
+    let pcm = (len * channels * (1 + stems.len()) * 4) as u64;
+    let ratio = (st.bytes_uploaded + st.bytes_read_back) as f64 / pcm as f64;
+    println!("five stems: {st:?}\ntraffic {ratio:.3} × PCM in + out");
+    // The lines' input read back: per frame one summed magnitude row and the bass's reach of the
+    // summed harmonic row, against 6 × 2 × hop samples of PCM.
+    assert!(ratio <= 1.3, "traffic {ratio:.3} × the PCM in and out");
+}

@@ -516,3 +516,144 @@ fn overlap_add_matches_cpu() {
         );
     }
 }
+
+#[test]
+fn line_input_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let runner = StageRunner::new(ctx, 512, FftPath::Workgroup).unwrap();
+    let bins = 257;
+    let rows = 9;
+    let mut rng = Rng::new(11);
+    for channels in [1usize, 2, 3] {
+        let harm: Vec<Vec<f32>> = (0..channels)
+            .map(|_| (0..rows * bins).map(|_| rng.uniform()).collect())
+            .collect();
+        let mag: Vec<Vec<f32>> = (0..channels)
+            .map(|_| (0..rows * bins).map(|_| rng.uniform() * 3.0).collect())
+            .collect();
+        let line_bins = 70;
+        let hr: Vec<&[f32]> = harm.iter().map(Vec::as_slice).collect();
+        let mr: Vec<&[f32]> = mag.iter().map(Vec::as_slice).collect();
+        let got = runner.line_input(&hr, &mr, line_bins).unwrap();
+        let mut want = Vec::new();
+        for t in 0..rows {
+            let mut h = vec![0.0; line_bins];
+            stemkit::production::line_input(hr.iter().map(|c| &c[t * bins..]), &mut h);
+            let mut m = vec![0.0; bins];
+            stemkit::production::line_input(mr.iter().map(|c| &c[t * bins..]), &mut m);
+            want.extend(h);
+            want.extend(m);
+        }
+        // The same additions in the same order: identical.
+        assert_identical(&format!("line input, {channels} channels"), &got, &want);
+    }
+}
+
+#[test]
+fn production_masks_match_cpu() {
+    use stemkit::production::{add_comb, low_register, production_masks, ProductionSpec};
+    use stemkit::Stem;
+    let Some(ctx) = gpu() else { return };
+    let n_fft = 2048;
+    let runner =
+        StageRunner::new(ctx.clone(), n_fft, choose_fft_path(n_fft, &ctx.limits())).unwrap();
+    let bins = n_fft / 2 + 1;
+    let rows = 12;
+    let n = rows * bins;
+    let mut rng = Rng::new(12);
+    let stft = stemkit::StftParams::default();
+    let stems = [
+        Stem::Drums,
+        Stem::Bass,
+        Stem::Melody,
+        Stem::Harmony,
+        Stem::Fx,
+    ];
+    for (rate, cents) in [(48000u32, 50.0f32), (22050, 120.0), (44100, 500.0)] {
+        let pp = ProductionSpec {
+            comb_cents: cents,
+            ..Default::default()
+        }
+        .resolve(rate, &stft);
+        let bin_hz = rate as f32 / n_fft as f32;
+        let low = low_register(&pp, bins, bin_hz);
+        let harm: Vec<f32> = (0..n)
+            .map(|i| if i % 19 == 0 { 0.0 } else { rng.uniform() })
+            .collect();
+        let perc: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
+        let spectra: Vec<Complex32> = (0..n)
+            .map(|_| Complex32::new(rng.signed(), rng.signed()))
+            .collect();
+        // Voiced and unvoiced frames of both lines.
+        let lines: Vec<(f32, f32)> = (0..rows)
+            .map(|r| {
+                let b = if r % 4 == 3 {
+                    0.0
+                } else {
+                    35.0 + 200.0 * rng.uniform()
+                };
+                let m = if r % 3 == 2 {
+                    0.0
+                } else {
+                    110.0 + 1800.0 * rng.uniform()
+                };
+                (b, m)
+            })
+            .collect();
+        for power in [2.0f32, f32::INFINITY] {
+            let hpss = HpssParams {
+                power,
+                margin_harmonic: 1.5,
+                margin_percussive: 1.2,
+                ..Default::default()
+            };
+            let got = runner
+                .production(&spectra, &harm, &perc, &lines, &low, &hpss, &pp, &stems)
+                .unwrap();
+            let mut want = vec![Complex32::default(); n * stems.len()];
+            let (mut mh, mut mp) = (vec![0.0; bins], vec![0.0; bins]);
+            let mut masks = vec![0.0; bins * stems.len()];
+            for r in 0..rows {
+                let row = r * bins..(r + 1) * bins;
+                hpss_masks(
+                    &harm[row.clone()],
+                    &perc[row.clone()],
+                    &hpss,
+                    &mut mh,
+                    &mut mp,
+                );
+                let mut bw = low.clone();
+                add_comb(
+                    &mut bw,
+                    Some(&harm[row.clone()]),
+                    lines[r].0,
+                    pp.bass_partials,
+                    pp.comb_cents,
+                    bin_hz,
+                );
+                let mut mw = vec![0.0; bins];
+                add_comb(
+                    &mut mw,
+                    None,
+                    lines[r].1,
+                    pp.melody_partials,
+                    pp.comb_cents,
+                    bin_hz,
+                );
+                production_masks(&stems, &mh, &mp, &bw, &mw, &mut masks);
+                let out = &mut want[r * stems.len() * bins..(r + 1) * stems.len() * bins];
+                for (m, o) in masks.chunks_exact(bins).zip(out.chunks_exact_mut(bins)) {
+                    apply_mask(&spectra[row.clone()], m, o);
+                }
+            }
+            // Masks in [0, 1] from a few roundings each (WGSL division is within 2.5 ULP and
+            // may fuse multiply-adds): relative L2 error at float precision.
+            assert_close(
+                &format!("production masks at {rate} Hz, {cents} cents, power {power}"),
+                &flat(&got),
+                &flat(&want),
+                1e-6,
+            );
+        }
+    }
+}

@@ -221,13 +221,7 @@ fn compare_one(
 }
 
 pub(super) fn run(args: CompareArgs) -> CliResult {
-    let mut spec = args.separation.spec()?;
-    if spec.stems == crate::stems::DEFAULT_STEMS {
-        // The production stems run on the CPU only in this build: compare the GPU's set.
-        eprintln!("stemkit: compare runs --stems hpr (the production stems have no GPU path yet)");
-        spec.stems = "hpr".into();
-        spec.margin = spec.margin.or(Some((1.0, 1.0)));
-    }
+    let spec = args.separation.spec()?;
     if args.gpu_chunk_frames == Some(0) {
         return Err(Error::param(
             "--gpu-chunk-frames",

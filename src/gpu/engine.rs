@@ -3,6 +3,13 @@
 //! number of dispatches whatever the block's length), uploads the block's input samples once
 //! and reads the stems' samples back once through a staging buffer.
 //!
+//! The production stems with a bass or melody stem take two submissions per block: the first
+//! ends with the channel-summed rows the pitch lines are tracked on, which the host reads back
+//! (about 0.3× the bytes of the stems) and turns into one (bass, melody) f0 pair per frame with
+//! the CPU twin's own code (`production::line_candidates`, `LineTracker::decide`: a Viterbi
+//! search per frame, sequential and branchy, poor work for a GPU and cheap on the host); the
+//! second uploads those pairs and runs the masks, inverse transforms and overlap-add.
+//!
 //! Unlike the CPU engine it keeps no overlap-add tail between blocks: each block rebuilds the
 //! inverse frames before its start (see [`crate::gpu::plan`]), so blocks are independent and
 //! the engine's only per-track state is the channel count. Blocks larger than the device can
@@ -18,11 +25,14 @@ use crate::gpu::resources::{
 };
 use crate::gpu::stage_runner::periodic_wss;
 use crate::gpu::stats::GpuStats;
+use crate::production::{line_candidates, low_register};
 use crate::separator::SeparationParams;
 use crate::stages::frame::{hann_periodic, SignalView};
 use crate::stages::overlap_add::WindowSumSquare;
-use crate::stems::Stem;
+use crate::stages::pitch::{FrameCandidates, LineTracker};
+use crate::stems::{Stem, StemSet};
 use crate::stream::{Block, BlockEngine, BlockStream};
+use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// Engine options beyond the separation parameters; the defaults suit production.
@@ -71,6 +81,9 @@ pub struct GpuSeparator {
     path: FftPath,
     options: GpuOptions,
     wss: WindowSumSquare,
+    /// Bass and melody trackers, for sets that need the lines (tracked on the host).
+    lines: Option<(LineTracker, LineTracker)>,
+    bin_hz: f32,
     inner: Mutex<Inner>,
 }
 
@@ -105,12 +118,6 @@ impl GpuSeparator {
     ) -> Result<Self> {
         params.stft.validate()?;
         params.hpss.validate()?;
-        if !matches!(params.stems, crate::stems::StemSet::Hpr { .. }) {
-            return Err(Error::param(
-                "stems",
-                "the GPU engine runs the hpr stems; the production stems run on the CPU",
-            ));
-        }
         if params.block_frames < 1 {
             return Err(Error::param("block_frames", "expected at least 1, got 0"));
         }
@@ -128,13 +135,30 @@ impl GpuSeparator {
         resources.ensure(&shape, 0, 0)?;
         let periodic = periodic_wss(&wss, n_fft, hop);
         resources.write(Buf::WssPeriodic, bytemuck::cast_slice(&periodic));
+        let bins = params.stft.n_bins();
+        let bin_hz = params.production.sample_rate as f32 / n_fft as f32;
+        let production = matches!(params.stems, StemSet::Production { .. });
+        let low = if production {
+            low_register(&params.production, bins, bin_hz)
+        } else {
+            Vec::new()
+        };
+        resources.write(Buf::Low, bytemuck::cast_slice(&low));
+        let lines = params.stems.needs_lines().then(|| {
+            (
+                LineTracker::new(params.production.bass, bins, bin_hz),
+                LineTracker::new(params.production.melody, bins, bin_hz),
+            )
+        });
         let stats = GpuStats {
-            setup_bytes_uploaded: pipelines.setup_bytes + (periodic.len() * 4) as u64,
+            setup_bytes_uploaded: pipelines.setup_bytes + ((periodic.len() + low.len()) * 4) as u64,
             timestamps: resources.timed(),
             ..Default::default()
         };
         ctx.check("creating the GPU separator")?;
         Ok(GpuSeparator {
+            lines,
+            bin_hz,
             stems: params.stems.stems(),
             ctx,
             params,
@@ -191,6 +215,7 @@ impl GpuSeparator {
                 .all(|&b| buffer_bytes(b, &p, self.path, n_fft) <= bytes_limit);
             let groups_fit = [
                 p.held_frames as u64,
+                p.harm_frames as u64,
                 (p.out_frames * p.inverted_stems) as u64,
                 (p.emit_count as u64).div_ceil(256),
             ]
@@ -268,55 +293,129 @@ impl GpuSeparator {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
         let out_bytes = buffer_bytes(Buf::Out, &plan.params, self.path, 0);
+        let line_bytes = if self.lines.is_some() {
+            buffer_bytes(Buf::LineIn, &plan.params, self.path, 0)
+        } else {
+            0
+        };
         inner
             .resources
-            .ensure(&plan.params, plan.wss_edge.len(), out_bytes)?;
+            .ensure(&plan.params, plan.wss_edge.len(), out_bytes.max(line_bytes))?;
         let uploaded = upload(&mut inner.pcm, &inner.resources, inputs, &plan);
         if self.options.poison {
             for b in WRITTEN_BY_A_BLOCK {
                 inner.resources.poison(b);
             }
         }
+        inner.stats.blocks += 1;
+        inner.stats.bytes_uploaded += uploaded;
 
+        let last: &[Step] = match &self.params.stems {
+            StemSet::Hpr { .. } => &Step::HPR,
+            StemSet::Production { .. } if self.lines.is_none() => &Step::PRODUCTION_ONLY,
+            StemSet::Production { .. } => {
+                // Spectra, medians and the lines' input; the lines on the host; then the rest.
+                let lines =
+                    self.run_steps(inner, &plan, &Step::ANALYSIS, Buf::LineIn, |bytes| {
+                        self.track_lines(&plan, n_frames, bytemuck::cast_slice(bytes))
+                    })?;
+                let flat: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
+                inner
+                    .resources
+                    .write(Buf::Lines, bytemuck::cast_slice(&flat));
+                inner.stats.bytes_uploaded += (flat.len() * 4) as u64;
+                &Step::SYNTHESIS
+            }
+        };
+        let count = (plan.emit_to - plan.emit_from) as usize;
+        let n_stems = self.stems.len();
+        self.run_steps(inner, &plan, last, Buf::Out, |bytes| {
+            let samples: &[f32] = bytemuck::cast_slice(bytes);
+            for (stem, per_stem) in out.iter_mut().enumerate().take(n_stems) {
+                for (ch, dst) in per_stem.iter_mut().enumerate().take(channels) {
+                    let at = (stem * channels + ch) * count;
+                    dst.extend_from_slice(&samples[at..at + count]);
+                }
+            }
+        })
+    }
+
+    /// One submission: records `steps`, copies all of `readback` (as the plan sizes it) to the
+    /// staging buffer, waits, and hands the bytes to `read`.
+    fn run_steps<T>(
+        &self,
+        inner: &mut Inner,
+        plan: &BlockPlan,
+        steps: &[Step],
+        readback: Buf,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T> {
+        let bytes = buffer_bytes(readback, &plan.params, self.path, 0);
         let mut encoder =
             self.ctx
                 .device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("stemkit block"),
                 });
-        let dispatches = inner
-            .resources
-            .record(&mut encoder, &plan.params, &Step::ALL);
+        let dispatches = inner.resources.record(&mut encoder, &plan.params, steps);
         inner
             .resources
-            .record_readback(&mut encoder, Buf::Out, out_bytes);
+            .record_readback(&mut encoder, readback, bytes, steps);
         self.ctx.queue().submit([encoder.finish()]);
-
-        let count = (plan.emit_to - plan.emit_from) as usize;
-        let n_stems = self.stems.len();
+        let mut result = None;
         let times = inner
             .resources
-            .read_staging(out_bytes, "GPU block", |bytes| {
-                let samples: &[f32] = bytemuck::cast_slice(bytes);
-                for (stem, per_stem) in out.iter_mut().enumerate().take(n_stems) {
-                    for (ch, dst) in per_stem.iter_mut().enumerate().take(channels) {
-                        let at = (stem * channels + ch) * count;
-                        dst.extend_from_slice(&samples[at..at + count]);
-                    }
-                }
-            })?;
+            .read_staging(bytes, "GPU block", steps, |b| result = Some(read(b)))?;
         let s = &mut inner.stats;
-        s.blocks += 1;
         s.submissions += 1;
         s.dispatches += dispatches;
-        s.bytes_uploaded += uploaded;
-        s.bytes_read_back += out_bytes + if times.is_some() { TIMESTAMP_BYTES } else { 0 };
+        s.bytes_read_back += bytes + if times.is_some() { TIMESTAMP_BYTES } else { 0 };
         if let Some(ns) = times {
             for (acc, t) in s.stage_ns.iter_mut().zip(ns) {
                 *acc += t;
             }
         }
-        Ok(())
+        result.ok_or_else(|| Error::Gpu("GPU block: the readback was not delivered".into()))
+    }
+
+    /// The (bass, melody) f0 of the plan's output frames from the lines' input read back:
+    /// per harmonic frame, the channel-summed harmonic rows (`line_bins` bins), then the
+    /// channel-summed magnitude rows.
+    fn track_lines(&self, plan: &BlockPlan, n_frames: usize, line_in: &[f32]) -> Vec<(f32, f32)> {
+        let (bass, melody) = self.lines.as_ref().expect("a set with lines");
+        let p = &plan.params;
+        let bins = p.bins as usize;
+        let line_bins = p.line_bins as usize;
+        let stride = line_bins + bins;
+        let h0 = plan.t0 - p.harm_offset as usize;
+        let (bass_c, mel_c): (Vec<FrameCandidates>, Vec<FrameCandidates>) = line_in
+            .par_chunks_exact(stride)
+            .take(p.harm_frames as usize)
+            .map_init(
+                || (vec![0.0f32; bins], vec![0.0f32; bins], Vec::new()),
+                |(harm_sum, mag_sum, scratch), row| {
+                    harm_sum[..line_bins].copy_from_slice(&row[..line_bins]);
+                    mag_sum.copy_from_slice(&row[line_bins..]);
+                    line_candidates(
+                        (bass, melody),
+                        &self.params.production,
+                        self.bin_hz,
+                        harm_sum,
+                        mag_sum,
+                        scratch,
+                    )
+                },
+            )
+            .unzip();
+        (plan.t0..plan.end)
+            .into_par_iter()
+            .map(|t| {
+                (
+                    bass.decide(&bass_c, h0, t, n_frames),
+                    melody.decide(&mel_c, h0, t, n_frames),
+                )
+            })
+            .collect()
     }
 }
 

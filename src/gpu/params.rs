@@ -33,6 +33,44 @@ pub mod mask_mode {
     }
 }
 
+/// `stem_kinds` values: which mask a production stem takes (`STEM_*` in `shaders/common.wgsl`).
+pub mod stem_kind {
+    use crate::stems::Stem;
+    /// The percussive mask.
+    pub const DRUMS: u32 = 0;
+    /// Harmonic × bass weight.
+    pub const BASS: u32 = 1;
+    /// Harmonic × (1 − bass) × melody comb.
+    pub const MELODY: u32 = 2;
+    /// Harmonic × (1 − bass) × (1 − melody comb).
+    pub const HARMONY: u32 = 3;
+    /// 1 − harmonic − percussive.
+    pub const FX: u32 = 4;
+    /// No mask (a stem the set does not invert).
+    pub const NONE: u32 = 15;
+
+    /// The kind of `stem`.
+    pub fn of(stem: Stem) -> u32 {
+        match stem {
+            Stem::Drums => DRUMS,
+            Stem::Bass => BASS,
+            Stem::Melody => MELODY,
+            Stem::Harmony => HARMONY,
+            Stem::Fx => FX,
+            _ => NONE,
+        }
+    }
+
+    /// `stems` packed 4 bits each, first lowest (at most 8).
+    pub fn pack(stems: &[Stem]) -> u32 {
+        stems
+            .iter()
+            .take(8)
+            .enumerate()
+            .fold(0, |acc, (i, &s)| acc | (of(s) << (4 * i)))
+    }
+}
+
 /// Per-block parameters of every stage (WGSL `Params`, binding 0 of every stage).
 ///
 /// Buffers are channel-major: `frames[ch][held_frames][n_fft]`, `spectra`/`mag`
@@ -95,8 +133,27 @@ pub struct GpuParams {
     pub interior_hi: u32,
     /// `(first emitted sample + n_fft/2) % hop`: the periodic table's phase at index 0.
     pub wss_phase0: u32,
+    /// Frames of the time-median (harmonic) buffer: the output frames, and for the production
+    /// stems the pitch lines' context each side.
+    pub harm_frames: u32,
+    /// Held index of harmonic frame 0.
+    pub harm_held: u32,
+    /// Harmonic index of output frame 0.
+    pub harm_offset: u32,
+    /// Hz per bin (production stems).
+    pub bin_hz: f32,
+    /// `2^(comb cents / 1200) − 1`: a comb bump's σ relative to its partial's frequency.
+    pub comb_ratio: f32,
+    /// Partials of the bass line given to the bass stem.
+    pub bass_partials: u32,
+    /// Partials of the melody given to the melody stem.
+    pub melody_partials: u32,
+    /// The inverted stems' kinds, 4 bits each, first stem lowest ([`stem_kind`]).
+    pub stem_kinds: u32,
+    /// Bins of the channel-summed harmonic rows in the line input (the bass line's reach).
+    pub line_bins: u32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 6],
+    pub _pad: [u32; 5],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -211,6 +268,15 @@ mod tests {
             ("interior_lo", offset_of!(GpuParams, interior_lo)),
             ("interior_hi", offset_of!(GpuParams, interior_hi)),
             ("wss_phase0", offset_of!(GpuParams, wss_phase0)),
+            ("harm_frames", offset_of!(GpuParams, harm_frames)),
+            ("harm_held", offset_of!(GpuParams, harm_held)),
+            ("harm_offset", offset_of!(GpuParams, harm_offset)),
+            ("bin_hz", offset_of!(GpuParams, bin_hz)),
+            ("comb_ratio", offset_of!(GpuParams, comb_ratio)),
+            ("bass_partials", offset_of!(GpuParams, bass_partials)),
+            ("melody_partials", offset_of!(GpuParams, melody_partials)),
+            ("stem_kinds", offset_of!(GpuParams, stem_kinds)),
+            ("line_bins", offset_of!(GpuParams, line_bins)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

@@ -21,6 +21,7 @@ const MEDIAN: &str = include_str!("../../shaders/median.wgsl");
 const MASK: &str = include_str!("../../shaders/mask.wgsl");
 const IFFT: &str = include_str!("../../shaders/ifft.wgsl");
 const OVERLAP_ADD: &str = include_str!("../../shaders/overlap_add.wgsl");
+const PRODUCTION: &str = include_str!("../../shaders/production.wgsl");
 
 /// Every compute stage, in pipeline order. The FFT stages come in two forms: workgroup memory
 /// (`Fft`, `Ifft`) and global memory (`FftGlobal*`, `IfftGlobal*`) for sizes too large for it.
@@ -42,6 +43,10 @@ pub enum Stage {
     MedianFreq,
     /// Masks applied to the spectrum.
     Mask,
+    /// Channel sums the production stems' pitch lines are tracked on.
+    LineInput,
+    /// The production stems' masks applied to the spectrum.
+    Production,
     /// Inverse real FFT in workgroup memory, scaled and windowed.
     Ifft,
     /// Real merge before the global inverse passes.
@@ -133,7 +138,7 @@ const fn none(_: usize) -> u64 {
 }
 
 /// The table: every stage, its shader, entry point, workgroup size, bindings and workgroup memory.
-pub static STAGES: [StageDesc; 12] = [
+pub static STAGES: [StageDesc; 14] = [
     StageDesc {
         stage: Stage::Frame,
         twin: "frame",
@@ -254,6 +259,39 @@ pub static STAGES: [StageDesc; 12] = [
         workgroup_bytes: none,
     },
     StageDesc {
+        stage: Stage::LineInput,
+        twin: "line_input",
+        files: "production.wgsl",
+        sources: &[PRODUCTION],
+        entry_point: "line_input",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(2, "harm", Read),
+            b(7, "mag", Read),
+            b(8, "line_in", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
+        stage: Stage::Production,
+        twin: "production",
+        files: "production.wgsl",
+        sources: &[PRODUCTION],
+        entry_point: "production",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(1, "spectra", Read),
+            b(2, "harm", Read),
+            b(3, "perc", Read),
+            b(4, "low", Read),
+            b(5, "lines", Read),
+            b(6, "stem_spectra", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
         stage: Stage::Ifft,
         twin: "ifft",
         files: "fft_core.wgsl + ifft.wgsl",
@@ -320,7 +358,7 @@ pub static STAGES: [StageDesc; 12] = [
 
 impl Stage {
     /// Every stage, in table order.
-    pub const ALL: [Stage; 12] = [
+    pub const ALL: [Stage; 14] = [
         Stage::Frame,
         Stage::Fft,
         Stage::FftGlobalPass,
@@ -329,6 +367,8 @@ impl Stage {
         Stage::MedianTime,
         Stage::MedianFreq,
         Stage::Mask,
+        Stage::LineInput,
+        Stage::Production,
         Stage::Ifft,
         Stage::IfftGlobalPre,
         Stage::IfftGlobalPost,
@@ -352,6 +392,8 @@ impl Stage {
                 Stage::MedianTime,
                 Stage::MedianFreq,
                 Stage::Mask,
+                Stage::LineInput,
+                Stage::Production,
                 Stage::Ifft,
                 Stage::OverlapAdd,
             ],
@@ -363,6 +405,8 @@ impl Stage {
                 Stage::MedianTime,
                 Stage::MedianFreq,
                 Stage::Mask,
+                Stage::LineInput,
+                Stage::Production,
                 Stage::IfftGlobalPre,
                 Stage::IfftGlobalPost,
                 Stage::OverlapAdd,
@@ -387,13 +431,15 @@ pub fn median_run_length(k: u32) -> u32 {
 }
 
 /// The timing groups of [`crate::gpu::stats::GpuStats::stage_ns`]: the CPU twins' names.
-pub const TIMED_STAGES: [&str; 8] = [
+pub const TIMED_STAGES: [&str; 10] = [
     "frame",
     "fft",
     "magnitude",
     "median_time",
     "median_freq",
+    "line_input",
     "mask",
+    "production",
     "ifft",
     "overlap_add",
 ];
@@ -745,7 +791,7 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
         Stage::FftGlobalPost | Stage::Magnitude => [p.bins.div_ceil(wg), p.held_frames, ch],
         Stage::MedianTime => [
             p.bins.div_ceil(wg),
-            p.out_frames.div_ceil(median_run_length(p.harmonic_kernel)),
+            p.harm_frames.div_ceil(median_run_length(p.harmonic_kernel)),
             ch,
         ],
         Stage::MedianFreq => [
@@ -755,7 +801,8 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
             p.out_frames,
             ch,
         ],
-        Stage::Mask => [p.bins.div_ceil(wg), p.out_frames, ch],
+        Stage::Mask | Stage::Production => [p.bins.div_ceil(wg), p.out_frames, ch],
+        Stage::LineInput => [p.bins.div_ceil(wg), p.harm_frames, 1],
         Stage::Ifft => [inverse_rows, ch, 1],
         Stage::IfftGlobalPre | Stage::IfftGlobalPost => [m.div_ceil(wg), inverse_rows, ch],
         Stage::OverlapAdd => [p.emit_count.div_ceil(wg), 1, ch],

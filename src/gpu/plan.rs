@@ -8,7 +8,7 @@
 //! stream driver keeps the input samples for that (see `crate::stream`).
 
 use crate::error::{Error, Result};
-use crate::gpu::params::{mask_mode, GpuParams};
+use crate::gpu::params::{mask_mode, stem_kind, GpuParams};
 use crate::gpu::stage_runner::NormPlan;
 use crate::separator::SeparationParams;
 use crate::stages::median::reflect_index;
@@ -76,7 +76,10 @@ pub fn plan_block(
     let hop = sep.stft.hop_length;
     let half = (n_fft / 2) as i64;
     let t0 = start.saturating_sub(tail_frames(&sep.stft));
-    let (lo, hi) = held_range(t0, end, n_frames, sep.hpss.harmonic_kernel);
+    // The harmonic estimate covers the output frames and, for the pitch lines, their context.
+    let ctx = sep.context_frames();
+    let (h0, h1) = (t0.saturating_sub(ctx), (end + ctx).min(n_frames).max(end));
+    let (lo, hi) = held_range(h0, h1, n_frames, sep.hpss.harmonic_kernel);
 
     // Input: every sample of the held frames, and the emitted samples (for the remainder stem).
     let first_frame_sample = (lo * hop) as i64 - half;
@@ -119,7 +122,7 @@ pub fn plan_block(
         margin_percussive: hpss.margin_percussive,
         mask_mode: mask_mode::for_power(hpss.power),
         split_zeros: hpss.split_zeros() as u32,
-        inverted_stems: stems - 1,
+        inverted_stems: sep.stems.inverted() as u32,
         n_stems: stems,
         emit_count: count as u32,
         emit_pos0: pos0.saturating_sub(frame0_pos) as u32,
@@ -128,7 +131,10 @@ pub fn plan_block(
         interior_lo: norm.interior.start,
         interior_hi: norm.interior.end,
         wss_phase0: (pos0 % hop as u64) as u32,
-        _pad: [0; 6],
+        harm_frames: (h1 - h0) as u32,
+        harm_held: (h0 - lo) as u32,
+        harm_offset: (t0 - h0) as u32,
+        ..production_fields(sep)
     };
     Ok(BlockPlan {
         t0,
@@ -144,13 +150,37 @@ pub fn plan_block(
     })
 }
 
+/// The production stems' fields of [`GpuParams`] (zero for `hpr`).
+pub fn production_fields(sep: &SeparationParams) -> GpuParams {
+    let crate::stems::StemSet::Production { stems } = &sep.stems else {
+        return GpuParams::default();
+    };
+    let p = &sep.production;
+    let bins = sep.stft.n_bins();
+    let bin_hz = p.sample_rate as f32 / sep.stft.n_fft as f32;
+    GpuParams {
+        bin_hz,
+        comb_ratio: crate::production::comb_ratio(p.comb_cents),
+        bass_partials: p.bass_partials as u32,
+        melody_partials: p.melody_partials as u32,
+        stem_kinds: stem_kind::pack(&stems[..sep.stems.inverted()]),
+        line_bins: if sep.stems.needs_lines() {
+            p.bass.bins_read(bins, bin_hz) as u32
+        } else {
+            0
+        },
+        ..Default::default()
+    }
+}
+
 /// The largest shapes a block of `frames` output frames can take (for sizing buffers against
 /// the device limits before any block runs).
 pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize) -> GpuParams {
     let n_fft = sep.stft.n_fft;
     let hop = sep.stft.hop_length;
     let out = frames + tail_frames(&sep.stft);
-    let held = out + sep.hpss.harmonic_kernel - 1;
+    let harm = out + 2 * sep.context_frames();
+    let held = harm + sep.hpss.harmonic_kernel - 1;
     let stems = sep.stems.len() as u32;
     GpuParams {
         n_fft: n_fft as u32,
@@ -160,10 +190,16 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
         held_frames: held as u32,
         out_frames: out as u32,
         pcm_len: ((held - 1) * hop + n_fft) as u32,
-        inverted_stems: stems - 1,
+        inverted_stems: sep.stems.inverted() as u32,
         n_stems: stems,
         emit_count: (frames * hop + n_fft) as u32,
-        ..Default::default()
+        harm_frames: harm as u32,
+        line_bins: if sep.stems.needs_lines() {
+            sep.stft.n_bins() as u32
+        } else {
+            0
+        },
+        ..production_fields(sep)
     }
 }
 

@@ -9,8 +9,10 @@ use crate::gpu::params::{GpuParams, PassParams};
 use crate::gpu::pipelines::{workgroups, FftPath, Pipelines, Stage, TIMED_STAGES};
 use std::sync::Arc;
 
-/// The eight stages as the CPU names them, each recorded as one compute pass (the global FFT
-/// path records several dispatches in its `Fft` and `Ifft` passes).
+/// The stages as the CPU names them, each recorded as one compute pass (the global FFT path
+/// records several dispatches in its `Fft` and `Ifft` passes). `hpr` blocks run [`Step::HPR`] in
+/// one submission; production blocks run [`Step::ANALYSIS`], then (after the host tracked the
+/// pitch lines) [`Step::SYNTHESIS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// frame.wgsl
@@ -23,8 +25,12 @@ pub enum Step {
     MedianTime,
     /// median.wgsl, median_freq
     MedianFreq,
+    /// production.wgsl, line_input
+    LineInput,
     /// mask.wgsl
     Mask,
+    /// production.wgsl, production
+    Production,
     /// ifft.wgsl or fft_global.wgsl
     Ifft,
     /// overlap_add.wgsl
@@ -32,14 +38,53 @@ pub enum Step {
 }
 
 impl Step {
-    /// All steps in pipeline order.
-    pub const ALL: [Step; 8] = [
+    /// All steps in table order.
+    pub const ALL: [Step; 10] = [
+        Step::Frame,
+        Step::Fft,
+        Step::Magnitude,
+        Step::MedianTime,
+        Step::MedianFreq,
+        Step::LineInput,
+        Step::Mask,
+        Step::Production,
+        Step::Ifft,
+        Step::OverlapAdd,
+    ];
+
+    /// The `hpr` block: one submission.
+    pub const HPR: [Step; 8] = [
         Step::Frame,
         Step::Fft,
         Step::Magnitude,
         Step::MedianTime,
         Step::MedianFreq,
         Step::Mask,
+        Step::Ifft,
+        Step::OverlapAdd,
+    ];
+
+    /// A production block's first submission: spectra, medians and the pitch lines' input.
+    pub const ANALYSIS: [Step; 6] = [
+        Step::Frame,
+        Step::Fft,
+        Step::Magnitude,
+        Step::MedianTime,
+        Step::MedianFreq,
+        Step::LineInput,
+    ];
+
+    /// A production block's second submission: masks, inverse transforms, overlap-add.
+    pub const SYNTHESIS: [Step; 3] = [Step::Production, Step::Ifft, Step::OverlapAdd];
+
+    /// A production block without pitch lines (no bass or melody stem): one submission.
+    pub const PRODUCTION_ONLY: [Step; 8] = [
+        Step::Frame,
+        Step::Fft,
+        Step::Magnitude,
+        Step::MedianTime,
+        Step::MedianFreq,
+        Step::Production,
         Step::Ifft,
         Step::OverlapAdd,
     ];
@@ -81,11 +126,17 @@ pub enum Buf {
     WssEdge,
     /// Stem samples `[stem][channel][emit_count]`.
     Out,
+    /// Low-register weight per bin `[bins]` (production stems; uploaded once).
+    Low,
+    /// Pitch lines `[out][2]`: bass and melody f0 per output frame (production stems).
+    Lines,
+    /// The pitch lines' input `[harm][line_bins + bins]` (production stems).
+    LineIn,
 }
 
 /// The buffers a block's stages write (every intermediate and the output): what must fit the
 /// device's limits, and what tests poison before each block.
-pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 10] = [
+pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 11] = [
     Buf::Frames,
     Buf::Spectra,
     Buf::Mag,
@@ -96,9 +147,10 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 10] = [
     Buf::CplxA,
     Buf::CplxB,
     Buf::Out,
+    Buf::LineIn,
 ];
 
-const BUFS: [Buf; 14] = [
+const BUFS: [Buf; 17] = [
     Buf::Params,
     Buf::Pcm,
     Buf::Frames,
@@ -113,6 +165,9 @@ const BUFS: [Buf; 14] = [
     Buf::WssPeriodic,
     Buf::WssEdge,
     Buf::Out,
+    Buf::Low,
+    Buf::Lines,
+    Buf::LineIn,
 ];
 
 /// Bytes each buffer needs for a block with `p` (and `wss_edge_len` edge values).
@@ -129,7 +184,8 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::Frames => c * held * n * 4,
         Buf::Spectra => c * held * bins * 8,
         Buf::Mag => c * held * bins * 4,
-        Buf::Harm | Buf::Perc => c * out * bins * 4,
+        Buf::Harm => c * p.harm_frames as u64 * bins * 4,
+        Buf::Perc => c * out * bins * 4,
         Buf::StemSpectra => c * out * inv * bins * 8,
         Buf::StemFrames => c * out * inv * n * 4,
         Buf::CplxA | Buf::CplxB => match path {
@@ -139,6 +195,9 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::WssPeriodic => p.hop_length as u64 * 4,
         Buf::WssEdge => wss_edge_len as u64 * 4,
         Buf::Out => p.n_stems as u64 * c * p.emit_count as u64 * 4,
+        Buf::Low => bins * 4,
+        Buf::Lines => out * 8,
+        Buf::LineIn => p.harm_frames as u64 * (p.line_bins as u64 + bins) * 4,
     }
 }
 
@@ -318,12 +377,28 @@ impl Resources {
             &[params(), buf(Buf::Mag), buf(Buf::Perc)],
         )]);
         steps.push(vec![one(
+            Stage::LineInput,
+            &[params(), buf(Buf::Harm), buf(Buf::Mag), buf(Buf::LineIn)],
+        )]);
+        steps.push(vec![one(
             Stage::Mask,
             &[
                 params(),
                 buf(Buf::Spectra),
                 buf(Buf::Harm),
                 buf(Buf::Perc),
+                buf(Buf::StemSpectra),
+            ],
+        )]);
+        steps.push(vec![one(
+            Stage::Production,
+            &[
+                params(),
+                buf(Buf::Spectra),
+                buf(Buf::Harm),
+                buf(Buf::Perc),
+                buf(Buf::Low),
+                buf(Buf::Lines),
                 buf(Buf::StemSpectra),
             ],
         )]);
@@ -416,15 +491,16 @@ impl Resources {
         steps: &[Step],
     ) -> u64 {
         let mut dispatches = 0;
-        for &step in steps {
+        for (k, &step) in steps.iter().enumerate() {
             let i = step as usize;
+            // Queries by position in this submission, so one contiguous range resolves them.
             let timestamp_writes =
                 self.timestamps
                     .as_ref()
                     .map(|t| wgpu::ComputePassTimestampWrites {
                         query_set: &t.queries,
-                        beginning_of_pass_write_index: Some(2 * i as u32),
-                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                        beginning_of_pass_write_index: Some(2 * k as u32),
+                        end_of_pass_write_index: Some(2 * k as u32 + 1),
                     });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(step.name()),
@@ -441,13 +517,22 @@ impl Resources {
         dispatches
     }
 
-    /// Records the copy of `bytes` of `buf` (and the timestamps, when timed) into the staging buffer.
-    pub fn record_readback(&self, encoder: &mut wgpu::CommandEncoder, buf: Buf, bytes: u64) {
+    /// Records the copy of `bytes` of `buf` (and, when timed, the timestamps of `steps`, the
+    /// steps this submission ran) into the staging buffer.
+    pub fn record_readback(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        buf: Buf,
+        bytes: u64,
+        steps: &[Step],
+    ) {
         if bytes > 0 {
             encoder.copy_buffer_to_buffer(&self.buffers[buf as usize], 0, &self.staging, 0, bytes);
         }
         if let Some(t) = &self.timestamps {
-            encoder.resolve_query_set(&t.queries, 0..2 * Step::ALL.len() as u32, &t.resolve, 0);
+            if !steps.is_empty() {
+                encoder.resolve_query_set(&t.queries, 0..2 * steps.len() as u32, &t.resolve, 0);
+            }
             encoder.copy_buffer_to_buffer(
                 &t.resolve,
                 0,
@@ -459,7 +544,8 @@ impl Resources {
     }
 
     /// After the submission: maps the staging buffer and hands `read` its first `bytes` bytes;
-    /// returns the nanoseconds of each step when timed.
+    /// returns the nanoseconds of each of `steps` (the steps the submission ran; 0 for the
+    /// others) when timed.
     ///
     /// # Errors
     /// [`Error::Gpu`] when mapping fails or wgpu reported an error during the block.
@@ -467,8 +553,9 @@ impl Resources {
         &self,
         bytes: u64,
         during: &str,
+        steps: &[Step],
         read: impl FnOnce(&[u8]),
-    ) -> Result<Option<[u64; 8]>> {
+    ) -> Result<Option<[u64; Step::ALL.len()]>> {
         let total = if self.timestamps.is_some() {
             staging_offset(bytes) + TIMESTAMP_BYTES
         } else {
@@ -497,10 +584,10 @@ impl Resources {
                 let at = staging_offset(bytes) as usize;
                 let ticks: &[u64] = bytemuck::cast_slice(&view[at..at + TIMESTAMP_BYTES as usize]);
                 let period = self.ctx.queue().get_timestamp_period() as f64;
-                let mut ns = [0u64; 8];
-                for (i, n) in ns.iter_mut().enumerate() {
-                    let d = ticks[2 * i + 1].saturating_sub(ticks[2 * i]);
-                    *n = (d as f64 * period) as u64;
+                let mut ns = [0u64; Step::ALL.len()];
+                for (k, &step) in steps.iter().enumerate() {
+                    let d = ticks[2 * k + 1].saturating_sub(ticks[2 * k]);
+                    ns[step as usize] = (d as f64 * period) as u64;
                 }
                 ns
             })
@@ -555,6 +642,9 @@ fn create_buffer(device: &wgpu::Device, buf: Buf, size: u64) -> wgpu::Buffer {
             Buf::WssPeriodic => "wss periodic",
             Buf::WssEdge => "wss edge",
             Buf::Out => "out",
+            Buf::Low => "low register",
+            Buf::Lines => "lines",
+            Buf::LineIn => "line input",
         }),
         size,
         usage,

@@ -87,10 +87,10 @@ impl StageRunner {
                     label: Some(step.name()),
                 });
         r.record(&mut encoder, &params, &[step]);
-        r.record_readback(&mut encoder, output, bytes);
+        r.record_readback(&mut encoder, output, bytes, &[step]);
         self.ctx.queue().submit([encoder.finish()]);
         let mut out = vec![0.0f32; out_len];
-        r.read_staging(bytes, step.name(), |b| {
+        r.read_staging(bytes, step.name(), &[step], |b| {
             out.copy_from_slice(bytemuck::cast_slice(b))
         })?;
         Ok(out)
@@ -185,6 +185,8 @@ impl StageRunner {
             held_frames: (mag.len() / bins) as u32,
             out_frames: n_out as u32,
             out_offset: (first - held_offset) as u32,
+            harm_frames: n_out as u32,
+            harm_held: (first - held_offset) as u32,
             n_frames_rel: (n_frames - held_offset).min(1 << 29) as u32,
             harmonic_kernel: k as u32,
             ..base
@@ -235,6 +237,7 @@ impl StageRunner {
         let p = GpuParams {
             held_frames: rows as u32,
             out_frames: rows as u32,
+            harm_frames: rows as u32,
             power: hpss.power,
             margin_harmonic: hpss.margin_harmonic,
             margin_percussive: hpss.margin_percussive,
@@ -251,6 +254,105 @@ impl StageRunner {
                 (Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra))),
                 (Buf::Harm, bytemuck::cast_slice(harm)),
                 (Buf::Perc, bytemuck::cast_slice(perc)),
+            ],
+            Buf::StemSpectra,
+            spectra.len() * inverted as usize * 2,
+            0,
+        )?;
+        Ok(to_complex(&out))
+    }
+
+    /// Stage `line_input`, as `crate::production::line_input`: `harm[ch]` and `mag[ch]` hold the
+    /// same frames (rows of n_fft/2 + 1 bins) of each channel. Returns per frame the channel sum
+    /// of the harmonic rows' first `line_bins` bins, then of the magnitude rows.
+    pub fn line_input(
+        &self,
+        harm: &[&[f32]],
+        mag: &[&[f32]],
+        line_bins: usize,
+    ) -> Result<Vec<f32>> {
+        let base = self.base_params();
+        let bins = base.bins as usize;
+        let rows = harm.first().map_or(0, |h| h.len() / bins);
+        if harm.len() != mag.len()
+            || harm.iter().chain(mag).any(|c| c.len() != rows * bins)
+            || line_bins > bins
+        {
+            return Err(Error::param("line_input", "expected equal shapes"));
+        }
+        let flat = |v: &[&[f32]]| {
+            v.iter()
+                .flat_map(|c| c.iter().copied())
+                .collect::<Vec<f32>>()
+        };
+        let p = GpuParams {
+            channels: harm.len() as u32,
+            held_frames: rows as u32,
+            out_frames: rows as u32,
+            harm_frames: rows as u32,
+            line_bins: line_bins as u32,
+            ..base
+        };
+        self.run(
+            Step::LineInput,
+            p,
+            &[
+                (Buf::Harm, bytemuck::cast_slice(&flat(harm))),
+                (Buf::Mag, bytemuck::cast_slice(&flat(mag))),
+            ],
+            Buf::LineIn,
+            rows * (line_bins + bins),
+            0,
+        )
+    }
+
+    /// Stage `production`, as `crate::production::production_masks` with `add_comb` then
+    /// `apply_mask` per stem, for one channel: `spectra`, `harm`, `perc` hold the same frames
+    /// (rows of n_fft/2 + 1 bins), `lines` the (bass, melody) f0 of each frame, `low` the
+    /// low-register weight per bin. Returns `[row][stem][bins]` for `stems`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn production(
+        &self,
+        spectra: &[Complex32],
+        harm: &[f32],
+        perc: &[f32],
+        lines: &[(f32, f32)],
+        low: &[f32],
+        hpss: &HpssParams,
+        production: &crate::production::ProductionParams,
+        stems: &[crate::stems::Stem],
+    ) -> Result<Vec<Complex32>> {
+        let base = self.base_params();
+        let rows = spectra.len() / base.bins as usize;
+        let inverted = stems.len() as u32;
+        let p = GpuParams {
+            held_frames: rows as u32,
+            out_frames: rows as u32,
+            harm_frames: rows as u32,
+            power: hpss.power,
+            margin_harmonic: hpss.margin_harmonic,
+            margin_percussive: hpss.margin_percussive,
+            mask_mode: mask_mode::for_power(hpss.power),
+            split_zeros: hpss.split_zeros() as u32,
+            inverted_stems: inverted,
+            n_stems: inverted + 1,
+            bin_hz: production.sample_rate as f32 / self.n_fft as f32,
+            comb_ratio: crate::production::comb_ratio(production.comb_cents),
+            bass_partials: production.bass_partials as u32,
+            melody_partials: production.melody_partials as u32,
+            stem_kinds: crate::gpu::params::stem_kind::pack(stems),
+            ..base
+        };
+        let lines: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
+        let out = self.run(
+            Step::Production,
+            p,
+            &[
+                (Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra))),
+                (Buf::Harm, bytemuck::cast_slice(harm)),
+                (Buf::Perc, bytemuck::cast_slice(perc)),
+                (Buf::Lines, bytemuck::cast_slice(&lines)),
+                (Buf::Low, bytemuck::cast_slice(low)),
             ],
             Buf::StemSpectra,
             spectra.len() * inverted as usize * 2,

@@ -25,12 +25,12 @@ pub struct GpuStats {
     /// Whether `stage_ns` is measured (the device has `TIMESTAMP_QUERY`).
     pub timestamps: bool,
     /// GPU time per stage in nanoseconds, in the order of [`GpuStats::STAGES`].
-    pub stage_ns: [u64; 8],
+    pub stage_ns: [u64; TIMED_STAGES.len()],
 }
 
 impl GpuStats {
     /// Stage names of `stage_ns`: the CPU twins' names.
-    pub const STAGES: [&'static str; 8] = TIMED_STAGES;
+    pub const STAGES: [&'static str; TIMED_STAGES.len()] = TIMED_STAGES;
 
     /// GPU time per stage (all zero without timestamps).
     pub fn stage_times(&self) -> impl Iterator<Item = (&'static str, Duration)> + '_ {
@@ -47,7 +47,7 @@ impl GpuStats {
 
     /// Counters accumulated since `earlier` (a snapshot of the same engine).
     pub fn since(&self, earlier: &GpuStats) -> GpuStats {
-        let mut stage_ns = [0u64; 8];
+        let mut stage_ns = [0u64; TIMED_STAGES.len()];
         for (i, ns) in stage_ns.iter_mut().enumerate() {
             *ns = self.stage_ns[i].saturating_sub(earlier.stage_ns[i]);
         }
@@ -74,19 +74,22 @@ mod tests {
             blocks: 1,
             submissions: 1,
             dispatches: 8,
-            stage_ns: [1; 8],
+            stage_ns: [1; TIMED_STAGES.len()],
             ..Default::default()
         };
         let b = GpuStats {
             blocks: 3,
             submissions: 3,
             dispatches: 24,
-            stage_ns: [5; 8],
+            stage_ns: [5; TIMED_STAGES.len()],
             ..Default::default()
         };
         let d = b.since(&a);
         assert_eq!((d.blocks, d.dispatches, d.stage_ns[0]), (2, 16, 4));
-        assert_eq!(d.gpu_time(), Duration::from_nanos(32));
+        assert_eq!(
+            d.gpu_time(),
+            Duration::from_nanos(4 * TIMED_STAGES.len() as u64)
+        );
         let json = serde_json::to_string(&d).unwrap();
         assert!(json.contains("\"blocks\":2"), "{json}");
     }

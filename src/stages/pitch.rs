@@ -38,6 +38,16 @@ pub struct LineParams {
     pub register_hi_hz: f32,
 }
 
+impl LineParams {
+    /// Bins of a magnitude row that [`LineTracker::candidates`] reads (the rest may be anything).
+    pub fn bins_read(&self, bins: usize, bin_hz: f32) -> usize {
+        let top = self.hi_hz.max(self.lo_hz) * self.harmonics as f32;
+        let b_hi = ((top / bin_hz).ceil() as usize + 1).min(bins - 1);
+        let register_hi = ((self.register_hi_hz / bin_hz).ceil() as usize + 1).min(bins);
+        (b_hi + 1).max(register_hi).min(bins)
+    }
+}
+
 /// Grid steps per semitone.
 const STEPS_PER_SEMITONE: f32 = 4.0;
 /// Spectral peaks that vote, per frame.

@@ -1,0 +1,138 @@
+// production.wgsl: the production stems (drums, bass, melody, harmony, fx) as masks that
+// partition unity at every bin. CPU twin: src/production.rs.
+//
+// line_input: the channel sums the pitch lines are tracked on (production::line_input): per
+// harmonic frame, the summed harmonic estimate of bins < line_bins (the bass line's reach), then
+// the summed magnitude of every bin. The host reads them back, tracks the bass and melody lines
+// (stages::pitch: a Viterbi path per frame, sequential and branchy, a few µs per frame on one
+// core) and uploads one (bass f0, melody f0) pair per output frame.
+//
+// production: the HPSS masks (as mask.wgsl), the bass weight max(low register, comb on the bass
+// line's partials, each limited to its share of the partial) and the melody comb, then each
+// inverted stem's mask applied to the spectrum (production::production_masks, add_comb).
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> spectra: array<vec2<f32>>;          // [channel][held_frames][bins]
+@group(0) @binding(2) var<storage, read> harm: array<f32>;                   // [channel][harm_frames][bins]
+@group(0) @binding(3) var<storage, read> perc: array<f32>;                   // [channel][out_frames][bins]
+@group(0) @binding(4) var<storage, read> low: array<f32>;                    // [bins]
+@group(0) @binding(5) var<storage, read> lines: array<vec2<f32>>;            // [out_frames] (bass, melody) f0
+@group(0) @binding(6) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
+
+// line_input's own bindings (a separate entry point, a separate bind group).
+@group(0) @binding(7) var<storage, read> mag: array<f32>;                    // [channel][held_frames][bins]
+@group(0) @binding(8) var<storage, read_write> line_in: array<f32>;          // [harm_frames][line_bins + bins]
+
+fn mask_settings() -> MaskSettings {
+    return MaskSettings(params.mask_mode, params.power, params.margin_harmonic,
+                        params.margin_percussive, params.split_zeros);
+}
+
+// Dispatch (ceil(bins/64), harm_frames, 1).
+@compute @workgroup_size(64)
+fn line_input(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let t = gid.y;
+    if b >= params.bins || t >= params.harm_frames {
+        return;
+    }
+    let row = t * (params.line_bins + params.bins);
+    if b < params.line_bins {
+        var s = harm[t * params.bins + b];
+        for (var ch = 1u; ch < params.channels; ch++) {
+            s += harm[(ch * params.harm_frames + t) * params.bins + b];
+        }
+        line_in[row + b] = s;
+    }
+    var s = mag[(params.harm_held + t) * params.bins + b];
+    for (var ch = 1u; ch < params.channels; ch++) {
+        s += mag[(ch * params.held_frames + params.harm_held + t) * params.bins + b];
+    }
+    line_in[row + params.line_bins + b] = s;
+}
+
+// Partial h's amplitude in the harmonic row at harm[base ..]: the larger of the two bins around
+// h·f0 (0 past the top).
+fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
+    if h == 0u {
+        return 0.0;
+    }
+    let lo = u32(floor(f32(h) * f0 / params.bin_hz));
+    if lo + 1u >= params.bins {
+        return 0.0;
+    }
+    return max(harm[base + lo], harm[base + lo + 1u]);
+}
+
+// add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
+// partial when `shared_row`, reading the harmonic row at harm[base ..]).
+fn comb(b: u32, f0: f32, partials: u32, shared_row: bool, base: u32, init: f32) -> f32 {
+    var w = init;
+    if f0 <= 0.0 {
+        return w;
+    }
+    let r = params.comb_ratio;
+    let min_hz = 0.5 * params.bin_hz;
+    let f = f32(b) * params.bin_hz;
+    // Partial h reaches bin b only if |f − h·f0| < 3·max(h·f0·r, min_hz): a range of h, widened
+    // by one each side against rounding.
+    let h_lo = max(1.0, floor((f - 3.0 * min_hz) / ((1.0 + 3.0 * r) * f0)) - 1.0);
+    var h_hi = f32(partials);
+    if 3.0 * r < 1.0 {
+        h_hi = min(h_hi, ceil((f + 3.0 * min_hz) / ((1.0 - 3.0 * r) * f0)) + 1.0);
+    }
+    for (var h = u32(h_lo); h <= u32(h_hi); h++) {
+        let centre = f32(h) * f0;
+        let sigma = max(centre * r, min_hz);
+        let d = (f - centre) * (1.0 / sigma);
+        let x = 1.0 - d * d / 9.0;
+        if x <= 0.0 {
+            continue;
+        }
+        let x2 = x * x;
+        var share = 1.0;
+        if shared_row && h > 1u {
+            let a = partial_amp(base, h, f0);
+            if a > 0.0 {
+                let model = min(a, max(partial_amp(base, h - 1u, f0), partial_amp(base, h + 1u, f0)));
+                share = (model / a) * (model / a);
+            }
+        }
+        w = max(w, share * (x2 * x2));
+    }
+    return w;
+}
+
+// Dispatch (ceil(bins/64), out_frames, channels).
+@compute @workgroup_size(64)
+fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let j = gid.y;
+    let ch = gid.z;
+    if b >= params.bins || j >= params.out_frames {
+        return;
+    }
+    let harm_base = (ch * params.harm_frames + params.harm_offset + j) * params.bins;
+    let hp = hpss_mask_pair(harm[harm_base + b], perc[(ch * params.out_frames + j) * params.bins + b],
+                            mask_settings());
+    let h = hp.x;
+    let p = hp.y;
+    let line = lines[j];
+    let bw = comb(b, line.x, params.bass_partials, true, harm_base, low[b]);
+    let mw = comb(b, line.y, params.melody_partials, false, 0u, 0.0);
+    let z = spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
+    let stems = params.inverted_stems;
+    let out = ((ch * params.out_frames + j) * stems) * params.bins + b;
+    for (var s = 0u; s < stems; s++) {
+        var m = 0.0;
+        switch (params.stem_kinds >> (4u * s)) & 15u {
+            case STEM_DRUMS: { m = p; }
+            case STEM_FX: { m = max(1.0 - h - p, 0.0); }
+            case STEM_BASS: { m = h * bw; }
+            case STEM_MELODY: { m = h * (1.0 - bw) * mw; }
+            case STEM_HARMONY: { m = h * (1.0 - bw) * (1.0 - mw); }
+            default: { m = 0.0; }
+        }
+        stem_spectra[out + s * params.bins] = vec2<f32>(z.x * m, z.y * m);
+    }
+}
