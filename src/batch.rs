@@ -1,7 +1,10 @@
-//! Batches: expand the inputs (files, folders recursively), separate each track, keep going past
-//! bad ones, and write `stemkit-report.json` (atomically) with one record per input.
+//! Batches and catalogs: expand the inputs (files, folders recursively, mirrored under the output
+//! folder), skip tracks already done with the same input and settings, separate the rest with
+//! `jobs` tracks in flight, keep going past bad ones, and report as it goes: one JSON line per
+//! track appended to `stemkit-report.jsonl` the moment it finishes (a crash loses nothing), a
+//! summary line at the end, and the whole run as `stemkit-report.json` (written atomically).
 
-use crate::audio::decode::looks_like_audio;
+use crate::catalog::{self, CatalogEntry, DoneFile, DoneRecord, Shard};
 use crate::engine::Engines;
 use crate::error::{Error, Result};
 use crate::pipeline::{separate_file, DeliveryOptions, TrackReport};
@@ -9,10 +12,14 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
-/// The report's file name inside the output folder.
+/// The run report's file name inside the output folder.
 pub const REPORT_NAME: &str = "stemkit-report.json";
+/// The live report's (JSON lines) file name inside the output folder.
+pub const LIVE_REPORT_NAME: &str = "stemkit-report.jsonl";
 
 /// One input's outcome.
 #[derive(Clone, Debug, Serialize)]
@@ -20,6 +27,13 @@ pub const REPORT_NAME: &str = "stemkit-report.json";
 pub enum TrackOutcome {
     /// Delivered.
     Ok(TrackReport),
+    /// Already done: its stems and done record match the input and the settings.
+    Skipped {
+        /// The input.
+        input: PathBuf,
+        /// Why it was skipped.
+        reason: String,
+    },
     /// Failed; nothing was written for it.
     Failed {
         /// The input.
@@ -27,6 +41,90 @@ pub enum TrackOutcome {
         /// The reason, one line.
         error: String,
     },
+}
+
+/// A track's line in the live report: its catalog-relative path, then its outcome.
+#[derive(Serialize)]
+struct TrackLine<'a> {
+    rel: &'a str,
+    #[serde(flatten)]
+    outcome: &'a TrackOutcome,
+}
+
+/// How a batch runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Redo tracks that are already done.
+    pub force: bool,
+    /// Tracks in flight at once (each runs decode, separation and encoding as pipelined stages;
+    /// several keep the cores busy across the gaps between tracks).
+    pub jobs: usize,
+    /// Process only the tracks of this shard.
+    pub shard: Option<Shard>,
+    /// The live report (JSON lines, appended); default `stemkit-report.jsonl` in the output
+    /// folder, `stemkit-report-shard-K-of-N.jsonl` with a shard.
+    pub report: Option<PathBuf>,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            force: false,
+            jobs: 1,
+            shard: None,
+            report: None,
+        }
+    }
+}
+
+impl BatchOptions {
+    /// The live report's path for a run into `out_dir`.
+    pub fn live_report(&self, out_dir: &Path) -> PathBuf {
+        match (&self.report, self.shard) {
+            (Some(p), _) => p.clone(),
+            (None, Some(s)) => out_dir.join(format!(
+                "stemkit-report-shard-{}-of-{}.jsonl",
+                s.index, s.count
+            )),
+            (None, None) => out_dir.join(LIVE_REPORT_NAME),
+        }
+    }
+
+    /// The run report's path: beside the live report, `.json` for `.jsonl`.
+    pub fn run_report(&self, out_dir: &Path) -> PathBuf {
+        let live = self.live_report(out_dir);
+        match (&self.report, self.shard) {
+            (None, None) => out_dir.join(REPORT_NAME),
+            _ => live.with_extension("json"),
+        }
+    }
+}
+
+/// The run's totals (the live report's last line, `{"summary": …}`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchSummary {
+    /// stemkit's version.
+    pub stemkit: String,
+    /// Device that ran the separation.
+    pub device: String,
+    /// `K/N` when sharded.
+    pub shard: Option<String>,
+    /// Tracks in this run (after sharding).
+    pub tracks: usize,
+    /// Tracks delivered.
+    pub ok: usize,
+    /// Tracks that failed.
+    pub failed: usize,
+    /// Tracks already done.
+    pub skipped: usize,
+    /// Hours of audio delivered in this run.
+    pub audio_hours: f64,
+    /// Wall time of the run, seconds.
+    pub seconds: f64,
+    /// Audio delivered per wall second.
+    pub realtime_factor: f64,
+    /// The failed tracks and why.
+    pub failures: Vec<String>,
 }
 
 /// A whole run.
@@ -44,57 +142,31 @@ pub struct BatchReport {
     pub ok: usize,
     /// Tracks that failed.
     pub failed: usize,
+    /// Tracks already done.
+    pub skipped: usize,
     /// Wall time of the run, seconds.
     pub seconds: f64,
+    /// Totals.
+    pub summary: BatchSummary,
 }
 
-/// Expands files and folders (recursively, sorted) into audio files. Files named explicitly are
-/// always taken (their content decides); inside folders, audio is recognised by extension or
-/// content, and the output folder itself is skipped.
+/// Expands files and folders (recursively, sorted) into audio files; see [`catalog::collect`].
 pub fn collect_inputs(inputs: &[PathBuf], out_dir: &Path) -> Vec<PathBuf> {
-    let out_canon = out_dir.canonicalize().ok();
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            walk(input, out_canon.as_deref(), &mut files);
-        } else {
-            files.push(input.clone());
-        }
-    }
-    files
+    catalog::collect(inputs, out_dir)
+        .into_iter()
+        .map(|e| e.input)
+        .collect()
 }
 
-fn walk(dir: &Path, skip: Option<&Path>, files: &mut Vec<PathBuf>) {
-    if skip.is_some() && dir.canonicalize().ok().as_deref() == skip {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        files.push(dir.to_path_buf()); // reported as unreadable when opened
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        let hidden = p
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if p.is_dir() {
-            if !hidden {
-                walk(&p, skip, files);
-            }
-        } else if !hidden && looks_like_audio(&p) {
-            files.push(p);
-        }
-    }
-}
-
-/// Callbacks a front end gets during a batch.
-pub trait BatchObserver {
+/// Callbacks a front end gets during a batch (from the worker threads, one call at a time).
+pub trait BatchObserver: Send {
+    /// The run covers `total` tracks.
+    fn batch_started(&mut self, _total: usize) {}
     /// A track starts; `index` counts from 0.
     fn track_started(&mut self, _index: usize, _total: usize, _input: &Path) {}
-    /// Input frames decoded so far for the current track.
-    fn track_progress(&mut self, _frames: u64) {}
-    /// A track finished (delivered or failed).
+    /// Input frames decoded so far for track `index`.
+    fn track_progress(&mut self, _index: usize, _frames: u64) {}
+    /// A track finished (delivered, skipped or failed).
     fn track_finished(&mut self, _outcome: &TrackOutcome) {}
 }
 
@@ -102,79 +174,258 @@ pub trait BatchObserver {
 pub struct Silent;
 impl BatchObserver for Silent {}
 
-/// Separates every input into `out_dir`, continuing past failures, and writes the report.
+/// What decides a track's output, for its done record: the version and every setting except
+/// the device (GPU and CPU give the same stems).
+fn output_settings(params: &serde_json::Value, delivery: &DeliveryOptions) -> serde_json::Value {
+    let mut p = params.clone();
+    if let Some(m) = p.as_object_mut() {
+        m.remove("device");
+    }
+    serde_json::json!({
+        "stemkit": env!("CARGO_PKG_VERSION"),
+        "params": p,
+        "format": delivery.format.label(),
+        "rate": format!("{:?}", delivery.rate),
+        "name_template": delivery.name_template,
+    })
+}
+
+/// Separates every input into `out_dir` (folders mirrored), skipping tracks already done unless
+/// `options.force`, continuing past failures, appending each track's line to the live report as
+/// it finishes, and writing the run report at the end.
+///
+/// # Errors
+/// [`Error::Io`] when the output folder or the reports cannot be written (the tracks' own
+/// failures are in the report, not errors).
 pub fn run_batch(
     engines: &Engines,
     inputs: &[PathBuf],
     out_dir: &Path,
     delivery: &DeliveryOptions,
     params: serde_json::Value,
+    options: &BatchOptions,
     observer: &mut dyn BatchObserver,
 ) -> Result<BatchReport> {
     let started = Instant::now();
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let files = collect_inputs(inputs, out_dir);
-    let canon_inputs: Vec<Option<PathBuf>> = files.iter().map(|f| f.canonicalize().ok()).collect();
-    let mut claimed: HashMap<String, PathBuf> = HashMap::new();
-    let mut tracks = Vec::with_capacity(files.len());
-    for (index, input) in files.iter().enumerate() {
-        observer.track_started(index, files.len(), input);
-        let outcome = match check_outputs(
-            engines,
-            input,
-            out_dir,
-            delivery,
-            &canon_inputs,
-            &mut claimed,
-        ) {
-            Err(e) => Err(e),
-            Ok(()) => separate_file(engines, input, out_dir, delivery, |f| {
-                observer.track_progress(f)
-            }),
-        };
-        let outcome = match outcome {
-            Ok(report) => TrackOutcome::Ok(report),
-            Err(e) => TrackOutcome::Failed {
-                input: input.clone(),
-                error: one_line(&e, input),
-            },
-        };
-        observer.track_finished(&outcome);
-        tracks.push(outcome);
+    let live_path = options.live_report(out_dir);
+    let live = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&live_path)
+        .map_err(|e| Error::io(&live_path, e))?;
+    let mut entries = catalog::collect(inputs, out_dir);
+    if let Some(shard) = options.shard {
+        entries.retain(|e| shard.owns(e));
     }
-    let ok = tracks
+    let settings = output_settings(&params, delivery);
+    let canon_inputs: Vec<Option<PathBuf>> =
+        entries.iter().map(|e| e.input.canonicalize().ok()).collect();
+    let mut claimed: HashMap<PathBuf, PathBuf> = HashMap::new();
+    let prechecks: Vec<Result<()>> = entries
         .iter()
-        .filter(|t| matches!(t, TrackOutcome::Ok(_)))
-        .count();
+        .map(|e| check_outputs(engines, e, delivery, &canon_inputs, &mut claimed))
+        .collect();
+    observer.batch_started(entries.len());
+
+    let total = entries.len();
+    let next = AtomicUsize::new(0);
+    let shared = Mutex::new(Shared {
+        observer,
+        live,
+        live_path: live_path.clone(),
+        outcomes: vec![None; total],
+        write_error: None,
+    });
+    let jobs = options.jobs.clamp(1, total.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(entry) = entries.get(index) else {
+                    break;
+                };
+                lock(&shared).observer.track_started(index, total, &entry.input);
+                let outcome = match &prechecks[index] {
+                    Err(e) => TrackOutcome::Failed {
+                        input: entry.input.clone(),
+                        error: one_line(e, &entry.input),
+                    },
+                    Ok(()) => run_track(engines, entry, delivery, &settings, options.force, |f| {
+                        lock(&shared).observer.track_progress(index, f)
+                    }),
+                };
+                let mut sh = lock(&shared);
+                sh.append(&TrackLine {
+                    rel: &entry.rel_text(),
+                    outcome: &outcome,
+                });
+                sh.observer.track_finished(&outcome);
+                sh.outcomes[index] = Some(outcome);
+            });
+        }
+    });
+    let shared = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = shared.write_error {
+        return Err(e);
+    }
+    let mut live = shared.live;
+    let tracks: Vec<TrackOutcome> = shared.outcomes.into_iter().flatten().collect();
+    let count = |f: fn(&TrackOutcome) -> bool| tracks.iter().filter(|t| f(t)).count();
+    let ok = count(|t| matches!(t, TrackOutcome::Ok(_)));
+    let skipped = count(|t| matches!(t, TrackOutcome::Skipped { .. }));
+    let audio_s: f64 = tracks
+        .iter()
+        .map(|t| match t {
+            TrackOutcome::Ok(r) => r.duration_s,
+            _ => 0.0,
+        })
+        .sum();
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = BatchSummary {
+        stemkit: env!("CARGO_PKG_VERSION").to_string(),
+        device: engines.device_name(),
+        shard: options.shard.map(|s| format!("{}/{}", s.index, s.count)),
+        tracks: tracks.len(),
+        ok,
+        failed: tracks.len() - ok - skipped,
+        skipped,
+        audio_hours: audio_s / 3600.0,
+        seconds,
+        realtime_factor: audio_s / seconds.max(1e-9),
+        failures: tracks
+            .iter()
+            .filter_map(|t| match t {
+                TrackOutcome::Failed { error, .. } => Some(error.clone()),
+                _ => None,
+            })
+            .collect(),
+    };
+    write_line(
+        &mut live,
+        &live_path,
+        &serde_json::json!({ "summary": summary }),
+    )?;
     let report = BatchReport {
         stemkit: env!("CARGO_PKG_VERSION").to_string(),
         device: engines.device_name(),
         params,
-        failed: tracks.len() - ok,
         ok,
+        failed: summary.failed,
+        skipped,
         tracks,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
+        summary,
     };
-    write_json_atomic(&out_dir.join(REPORT_NAME), &report)?;
+    write_json_atomic(&options.run_report(out_dir), &report)?;
     Ok(report)
+}
+
+/// State the workers share.
+struct Shared<'a> {
+    observer: &'a mut dyn BatchObserver,
+    live: std::fs::File,
+    live_path: PathBuf,
+    outcomes: Vec<Option<TrackOutcome>>,
+    write_error: Option<Error>,
+}
+
+impl Shared<'_> {
+    fn append(&mut self, line: &impl Serialize) {
+        if self.write_error.is_none() {
+            if let Err(e) = write_line(&mut self.live, &self.live_path, line) {
+                self.write_error = Some(e);
+            }
+        }
+    }
+}
+
+fn lock<'a, 'b>(m: &'a Mutex<Shared<'b>>) -> std::sync::MutexGuard<'a, Shared<'b>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Appends one JSON line with a single write (a line is never split by a crash mid-run).
+fn write_line(file: &mut std::fs::File, path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(|e| Error::io(path, e.into()))?;
+    line.push(b'\n');
+    file.write_all(&line).map_err(|e| Error::io(path, e))
+}
+
+/// One track: skipped when done, else separated and recorded as done.
+fn run_track(
+    engines: &Engines,
+    entry: &CatalogEntry,
+    delivery: &DeliveryOptions,
+    settings: &serde_json::Value,
+    force: bool,
+    progress: impl FnMut(u64),
+) -> TrackOutcome {
+    let input = &entry.input;
+    let failed = |e: &Error| TrackOutcome::Failed {
+        input: input.clone(),
+        error: one_line(e, input),
+    };
+    let track = crate::pipeline::track_name(input);
+    let fingerprint = match catalog::fingerprint(input) {
+        Ok(f) => f,
+        Err(e) => return failed(&e),
+    };
+    if !force && catalog::stale_reason(&entry.out_dir, &track, &fingerprint, settings).is_none() {
+        return TrackOutcome::Skipped {
+            input: input.clone(),
+            reason: "done: its stems match the input and the settings".into(),
+        };
+    }
+    if let Err(e) = std::fs::create_dir_all(&entry.out_dir) {
+        return failed(&Error::io(&entry.out_dir, e));
+    }
+    match separate_file(engines, input, &entry.out_dir, delivery, progress) {
+        Ok(mut report) => {
+            let files = report
+                .stems
+                .iter()
+                .map(|s| DoneFile {
+                    name: s
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    bytes: std::fs::metadata(&s.path).map_or(0, |m| m.len()),
+                })
+                .collect();
+            let record = DoneRecord {
+                input: entry.rel_text(),
+                fingerprint,
+                settings: settings.clone(),
+                files,
+            };
+            if let Err(e) = catalog::write_record(&entry.out_dir, &track, &record) {
+                report.warnings.push(format!(
+                    "stems delivered, but the done record could not be written ({e}); a rerun will redo this track"
+                ));
+            }
+            TrackOutcome::Ok(report)
+        }
+        Err(e) => failed(&e),
+    }
 }
 
 /// Refuses outputs that would overwrite an input or another track's outputs in this batch.
 fn check_outputs(
     engines: &Engines,
-    input: &Path,
-    out_dir: &Path,
+    entry: &CatalogEntry,
     delivery: &DeliveryOptions,
     canon_inputs: &[Option<PathBuf>],
-    claimed: &mut HashMap<String, PathBuf>,
+    claimed: &mut HashMap<PathBuf, PathBuf>,
 ) -> Result<()> {
+    let input = &entry.input;
     let track = crate::pipeline::track_name(input);
     let rate = match delivery.rate {
         crate::pipeline::OutputRate::Fixed(r) => r,
         // The real rate is known only after decoding; names for `source` are checked there too.
         crate::pipeline::OutputRate::Source => 0,
     };
-    let mut names = Vec::new();
+    let mut paths = Vec::new();
     for stem in engines.stems() {
         let name = crate::audio::naming::render_name(
             &delivery.name_template,
@@ -183,7 +434,7 @@ fn check_outputs(
             rate.max(1),
             delivery.format,
         )?;
-        let path = out_dir.join(&name);
+        let path = entry.out_dir.join(&name);
         if let Ok(c) = path.canonicalize() {
             if canon_inputs
                 .iter()
@@ -196,17 +447,17 @@ fn check_outputs(
             }
         }
         if rate != 0 {
-            if let Some(other) = claimed.get(&name) {
+            if let Some(other) = claimed.get(&path) {
                 return Err(Error::UnsafeOutput {
                     path,
                     reason: format!("{} already writes this name in this batch", other.display()),
                 });
             }
         }
-        names.push(name);
+        paths.push(path);
     }
-    for name in names {
-        claimed.insert(name, input.to_path_buf());
+    for path in paths {
+        claimed.insert(path, input.to_path_buf());
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod batch;
+pub mod catalog;
 pub mod cli;
 pub mod demo;
 pub mod engine;

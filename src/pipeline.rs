@@ -55,6 +55,9 @@ pub struct DeliveryOptions {
     pub rate: OutputRate,
     /// File name template (see `audio::naming`).
     pub name_template: String,
+    /// Measure EBU R128 loudness and true peak of the master and every stem for the report
+    /// (about a third of the CPU path's time; `--no-loudness` turns it off).
+    pub loudness: bool,
 }
 
 impl Default for DeliveryOptions {
@@ -63,6 +66,7 @@ impl Default for DeliveryOptions {
             format: SampleFormat::Int24,
             rate: OutputRate::Fixed(48000),
             name_template: crate::audio::naming::DEFAULT_TEMPLATE.to_string(),
+            loudness: true,
         }
     }
 }
@@ -76,6 +80,58 @@ pub struct StemReport {
     pub path: PathBuf,
     /// Sample peak of the delivered file, dBFS.
     pub peak_dbfs: f64,
+    /// EBU R128 integrated loudness, LUFS (null for silence or when not measured).
+    #[serde(serialize_with = "finite_or_null")]
+    pub integrated_lufs: f64,
+    /// EBU R128 true peak (4× oversampled), dBTP, over all channels (null when not measured).
+    #[serde(serialize_with = "finite_or_null")]
+    pub true_peak_dbtp: f64,
+}
+
+/// A float as JSON, with non-finite values (silence's −inf LUFS) as `null`.
+fn finite_or_null<S: serde::Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else {
+        s.serialize_none()
+    }
+}
+
+/// EBU R128 integrated loudness and true peak of one signal, measured as it streams.
+pub struct LoudnessMeter {
+    meter: ebur128::EbuR128,
+}
+
+impl LoudnessMeter {
+    /// A meter for `channels` channels at `rate` Hz.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a layout the meter cannot take.
+    pub fn new(channels: usize, rate: u32) -> Result<Self> {
+        ebur128::EbuR128::new(
+            channels as u32,
+            rate,
+            ebur128::Mode::I | ebur128::Mode::TRUE_PEAK,
+        )
+        .map(|meter| LoudnessMeter { meter })
+        .map_err(|e| Error::param("loudness meter", format!("{e:?}")))
+    }
+
+    /// Adds planar samples (every channel the same length).
+    pub fn add(&mut self, planar: &[&[f32]]) {
+        if planar.first().is_some_and(|c| !c.is_empty()) {
+            let _ = self.meter.add_frames_planar_f32(planar);
+        }
+    }
+
+    /// (integrated loudness LUFS, true peak dBTP).
+    pub fn result(&self) -> (f64, f64) {
+        let lufs = self.meter.loudness_global().unwrap_or(f64::NEG_INFINITY);
+        let peak = (0..self.meter.channels())
+            .filter_map(|c| self.meter.true_peak(c).ok())
+            .fold(0.0f64, f64::max);
+        (lufs, dbfs(peak))
+    }
 }
 
 /// What happened to one track.
@@ -101,6 +157,12 @@ pub struct TrackReport {
     pub stems: Vec<StemReport>,
     /// Common gain applied to every stem (1 unless integer output would have clipped).
     pub gain: f64,
+    /// EBU R128 integrated loudness of the master (at the output rate), LUFS.
+    #[serde(serialize_with = "finite_or_null")]
+    pub master_lufs: f64,
+    /// EBU R128 true peak of the master, dBTP.
+    #[serde(serialize_with = "finite_or_null")]
+    pub master_true_peak_dbtp: f64,
     /// Peak of Σ stems − gain · master at the output rate and depth, dBFS.
     pub null_peak_dbfs: f64,
     /// RMS of the same residual, dBFS.
@@ -206,12 +268,24 @@ pub fn separate_file(
         .into_iter()
         .zip(&pass.stems)
         .zip(&pass.out_peaks)
-        .map(|((path, stem), peak)| StemReport {
-            stem: stem.name().to_string(),
-            path,
-            peak_dbfs: dbfs(*peak as f64),
+        .zip(&pass.meters)
+        .map(|(((path, stem), peak), meter)| {
+            let (integrated_lufs, true_peak_dbtp) = meter
+                .as_ref()
+                .map_or((f64::NAN, f64::NAN), LoudnessMeter::result);
+            StemReport {
+                stem: stem.name().to_string(),
+                path,
+                peak_dbfs: dbfs(*peak as f64),
+                integrated_lufs,
+                true_peak_dbtp,
+            }
         })
         .collect();
+    let (master_lufs, master_true_peak_dbtp) = pass
+        .master_meter
+        .as_ref()
+        .map_or((f64::NAN, f64::NAN), LoudnessMeter::result);
     let seconds = started.elapsed().as_secs_f64();
     let duration_s = pass.frames_in as f64 / pass.info.sample_rate as f64;
     let samples = (pass.frames_out * pass.info.channels as u64).max(1) as f64;
@@ -226,6 +300,8 @@ pub fn separate_file(
         frames_out: pass.frames_out,
         stems,
         gain: gain as f64,
+        master_lufs,
+        master_true_peak_dbtp,
         null_peak_dbfs: dbfs(pass.null_peak),
         null_rms_dbfs: dbfs((pass.null_sq / samples).sqrt()),
         seconds,
@@ -252,6 +328,10 @@ struct Pass {
     warnings: Vec<String>,
     /// The resampled master, waiting for its stem samples.
     master: Vec<Vec<f32>>,
+    /// Loudness of each stem as delivered (when measured).
+    meters: Vec<Option<LoudnessMeter>>,
+    /// Loudness of the master at the output rate (when measured).
+    master_meter: Option<LoudnessMeter>,
 }
 
 /// `on_cpu` forces the CPU engine (after a GPU failure with `--fallback cpu`).
@@ -315,6 +395,7 @@ fn run_pass(
         )?);
     }
 
+    let stems_len = stems.len();
     let mut pass = Pass {
         info,
         rate_out,
@@ -328,6 +409,18 @@ fn run_pass(
         frames_out: 0,
         warnings,
         master: vec![Vec::new(); channels],
+        meters: (0..stems_len)
+            .map(|_| {
+                delivery
+                    .loudness
+                    .then(|| LoudnessMeter::new(channels, rate_out))
+                    .transpose()
+            })
+            .collect::<Result<_>>()?,
+        master_meter: delivery
+            .loudness
+            .then(|| LoudnessMeter::new(channels, rate_out))
+            .transpose()?,
     };
     // Software pipeline on the rayon pool: while chunk k is separated, chunk k+1 is decoded and
     // resampled and chunk k−1 is encoded and measured. `rayon::join` lets idle workers steal
@@ -448,7 +541,8 @@ impl Pass {
             .par_iter_mut()
             .zip(stem_out.par_iter_mut())
             .zip(self.peaks.par_iter_mut().zip(self.out_peaks.par_iter_mut()))
-            .try_for_each(|((sink, chunk), (peak, out_peak))| -> Result<()> {
+            .zip(self.meters.par_iter_mut())
+            .try_for_each(|(((sink, chunk), (peak, out_peak)), meter)| -> Result<()> {
                 if gain != 1.0 {
                     chunk.iter_mut().flatten().for_each(|v| *v *= gain);
                 }
@@ -458,8 +552,14 @@ impl Pass {
                     .iter()
                     .flatten()
                     .fold(*out_peak, |m, v| m.max(v.abs()));
+                if let Some(meter) = meter {
+                    meter.add(&chunk.iter().map(Vec::as_slice).collect::<Vec<_>>());
+                }
                 Ok(())
             })?;
+        if let Some(meter) = &mut self.master_meter {
+            meter.add(&master.iter().map(|m| &m[..n]).collect::<Vec<_>>());
+        }
         // Null residual at the output depth: Σ delivered stems − gain · master.
         let g = gain as f64;
         let mut sum = vec![0.0f64; n];

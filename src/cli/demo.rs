@@ -2,7 +2,7 @@
 
 use super::{out, CliResult, DeliveryArgs, DeviceArgs, SeparationArgs};
 use crate::audio::encode::{write_wav, SampleFormat};
-use crate::batch::{run_batch, Silent, TrackOutcome, REPORT_NAME};
+use crate::batch::{run_batch, BatchOptions, Silent, TrackOutcome, REPORT_NAME};
 use crate::demo::{render_all, Part};
 use crate::error::Error;
 use clap::Args;
@@ -57,6 +57,10 @@ pub(super) fn run(args: DemoArgs) -> CliResult {
         &stems_dir,
         &delivery,
         params,
+        &BatchOptions {
+            force: true,
+            ..Default::default()
+        },
         &mut Silent,
     )?;
     match &report.tracks[0] {
@@ -88,6 +92,10 @@ pub(super) fn run(args: DemoArgs) -> CliResult {
         }
         TrackOutcome::Failed { error, .. } => {
             eprintln!("stemkit: {error}");
+            Ok(ExitCode::from(1))
+        }
+        TrackOutcome::Skipped { reason, .. } => {
+            eprintln!("stemkit: skipped: {reason}");
             Ok(ExitCode::from(1))
         }
     }

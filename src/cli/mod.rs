@@ -141,6 +141,9 @@ pub struct DeliveryArgs {
     /// File name template; placeholders {track} {stem} {rate} {depth}.
     #[arg(long = "name-template", default_value = crate::audio::naming::DEFAULT_TEMPLATE)]
     name_template: String,
+    /// Skip the EBU R128 loudness and true-peak measurements of the report (faster).
+    #[arg(long)]
+    no_loudness: bool,
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +163,21 @@ struct SeparateArgs {
     /// No progress bar and no per-track lines; errors are still printed.
     #[arg(short, long)]
     quiet: bool,
+    /// Redo tracks whose stems are already there and current (default: skip them).
+    #[arg(long)]
+    force: bool,
+    /// Tracks separated at once; each runs decode, separation and encoding as pipelined stages.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Process only shard K of N (0-based): the tracks whose catalog-relative path hashes to K.
+    /// N runs with K = 0 .. N−1 cover the catalog exactly once (Slurm job arrays, Kubernetes
+    /// Indexed Jobs).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// The live report (JSON lines, appended as each track finishes; default
+    /// OUT/stemkit-report.jsonl, or OUT/stemkit-report-shard-K-of-N.jsonl with --shard).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 /// Runs the command line and returns the process exit code.

@@ -3,7 +3,8 @@
 
 use super::{out, CliResult, DeliveryArgs, DeviceArgs, SeparateArgs, SeparationArgs};
 use crate::audio::encode::SampleFormat;
-use crate::batch::{run_batch, BatchObserver, TrackOutcome, REPORT_NAME};
+use crate::batch::{run_batch, BatchObserver, BatchOptions, TrackOutcome};
+use crate::catalog::Shard;
 use crate::engine::{DeviceChoice, Engines};
 use crate::error::{Error, Result};
 use crate::gpu::AdapterSelector;
@@ -13,7 +14,6 @@ use crate::production::ProductionSpec;
 use crate::separator::{SeparationSpec, DEFAULT_BLOCK_FRAMES};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 
 impl SeparationArgs {
@@ -199,6 +199,7 @@ impl DeliveryArgs {
             format: SampleFormat::parse(&self.bits)?,
             rate: OutputRate::parse(&self.rate)?,
             name_template: self.name_template.clone(),
+            loudness: !self.no_loudness,
         };
         // A template that cannot render is a usage error, found before any work.
         crate::audio::naming::render_name(
@@ -212,73 +213,89 @@ impl DeliveryArgs {
     }
 }
 
-/// Progress bar and per-track lines on stderr.
+/// One overall progress bar (tracks done of all, audio hours, real-time factor, ETA) and
+/// per-track lines on stderr.
 struct Progress {
     quiet: bool,
     bar: Option<ProgressBar>,
+    started: std::time::Instant,
+    audio_s: f64,
+}
+
+impl Progress {
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 impl BatchObserver for Progress {
-    fn track_started(&mut self, index: usize, total: usize, input: &Path) {
+    fn batch_started(&mut self, total: usize) {
         if let Some(bar) = &self.bar {
-            bar.set_position(0);
-            bar.set_length(
-                crate::audio::decode::AudioReader::open(input)
-                    .ok()
-                    .and_then(|r| r.info().frames)
-                    .unwrap_or(0),
-            );
-            bar.set_message(format!("[{}/{}] {}", index + 1, total, input.display()));
-        }
-    }
-
-    fn track_progress(&mut self, frames: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(frames);
+            bar.set_length(total as u64);
+            bar.set_message("0.00 h of audio");
         }
     }
 
     fn track_finished(&mut self, outcome: &TrackOutcome) {
+        if let TrackOutcome::Ok(r) = outcome {
+            self.audio_s += r.duration_s;
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            let wall = self.started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{:.2} h of audio, {:.0}x real time",
+                self.audio_s / 3600.0,
+                self.audio_s / wall
+            ));
+        }
         let line = match outcome {
-            TrackOutcome::Ok(r) => {
-                if self.quiet {
-                    None
-                } else {
-                    let mut line = format!(
-                        "{}: {} stems, {:.1} s at {:.0}x real time, null {:.1} dBFS",
-                        r.input.display(),
-                        r.stems.len(),
-                        r.duration_s,
-                        r.realtime_factor,
-                        r.null_peak_dbfs
-                    );
-                    for w in &r.warnings {
-                        line.push_str(&format!("\n{}: warning: {w}", r.input.display()));
-                    }
-                    Some(line)
+            TrackOutcome::Ok(r) => (!self.quiet).then(|| {
+                let mut line = format!(
+                    "{}: {} stems, {:.1} s at {:.0}x real time, null {:.1} dBFS",
+                    r.input.display(),
+                    r.stems.len(),
+                    r.duration_s,
+                    r.realtime_factor,
+                    r.null_peak_dbfs
+                );
+                for w in &r.warnings {
+                    line.push_str(&format!("\n{}: warning: {w}", r.input.display()));
                 }
-            }
+                line
+            }),
+            TrackOutcome::Skipped { .. } => None,
             TrackOutcome::Failed { error, .. } => Some(format!("stemkit: {error}")),
         };
         if let Some(line) = line {
-            match &self.bar {
-                Some(bar) => bar.println(line),
-                None => eprintln!("{line}"),
-            }
+            self.say(line);
         }
     }
 }
 
 pub(super) fn run(args: SeparateArgs) -> CliResult {
     let spec = args.separation.spec()?;
+    let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
+    if args.jobs == 0 {
+        return Err(Error::param("--jobs", "expected at least 1, got 0"));
+    }
     let engines = args.device.engines(spec.clone())?;
     let params = args.separation.to_json(&spec, &engines);
     let delivery = args.delivery.options()?;
+    let options = BatchOptions {
+        force: args.force,
+        jobs: args.jobs,
+        shard,
+        report: args.report.clone(),
+    };
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg} {wide_bar} {percent:>3}% {elapsed_precise} ETA {eta}",
+                "{pos}/{len} tracks {wide_bar} {msg} {elapsed_precise} ETA {eta}",
             )
             .expect("valid template"),
         );
@@ -287,6 +304,8 @@ pub(super) fn run(args: SeparateArgs) -> CliResult {
     let mut progress = Progress {
         quiet: args.quiet,
         bar,
+        started: std::time::Instant::now(),
+        audio_s: 0.0,
     };
     let report = run_batch(
         &engines,
@@ -294,6 +313,7 @@ pub(super) fn run(args: SeparateArgs) -> CliResult {
         &args.output,
         &delivery,
         params,
+        &options,
         &mut progress,
     )?;
     if let Some(bar) = &progress.bar {
@@ -301,12 +321,16 @@ pub(super) fn run(args: SeparateArgs) -> CliResult {
     }
     args.device.print_stats(&engines);
     if !args.quiet {
+        let s = &report.summary;
         out(format!(
-            "{} delivered, {} failed; stems and {} in {}",
-            report.ok,
-            report.failed,
-            REPORT_NAME,
-            args.output.display()
+            "{} delivered, {} skipped (already done), {} failed; {:.2} h of audio in {:.1} s ({:.0}x real time); report {}",
+            s.ok,
+            s.skipped,
+            s.failed,
+            s.audio_hours,
+            s.seconds,
+            s.realtime_factor,
+            options.live_report(&args.output).display()
         ));
     }
     Ok(if report.failed > 0 {
