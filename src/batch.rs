@@ -481,3 +481,128 @@ pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
+
+/// Shard reports joined by [`merge_reports`].
+#[derive(Clone, Debug, Serialize)]
+pub struct MergedReport {
+    /// Distinct tracks seen.
+    pub tracks: usize,
+    /// Tracks delivered (in some report).
+    pub ok: usize,
+    /// Tracks only ever skipped (done by an earlier run).
+    pub skipped: usize,
+    /// Tracks that failed and were never delivered.
+    pub failed: usize,
+    /// Tracks delivered by more than one record (a shard overlap or a forced redo), with counts.
+    pub separated_more_than_once: Vec<(String, usize)>,
+    /// Hours of audio delivered.
+    pub audio_hours: f64,
+    /// Summary lines found (one per finished run).
+    pub runs: usize,
+    /// The failed tracks and why.
+    pub failures: Vec<String>,
+    /// Per track (sorted by catalog-relative path): its deciding record — the last delivery,
+    /// else the last skip, else the last failure.
+    #[serde(skip)]
+    pub records: Vec<serde_json::Value>,
+}
+
+/// Joins live reports (JSON lines from any number of runs and shards): one outcome per track.
+///
+/// # Errors
+/// [`Error::Io`] for a file that cannot be read; [`Error::BadInput`] for a line that is not a
+/// report record.
+pub fn merge_reports(paths: &[PathBuf]) -> Result<MergedReport> {
+    use std::collections::BTreeMap;
+    // rel → (deliveries, best record, its rank: 2 ok, 1 skipped, 0 failed)
+    let mut by_rel: BTreeMap<String, (usize, serde_json::Value, u8)> = BTreeMap::new();
+    let mut runs = 0;
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                Error::bad_input(path, format!("line {}: not JSON ({e})", n + 1))
+            })?;
+            if v.get("summary").is_some() {
+                runs += 1;
+                continue;
+            }
+            let (Some(rel), Some(status)) = (
+                v.get("rel").and_then(|r| r.as_str()),
+                v.get("status").and_then(|s| s.as_str()),
+            ) else {
+                return Err(Error::bad_input(
+                    path,
+                    format!("line {}: not a track record (no rel/status)", n + 1),
+                ));
+            };
+            let rank = match status {
+                "ok" => 2,
+                "skipped" => 1,
+                _ => 0,
+            };
+            let e = by_rel
+                .entry(rel.to_string())
+                .or_insert((0, serde_json::Value::Null, 0));
+            if rank == 2 {
+                e.0 += 1;
+            }
+            if e.1.is_null() || rank >= e.2 {
+                e.1 = v.clone();
+                e.2 = rank;
+            }
+        }
+    }
+    let mut m = MergedReport {
+        tracks: by_rel.len(),
+        ok: 0,
+        skipped: 0,
+        failed: 0,
+        separated_more_than_once: Vec::new(),
+        audio_hours: 0.0,
+        runs,
+        failures: Vec::new(),
+        records: Vec::new(),
+    };
+    for (rel, (delivered, record, rank)) in by_rel {
+        match rank {
+            2 => {
+                m.ok += 1;
+                m.audio_hours += record["duration_s"].as_f64().unwrap_or(0.0) / 3600.0;
+            }
+            1 => m.skipped += 1,
+            _ => {
+                m.failed += 1;
+                m.failures.push(
+                    record["error"]
+                        .as_str()
+                        .map_or_else(|| rel.clone(), str::to_string),
+                );
+            }
+        }
+        if delivered > 1 {
+            m.separated_more_than_once.push((rel, delivered));
+        }
+        m.records.push(record);
+    }
+    Ok(m)
+}
+
+/// Writes a merged report as JSON lines: one record per track, then `{"summary": …}`.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be written.
+pub fn write_merged(path: &Path, merged: &MergedReport) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    for r in &merged.records {
+        write_line(tmp.as_file_mut(), path, r)?;
+    }
+    write_line(
+        tmp.as_file_mut(),
+        path,
+        &serde_json::json!({ "summary": merged }),
+    )?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}

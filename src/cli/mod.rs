@@ -6,6 +6,7 @@ mod bench;
 mod compare;
 mod demo;
 mod devices;
+mod merge_reports;
 mod null_test;
 mod separate;
 
@@ -51,6 +52,10 @@ enum Command {
         after_help = "Examples:\n  stemkit devices\n  WGPU_BACKEND=vulkan stemkit devices --json"
     )]
     Devices(devices::DevicesArgs),
+    /// Join the live reports of several runs or shards (`--shard K/N`) into one; exit 1 when a
+    /// track failed and was never delivered.
+    #[command(after_help = "Example:\n  stemkit merge-reports out/stemkit-report-shard-*.jsonl -o out/merged.jsonl")]
+    MergeReports(merge_reports::MergeReportsArgs),
     /// Measure real-time factor and peak memory of `separate` on synthetic stereo 48 kHz audio.
     #[command(after_help = "Example:\n  stemkit bench --seconds 180")]
     Bench(bench::BenchArgs),
@@ -195,6 +200,7 @@ pub fn main() -> ExitCode {
         Command::NullTest(args) => null_test::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::MergeReports(args) => merge_reports::run(args),
         Command::Devices(args) => devices::run(args),
         Command::Compare(args) => compare::run(args),
     };
