@@ -208,6 +208,13 @@ pub fn run_batch(
 ) -> Result<BatchReport> {
     let started = Instant::now();
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    // A folder we cannot write is one clear error before any work.
+    tempfile::NamedTempFile::new_in(out_dir).map_err(|e| {
+        Error::io(
+            out_dir,
+            std::io::Error::new(e.kind(), format!("the output folder is not writable ({e})")),
+        )
+    })?;
     let live_path = options.live_report(out_dir);
     let live = std::fs::OpenOptions::new()
         .create(true)
@@ -219,8 +226,10 @@ pub fn run_batch(
         entries.retain(|e| shard.owns(e));
     }
     let settings = output_settings(&params, delivery);
-    let canon_inputs: Vec<Option<PathBuf>> =
-        entries.iter().map(|e| e.input.canonicalize().ok()).collect();
+    let canon_inputs: Vec<Option<PathBuf>> = entries
+        .iter()
+        .map(|e| e.input.canonicalize().ok())
+        .collect();
     let mut claimed: HashMap<PathBuf, PathBuf> = HashMap::new();
     let prechecks: Vec<Result<()>> = entries
         .iter()
@@ -245,7 +254,9 @@ pub fn run_batch(
                 let Some(entry) = entries.get(index) else {
                     break;
                 };
-                lock(&shared).observer.track_started(index, total, &entry.input);
+                lock(&shared)
+                    .observer
+                    .track_started(index, total, &entry.input);
                 let outcome = match &prechecks[index] {
                     Err(e) => TrackOutcome::Failed {
                         input: entry.input.clone(),
@@ -519,10 +530,13 @@ pub fn merge_reports(paths: &[PathBuf]) -> Result<MergedReport> {
     let mut runs = 0;
     for path in paths {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-                Error::bad_input(path, format!("line {}: not JSON ({e})", n + 1))
-            })?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| Error::bad_input(path, format!("line {}: not JSON ({e})", n + 1)))?;
             if v.get("summary").is_some() {
                 runs += 1;
                 continue;
@@ -593,7 +607,10 @@ pub fn merge_reports(paths: &[PathBuf]) -> Result<MergedReport> {
 /// # Errors
 /// [`Error::Io`] when it cannot be written.
 pub fn write_merged(path: &Path, merged: &MergedReport) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     for r in &merged.records {
         write_line(tmp.as_file_mut(), path, r)?;

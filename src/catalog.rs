@@ -283,7 +283,9 @@ mod tests {
 
     #[test]
     fn shards_partition_and_are_stable() {
-        let names: Vec<String> = (0..500).map(|i| format!("album {}/träck {i}.flac", i % 7)).collect();
+        let names: Vec<String> = (0..500)
+            .map(|i| format!("album {}/träck {i}.flac", i % 7))
+            .collect();
         for n in [1usize, 2, 3, 7] {
             let mut counts = vec![0usize; n];
             for name in &names {
@@ -291,7 +293,10 @@ mod tests {
             }
             assert_eq!(counts.iter().sum::<usize>(), names.len());
             // Roughly even: every shard gets at least half its share.
-            assert!(counts.iter().all(|&c| c * n * 2 >= names.len()), "{counts:?}");
+            assert!(
+                counts.iter().all(|&c| c * n * 2 >= names.len()),
+                "{counts:?}"
+            );
         }
         // The hash is fixed forever (shards of one catalog must agree across machines).
         assert_eq!(fnv1a64(b"a", FNV_OFFSET), 0xaf63dc4c8601ec8c);
@@ -311,16 +316,27 @@ mod tests {
         let root = tmp.path().join("cat");
         std::fs::create_dir_all(root.join("al bum/disc 1")).unwrap();
         std::fs::create_dir_all(root.join(".hidden")).unwrap();
-        for f in ["al bum/disc 1/-one.wav", "al bum/twö.flac", ".hidden/x.wav", "notes.txt"] {
+        for f in [
+            "al bum/disc 1/-one.wav",
+            "al bum/twö.flac",
+            ".hidden/x.wav",
+            "notes.txt",
+        ] {
             std::fs::write(root.join(f), b"x").unwrap();
         }
         let out = tmp.path().join("out");
-        let e = collect(&[root.clone()], &out);
-        let got: Vec<(String, PathBuf)> = e.iter().map(|e| (e.rel_text(), e.out_dir.clone())).collect();
+        let e = collect(std::slice::from_ref(&root), &out);
+        let got: Vec<(String, PathBuf)> = e
+            .iter()
+            .map(|e| (e.rel_text(), e.out_dir.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![
-                ("al bum/disc 1/-one.wav".to_string(), out.join("al bum/disc 1")),
+                (
+                    "al bum/disc 1/-one.wav".to_string(),
+                    out.join("al bum/disc 1")
+                ),
                 ("al bum/twö.flac".to_string(), out.join("al bum")),
             ]
         );

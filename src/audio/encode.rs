@@ -103,11 +103,16 @@ impl WavSink {
             reason: "no file name".into(),
         })?;
         let temp = final_path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| Error::io(&temp, e))?;
+        let open = || OpenOptions::new().write(true).create_new(true).open(&temp);
+        let file = match open() {
+            // A leftover of a run that was killed (no cleanup runs on SIGKILL): replace it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&temp);
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io(&temp, e))?;
         let mut sink = WavSink {
             file: Some(BufWriter::with_capacity(1 << 20, file)),
             temp,

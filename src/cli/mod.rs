@@ -54,7 +54,9 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Join the live reports of several runs or shards (`--shard K/N`) into one; exit 1 when a
     /// track failed and was never delivered.
-    #[command(after_help = "Example:\n  stemkit merge-reports out/stemkit-report-shard-*.jsonl -o out/merged.jsonl")]
+    #[command(
+        after_help = "Example:\n  stemkit merge-reports out/stemkit-report-shard-*.jsonl -o out/merged.jsonl"
+    )]
     MergeReports(merge_reports::MergeReportsArgs),
     /// Measure real-time factor and peak memory of `separate` on synthetic stereo 48 kHz audio.
     #[command(after_help = "Example:\n  stemkit bench --seconds 180")]
