@@ -247,35 +247,40 @@ pub fn run_batch(
         write_error: None,
     });
     let jobs = options.jobs.clamp(1, total.max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(entry) = entries.get(index) else {
-                    break;
-                };
-                lock(&shared)
-                    .observer
-                    .track_started(index, total, &entry.input);
-                let outcome = match &prechecks[index] {
-                    Err(e) => TrackOutcome::Failed {
-                        input: entry.input.clone(),
-                        error: one_line(e, &entry.input),
-                    },
-                    Ok(()) => run_track(engines, entry, delivery, &settings, options.force, |f| {
-                        lock(&shared).observer.track_progress(index, f)
-                    }),
-                };
-                let mut sh = lock(&shared);
-                sh.append(&TrackLine {
-                    rel: &entry.rel_text(),
-                    outcome: &outcome,
-                });
-                sh.observer.track_finished(&outcome);
-                sh.outcomes[index] = Some(outcome);
-            });
-        }
-    });
+    let worker = || loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(entry) = entries.get(index) else {
+            break;
+        };
+        lock(&shared)
+            .observer
+            .track_started(index, total, &entry.input);
+        let outcome = match &prechecks[index] {
+            Err(e) => TrackOutcome::Failed {
+                input: entry.input.clone(),
+                error: one_line(e, &entry.input),
+            },
+            Ok(()) => run_track(engines, entry, delivery, &settings, options.force, |f| {
+                lock(&shared).observer.track_progress(index, f)
+            }),
+        };
+        let mut sh = lock(&shared);
+        sh.append(&TrackLine {
+            rel: &entry.rel_text(),
+            outcome: &outcome,
+        });
+        sh.observer.track_finished(&outcome);
+        sh.outcomes[index] = Some(outcome);
+    };
+    if jobs == 1 {
+        worker(); // on this thread: no extra thread, no extra allocator arena
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(worker);
+            }
+        });
+    }
     let shared = shared.into_inner().unwrap_or_else(|e| e.into_inner());
     if let Some(e) = shared.write_error {
         return Err(e);

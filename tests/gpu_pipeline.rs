@@ -478,3 +478,42 @@ fn production_traffic_stays_near_the_pcm() {
     // summed harmonic row, against 6 × 2 × hop samples of PCM.
     assert!(ratio <= 1.3, "traffic {ratio:.3} × the PCM in and out");
 }
+
+#[test]
+fn concurrent_tracks_share_submissions_and_match_alone() {
+    let Some(ctx) = gpu() else { return };
+    for (stems, phases) in [("hpr", 1), ("drums,bass,melody,harmony,fx", 2)] {
+        let gpu =
+            GpuSeparator::new(ctx.clone(), production_params(stems, false, 48000, 2048)).unwrap();
+        // Short tracks: one block each.
+        let tracks: Vec<Vec<Vec<f32>>> = (0..6)
+            .map(|i| production_signal(2, 40_000 + 3_001 * i, i as u64))
+            .collect();
+        let alone: Vec<_> = tracks.iter().map(|x| gpu.separate(x).unwrap()).collect();
+        let before = gpu.stats();
+        let together: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = tracks
+                .iter()
+                .map(|x| s.spawn(|| gpu.separate(x).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let st = gpu.stats().since(&before);
+        println!(
+            "{stems}: {} blocks in {} submissions",
+            st.blocks, st.submissions
+        );
+        // The same kernels on the same inputs, whichever slot a block had: identical.
+        for (i, (t, a)) in together.iter().zip(&alone).enumerate() {
+            assert!(
+                t == a,
+                "{stems}: track {i} differs when it shares a submission"
+            );
+        }
+        assert_eq!(st.blocks, tracks.len() as u64);
+        assert!(
+            st.submissions < st.blocks * phases,
+            "{stems}: no block shared a submission ({st:?})"
+        );
+    }
+}

@@ -75,8 +75,12 @@ def main():
     ap.add_argument("--stemkit", default="target/release/stemkit")
     ap.add_argument("--stems", default="drums,bass,melody,harmony,fx", help="what to ask stemkit for (--stems)")
     ap.add_argument("--extra", default="", help="more stemkit separate flags, space-separated")
+    ap.add_argument("--shares", action="store_true",
+                    help="also print where each true source's energy lands: <estimate, source> / <source, source>")
     args = ap.parse_args()
     table = {k: [] for k in STEMS}
+    shares = np.zeros((len(STEMS), len(STEMS)))
+    songs = 0
     for song in sorted(glob.glob(os.path.join(args.set, "song_*"))):
         mix, sr = load(os.path.join(song, "mix.wav"))
         refs = {k: load(os.path.join(song, "stems", f"{k}.wav"))[0] for k in STEMS}
@@ -93,7 +97,20 @@ def main():
                 table[k].append(v)
                 row.append(f"{k} {v:6.2f}")
         print(os.path.basename(song), "  ".join(row))
+        if args.shares:
+            songs += 1
+            for i, ki in enumerate(STEMS):
+                r = refs[ki]
+                for j, kj in enumerate(STEMS):
+                    if kj in est:
+                        n = min(len(r), len(est[kj]))
+                        shares[i, j] += float((est[kj][:n] * r[:n]).sum() / ((r[:n] ** 2).sum() + 1e-12))
     print("mean SDR (dB):", "  ".join(f"{k} {np.mean(v):.2f}" for k, v in table.items() if v))
+    if args.shares and songs:
+        print("share of each true source (rows) in each estimate (columns), mean over songs:")
+        print("          " + "".join(f"{k:>9}" for k in STEMS))
+        for i, k in enumerate(STEMS):
+            print(f"{k:>10}" + "".join(f"{v:9.2f}" for v in shares[i] / songs))
 
 
 if __name__ == "__main__":

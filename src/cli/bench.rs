@@ -5,7 +5,7 @@
 use super::{out, CliResult};
 use crate::audio::encode::{SampleFormat, WavSink};
 use crate::demo::{render, Part};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -16,6 +16,10 @@ pub(crate) struct BenchArgs {
     /// Seconds of stereo 48 kHz audio to separate.
     #[arg(long, default_value_t = 180.0)]
     seconds: f64,
+    /// Separate a catalog of this many tracks of --seconds each (in nested folders) instead of
+    /// one file, then run it again (every track already done) and time that rerun too.
+    #[arg(long, default_value_t = 1)]
+    tracks: usize,
     /// Work folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -42,10 +46,92 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
             tmp.path().to_path_buf()
         }
     };
-    // Render the input in chunks, so an hour of audio needs no hour of memory here either.
-    let input = dir.join("bench_mix.wav");
+    if args.tracks == 0 || args.tracks > 100_000 {
+        return Err(Error::param(
+            "--tracks",
+            format!("expected 1 to 100000, got {}", args.tracks),
+        ));
+    }
     let frames = (args.seconds * 48000.0).round() as u64;
-    let mut sink = WavSink::create(&input, 48000, 2, SampleFormat::Int24, 1)?;
+    let input = if args.tracks == 1 {
+        let input = dir.join("bench_mix.wav");
+        render_file(&input, 0, frames)?;
+        input
+    } else {
+        // A catalog: ten tracks per album folder, each a different stretch of the mix.
+        let catalog = dir.join("catalog");
+        for i in 0..args.tracks {
+            let path = catalog
+                .join(format!("album {:03}", i / 10))
+                .join(format!("track {i:05}.wav"));
+            std::fs::create_dir_all(path.parent().expect("a folder"))
+                .map_err(|e| Error::io(&path, e))?;
+            render_file(&path, i as u64 * frames, frames)?;
+        }
+        catalog
+    };
+
+    let exe = std::env::current_exe().map_err(|e| Error::io("stemkit", e))?;
+    let run = || -> Result<f64> {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("separate")
+            .arg("-o")
+            .arg(dir.join("stems"))
+            .arg("--quiet");
+        if args.separate_args.is_empty() {
+            cmd.args(["--stems", "hpr", "--device", "cpu"]);
+        } else {
+            cmd.args(&args.separate_args);
+        }
+        cmd.arg("--").arg(&input);
+        let started = Instant::now();
+        let status = cmd.status().map_err(|e| Error::io("stemkit separate", e))?;
+        let wall = started.elapsed().as_secs_f64();
+        if !status.success() {
+            return Err(Error::io(
+                "stemkit separate",
+                std::io::Error::other(format!("exited with {status}")),
+            ));
+        }
+        Ok(wall)
+    };
+    let wall = run()?;
+    let peak = peak_child_rss_mib();
+    let audio = args.seconds * args.tracks as f64;
+    let what = if args.separate_args.is_empty() {
+        "--stems hpr --device cpu".to_string()
+    } else {
+        args.separate_args.join(" ")
+    };
+    let source = if args.tracks == 1 {
+        format!("{:.1} s of stereo 48 kHz", args.seconds)
+    } else {
+        format!(
+            "a catalog of {} tracks × {:.1} s ({:.2} h) of stereo 48 kHz",
+            args.tracks,
+            args.seconds,
+            audio / 3600.0
+        )
+    };
+    out(format!(
+        "stemkit separate {what}: {source} in {wall:.3} s = {:.1}x real time; peak RSS {}",
+        audio / wall,
+        peak.map_or("unknown".to_string(), |m| format!("{m:.0} MiB")),
+    ));
+    if args.tracks > 1 {
+        let again = run()?;
+        out(format!(
+            "rerun of the finished catalog ({} tracks, all already done): {again:.3} s",
+            args.tracks
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renders `frames` of the synthetic mix from frame `from` into a 24-bit stereo WAV, in chunks
+/// (an hour of audio needs no hour of memory).
+fn render_file(path: &std::path::Path, from: u64, frames: u64) -> Result<()> {
+    let mut sink = WavSink::create(path, 48000, 2, SampleFormat::Int24, 1)?;
     let mut chunk = vec![Vec::new(), Vec::new()];
     let mut at = 0u64;
     while at < frames {
@@ -53,47 +139,12 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
         chunk
             .iter_mut()
             .for_each(|c: &mut Vec<f32>| c.resize(n, 0.0));
-        render(Part::Mix, 48000, at, &mut chunk);
+        render(Part::Mix, 48000, from + at, &mut chunk);
         sink.write(&mut chunk)?;
         at += n as u64;
     }
     sink.finish(true)?;
-
-    let exe = std::env::current_exe().map_err(|e| Error::io("stemkit", e))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("separate")
-        .arg(&input)
-        .arg("-o")
-        .arg(dir.join("stems"))
-        .arg("--quiet");
-    if args.separate_args.is_empty() {
-        cmd.args(["--stems", "hpr", "--device", "cpu"]);
-    } else {
-        cmd.args(&args.separate_args);
-    }
-    let started = Instant::now();
-    let status = cmd.status().map_err(|e| Error::io("stemkit separate", e))?;
-    let wall = started.elapsed().as_secs_f64();
-    if !status.success() {
-        return Err(Error::io(
-            "stemkit separate",
-            std::io::Error::other(format!("exited with {status}")),
-        ));
-    }
-    let peak = peak_child_rss_mib();
-    out(format!(
-        "stemkit separate {}: {:.1} s of stereo 48 kHz in {:.3} s = {:.1}x real time; peak RSS {}",
-        if args.separate_args.is_empty() {
-            "--stems hpr --device cpu".to_string()
-        } else {
-            args.separate_args.join(" ")
-        },
-        args.seconds,
-        wall,
-        args.seconds / wall,
-        peak.map_or("unknown".to_string(), |m| format!("{m:.0} MiB")),
-    ));
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Largest resident set of any waited-for child, in MiB (Linux reports KiB).

@@ -10,6 +10,11 @@
 //! search per frame, sequential and branchy, poor work for a GPU and cheap on the host); the
 //! second uploads those pairs and runs the masks, inverse transforms and overlap-add.
 //!
+//! Blocks from several threads (tracks in flight with `--jobs N`) share submissions: whoever
+//! finds no submission in progress runs every block queued meanwhile (up to [`MAX_BATCH`], one
+//! slot of buffers each) as one submission per phase, so short tracks do not pay a queue round
+//! trip each, and a lone block never waits for company.
+//!
 //! Unlike the CPU engine it keeps no overlap-add tail between blocks: each block rebuilds the
 //! inverse frames before its start (see [`crate::gpu::plan`]), so blocks are independent and
 //! the engine's only per-track state is the channel count. Blocks larger than the device can
@@ -33,7 +38,7 @@ use crate::stages::pitch::{FrameCandidates, LineTracker};
 use crate::stems::{Stem, StemSet};
 use crate::stream::{Block, BlockEngine, BlockStream};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Engine options beyond the separation parameters; the defaults suit production.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,10 +70,54 @@ pub struct GpuTrackState {
     pub channels: usize,
 }
 
+/// Blocks that can share one queue submission (one slot of buffers each).
+pub const MAX_BATCH: usize = 8;
+
 struct Inner {
-    resources: Resources,
+    /// One set of buffers per block of a shared submission; grown up to [`MAX_BATCH`].
+    slots: Vec<Resources>,
+    tables: Tables,
     stats: GpuStats,
+}
+
+/// Constant tables uploaded into every slot.
+struct Tables {
+    periodic: Vec<f32>,
+    low: Vec<f32>,
+}
+
+/// A block waiting for the GPU: its plan and gathered input; the leader fills in the result
+/// (the stems' samples, `[stem][channel][count]`).
+struct Request {
+    plan: BlockPlan,
+    n_frames: usize,
     pcm: Vec<f32>,
+    result: Mutex<Option<Result<Vec<f32>>>>,
+}
+
+/// Blocks from every thread using the engine (one per track with `--jobs N`): whoever finds no
+/// submission in progress becomes the leader and runs everything queued meanwhile as one
+/// submission, so blocks of several short tracks share a submission whenever they contend,
+/// and a lone block never waits for company.
+#[derive(Default)]
+struct Queue {
+    pending: std::collections::VecDeque<Arc<Request>>,
+    leader: bool,
+}
+
+/// A slot's buffers with the constant tables uploaded.
+fn new_slot(
+    ctx: &Arc<GpuContext>,
+    pipelines: &Arc<crate::gpu::pipelines::Pipelines>,
+    params: &SeparationParams,
+    tables: &Tables,
+    timestamps: bool,
+) -> Result<Resources> {
+    let mut resources = Resources::new(ctx.clone(), pipelines.clone(), timestamps);
+    resources.ensure(&worst_case_params(params, 1, 1), 0, 0)?;
+    resources.write(Buf::WssPeriodic, bytemuck::cast_slice(&tables.periodic));
+    resources.write(Buf::Low, bytemuck::cast_slice(&tables.low));
+    Ok(resources)
 }
 
 /// A GPU separator: pipelines and buffers built once, reused for every block and track.
@@ -85,6 +134,8 @@ pub struct GpuSeparator {
     lines: Option<(LineTracker, LineTracker)>,
     bin_hz: f32,
     inner: Mutex<Inner>,
+    queue: Mutex<Queue>,
+    ready: Condvar,
 }
 
 impl std::fmt::Debug for GpuSeparator {
@@ -129,21 +180,20 @@ impl GpuSeparator {
         let pipelines = ctx.pipelines(n_fft, path)?;
         let window = hann_periodic(n_fft);
         let wss = WindowSumSquare::new(&window, hop);
-        let mut resources = Resources::new(ctx.clone(), pipelines.clone(), options.timestamps);
-        // The periodic sum-square depends only on the hop: upload it once.
-        let shape = worst_case_params(&params, 1, 1);
-        resources.ensure(&shape, 0, 0)?;
-        let periodic = periodic_wss(&wss, n_fft, hop);
-        resources.write(Buf::WssPeriodic, bytemuck::cast_slice(&periodic));
         let bins = params.stft.n_bins();
         let bin_hz = params.production.sample_rate as f32 / n_fft as f32;
         let production = matches!(params.stems, StemSet::Production { .. });
-        let low = if production {
-            low_register(&params.production, bins, bin_hz)
-        } else {
-            Vec::new()
+        // Tables every block reads, uploaded once per slot: the periodic window sum-square
+        // (it depends only on the hop) and the low-register weight.
+        let tables = Tables {
+            periodic: periodic_wss(&wss, n_fft, hop),
+            low: if production {
+                low_register(&params.production, bins, bin_hz)
+            } else {
+                Vec::new()
+            },
         };
-        resources.write(Buf::Low, bytemuck::cast_slice(&low));
+        let resources = new_slot(&ctx, &pipelines, &params, &tables, options.timestamps)?;
         let lines = params.stems.needs_lines().then(|| {
             (
                 LineTracker::new(params.production.bass, bins, bin_hz),
@@ -151,7 +201,8 @@ impl GpuSeparator {
             )
         });
         let stats = GpuStats {
-            setup_bytes_uploaded: pipelines.setup_bytes + ((periodic.len() + low.len()) * 4) as u64,
+            setup_bytes_uploaded: pipelines.setup_bytes
+                + ((tables.periodic.len() + tables.low.len()) * 4) as u64,
             timestamps: resources.timed(),
             ..Default::default()
         };
@@ -166,10 +217,12 @@ impl GpuSeparator {
             options,
             wss,
             inner: Mutex::new(Inner {
-                resources,
+                slots: vec![resources],
+                tables,
                 stats,
-                pcm: Vec::new(),
             }),
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
         })
     }
 
@@ -290,92 +343,180 @@ impl GpuSeparator {
                 plan.pcm_start, v.offset
             )));
         }
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let inner = &mut *guard;
-        let out_bytes = buffer_bytes(Buf::Out, &plan.params, self.path, 0);
-        let line_bytes = if self.lines.is_some() {
-            buffer_bytes(Buf::LineIn, &plan.params, self.path, 0)
-        } else {
-            0
-        };
-        inner
-            .resources
-            .ensure(&plan.params, plan.wss_edge.len(), out_bytes.max(line_bytes))?;
-        let uploaded = upload(&mut inner.pcm, &inner.resources, inputs, &plan);
-        if self.options.poison {
-            for b in WRITTEN_BY_A_BLOCK {
-                inner.resources.poison(b);
+        // Gather the block's input here, outside any lock, then queue it for the GPU.
+        let mut pcm = Vec::new();
+        gather_pcm(&mut pcm, inputs, &plan);
+        let count = (plan.emit_to - plan.emit_from) as usize;
+        let request = Arc::new(Request {
+            plan,
+            n_frames,
+            pcm,
+            result: Mutex::new(None),
+        });
+        let samples = self.submit(&request)?;
+        for (stem, per_stem) in out.iter_mut().enumerate().take(self.stems.len()) {
+            for (ch, dst) in per_stem.iter_mut().enumerate().take(channels) {
+                let at = (stem * channels + ch) * count;
+                dst.extend_from_slice(&samples[at..at + count]);
             }
         }
-        inner.stats.blocks += 1;
-        inner.stats.bytes_uploaded += uploaded;
+        Ok(())
+    }
 
+    /// Queues `request` and returns its result: runs the queued blocks itself when no
+    /// submission is in progress, else waits for the leader that takes it.
+    fn submit(&self, request: &Arc<Request>) -> Result<Vec<f32>> {
+        let lock_queue = || self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queue = lock_queue();
+        queue.pending.push_back(request.clone());
+        loop {
+            if let Some(result) = request
+                .result
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                return result;
+            }
+            if queue.leader {
+                queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            queue.leader = true;
+            let n = queue.pending.len().min(MAX_BATCH);
+            let batch: Vec<Arc<Request>> = queue.pending.drain(..n).collect();
+            drop(queue);
+            // Whatever happens (an error, a panic), the leadership is handed back.
+            let _release = Release(self);
+            let results = match self.run_batch(&batch) {
+                Ok(results) => results.into_iter().map(Ok).collect(),
+                Err(e) if batch.len() == 1 => vec![Err(e)],
+                Err(e) => batch
+                    .iter()
+                    .map(|_| {
+                        Err(match &e {
+                            Error::Gpu(m) => Error::Gpu(m.clone()),
+                            other => Error::Gpu(other.to_string()),
+                        })
+                    })
+                    .collect(),
+            };
+            for (r, result) in batch.iter().zip(results) {
+                *r.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            }
+            drop(_release);
+            queue = lock_queue();
+        }
+    }
+
+    /// Runs `batch` (at most [`MAX_BATCH`] blocks, any tracks) in one submission per phase:
+    /// slot i holds block i. Returns each block's stem samples.
+    fn run_batch(&self, batch: &[Arc<Request>]) -> Result<Vec<Vec<f32>>> {
+        self.ctx.alive("running a block")?;
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
+        while inner.slots.len() < batch.len() {
+            let pipelines = inner.slots[0].pipelines().clone();
+            let slot = new_slot(
+                &self.ctx,
+                &pipelines,
+                &self.params,
+                &inner.tables,
+                self.options.timestamps,
+            )?;
+            inner.stats.setup_bytes_uploaded +=
+                ((inner.tables.periodic.len() + inner.tables.low.len()) * 4) as u64;
+            inner.slots.push(slot);
+        }
+        for (slot, req) in inner.slots.iter_mut().zip(batch) {
+            let plan = &req.plan;
+            let out_bytes = buffer_bytes(Buf::Out, &plan.params, self.path, 0);
+            let line_bytes = if self.lines.is_some() {
+                buffer_bytes(Buf::LineIn, &plan.params, self.path, 0)
+            } else {
+                0
+            };
+            slot.ensure(&plan.params, plan.wss_edge.len(), out_bytes.max(line_bytes))?;
+            slot.write(Buf::Params, bytemuck::bytes_of(&plan.params));
+            slot.write(Buf::Pcm, bytemuck::cast_slice(&req.pcm));
+            slot.write(Buf::WssEdge, bytemuck::cast_slice(&plan.wss_edge));
+            if self.options.poison {
+                for b in WRITTEN_BY_A_BLOCK {
+                    slot.poison(b);
+                }
+            }
+            inner.stats.blocks += 1;
+            inner.stats.bytes_uploaded += (std::mem::size_of_val(&plan.params)
+                + req.pcm.len() * 4
+                + plan.wss_edge.len() * 4) as u64;
+        }
         let last: &[Step] = match &self.params.stems {
             StemSet::Hpr { .. } => &Step::HPR,
             StemSet::Production { .. } if self.lines.is_none() => &Step::PRODUCTION_ONLY,
             StemSet::Production { .. } => {
                 // Spectra, medians and the lines' input; the lines on the host; then the rest.
                 let lines =
-                    self.run_steps(inner, &plan, &Step::ANALYSIS, Buf::LineIn, |bytes| {
-                        self.track_lines(&plan, n_frames, bytemuck::cast_slice(bytes))
+                    self.run_steps(inner, batch, &Step::ANALYSIS, Buf::LineIn, |i, b| {
+                        let req = &batch[i];
+                        self.track_lines(&req.plan, req.n_frames, bytemuck::cast_slice(b))
                     })?;
-                let flat: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
-                inner
-                    .resources
-                    .write(Buf::Lines, bytemuck::cast_slice(&flat));
-                inner.stats.bytes_uploaded += (flat.len() * 4) as u64;
+                for (i, lines) in lines.iter().enumerate() {
+                    let flat: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
+                    inner.slots[i].write(Buf::Lines, bytemuck::cast_slice(&flat));
+                    inner.stats.bytes_uploaded += (flat.len() * 4) as u64;
+                }
                 &Step::SYNTHESIS
             }
         };
-        let count = (plan.emit_to - plan.emit_from) as usize;
-        let n_stems = self.stems.len();
-        self.run_steps(inner, &plan, last, Buf::Out, |bytes| {
-            let samples: &[f32] = bytemuck::cast_slice(bytes);
-            for (stem, per_stem) in out.iter_mut().enumerate().take(n_stems) {
-                for (ch, dst) in per_stem.iter_mut().enumerate().take(channels) {
-                    let at = (stem * channels + ch) * count;
-                    dst.extend_from_slice(&samples[at..at + count]);
-                }
-            }
+        self.run_steps(inner, batch, last, Buf::Out, |_, b| {
+            bytemuck::cast_slice::<u8, f32>(b).to_vec()
         })
     }
 
-    /// One submission: records `steps`, copies all of `readback` (as the plan sizes it) to the
-    /// staging buffer, waits, and hands the bytes to `read`.
+    /// One submission for the whole batch: records `steps` for each block in its slot, copies
+    /// all of `readback` (as each plan sizes it) to the slot's staging buffer, waits, and hands
+    /// block i's bytes to `read(i, bytes)`.
     fn run_steps<T>(
         &self,
         inner: &mut Inner,
-        plan: &BlockPlan,
+        batch: &[Arc<Request>],
         steps: &[Step],
         readback: Buf,
-        read: impl FnOnce(&[u8]) -> T,
-    ) -> Result<T> {
-        let bytes = buffer_bytes(readback, &plan.params, self.path, 0);
+        mut read: impl FnMut(usize, &[u8]) -> T,
+    ) -> Result<Vec<T>> {
         let mut encoder =
             self.ctx
                 .device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("stemkit block"),
+                    label: Some("stemkit blocks"),
                 });
-        let dispatches = inner.resources.record(&mut encoder, &plan.params, steps);
-        inner
-            .resources
-            .record_readback(&mut encoder, readback, bytes, steps);
-        self.ctx.queue().submit([encoder.finish()]);
-        let mut result = None;
-        let times = inner
-            .resources
-            .read_staging(bytes, "GPU block", steps, |b| result = Some(read(b)))?;
-        let s = &mut inner.stats;
-        s.submissions += 1;
-        s.dispatches += dispatches;
-        s.bytes_read_back += bytes + if times.is_some() { TIMESTAMP_BYTES } else { 0 };
-        if let Some(ns) = times {
-            for (acc, t) in s.stage_ns.iter_mut().zip(ns) {
-                *acc += t;
-            }
+        for (slot, req) in inner.slots.iter().zip(batch) {
+            let bytes = buffer_bytes(readback, &req.plan.params, self.path, 0);
+            inner.stats.dispatches += slot.record(&mut encoder, &req.plan.params, steps);
+            slot.record_readback(&mut encoder, readback, bytes, steps);
         }
-        result.ok_or_else(|| Error::Gpu("GPU block: the readback was not delivered".into()))
+        self.ctx.queue().submit([encoder.finish()]);
+        inner.stats.submissions += 1;
+        let mut results = Vec::with_capacity(batch.len());
+        for (i, (slot, req)) in inner.slots.iter().zip(batch).enumerate() {
+            let bytes = buffer_bytes(readback, &req.plan.params, self.path, 0);
+            let mut result = None;
+            let times =
+                slot.read_staging(bytes, "GPU block", steps, |b| result = Some(read(i, b)))?;
+            let s = &mut inner.stats;
+            s.bytes_read_back += bytes + if times.is_some() { TIMESTAMP_BYTES } else { 0 };
+            if let Some(ns) = times {
+                for (acc, t) in s.stage_ns.iter_mut().zip(ns) {
+                    *acc += t;
+                }
+            }
+            results.push(
+                result.ok_or_else(|| {
+                    Error::Gpu("GPU block: the readback was not delivered".into())
+                })?,
+            );
+        }
+        Ok(results)
     }
 
     /// The (bass, melody) f0 of the plan's output frames from the lines' input read back:
@@ -419,13 +560,19 @@ impl GpuSeparator {
     }
 }
 
-/// Writes the block's uniform, input samples and edge sum-squares; returns the bytes written.
-fn upload(
-    pcm: &mut Vec<f32>,
-    resources: &Resources,
-    inputs: &[SignalView<'_>],
-    plan: &BlockPlan,
-) -> u64 {
+/// Hands the leadership of the submission queue back (on drop) and wakes the waiters.
+struct Release<'a>(&'a GpuSeparator);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.leader = false;
+        self.0.ready.notify_all();
+    }
+}
+
+/// The block's input samples `[channel][pcm_len]` (zeros past the held end).
+fn gather_pcm(pcm: &mut Vec<f32>, inputs: &[SignalView<'_>], plan: &BlockPlan) {
     pcm.clear();
     let (a, len) = (plan.pcm_start, plan.pcm_len);
     for v in inputs {
@@ -436,10 +583,6 @@ fn upload(
         pcm.extend_from_slice(&v.samples[from.min(v.samples.len())..][..avail]);
         pcm.resize(pcm.len() + len - avail, 0.0);
     }
-    resources.write(Buf::Params, bytemuck::bytes_of(&plan.params));
-    resources.write(Buf::Pcm, bytemuck::cast_slice(pcm));
-    resources.write(Buf::WssEdge, bytemuck::cast_slice(&plan.wss_edge));
-    (std::mem::size_of_val(&plan.params) + pcm.len() * 4 + plan.wss_edge.len() * 4) as u64
 }
 
 impl BlockEngine for GpuSeparator {
