@@ -537,29 +537,44 @@ impl Pass {
         if n == 0 {
             return Ok(());
         }
-        self.sinks
-            .par_iter_mut()
-            .zip(stem_out.par_iter_mut())
-            .zip(self.peaks.par_iter_mut().zip(self.out_peaks.par_iter_mut()))
-            .zip(self.meters.par_iter_mut())
-            .try_for_each(|(((sink, chunk), (peak, out_peak)), meter)| -> Result<()> {
-                if gain != 1.0 {
-                    chunk.iter_mut().flatten().for_each(|v| *v *= gain);
+        type StemSlot<'a> = (
+            ((&'a mut WavSink, &'a mut Vec<Vec<f32>>), (&'a mut f32, &'a mut f32)),
+            &'a mut Option<LoudnessMeter>,
+        );
+        let deliver_stem = |(((sink, chunk), (peak, out_peak)), meter): StemSlot<'_>| -> Result<()> {
+            if gain != 1.0 {
+                chunk.iter_mut().flatten().for_each(|v| *v *= gain);
+            }
+            *peak = chunk.iter().flatten().fold(*peak, |m, v| m.max(v.abs()));
+            sink.write(chunk)?;
+            *out_peak = chunk
+                .iter()
+                .flatten()
+                .fold(*out_peak, |m, v| m.max(v.abs()));
+            if let Some(meter) = meter {
+                meter.add(&chunk.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            }
+            Ok(())
+        };
+        // Each stem's encoding and metering, and the master's metering, all in parallel.
+        let master_meter = &mut self.master_meter;
+        let master_ref = &*master;
+        let (written, ()) = rayon::join(
+            || {
+                self.sinks
+                    .par_iter_mut()
+                    .zip(stem_out.par_iter_mut())
+                    .zip(self.peaks.par_iter_mut().zip(self.out_peaks.par_iter_mut()))
+                    .zip(self.meters.par_iter_mut())
+                    .try_for_each(deliver_stem)
+            },
+            || {
+                if let Some(meter) = master_meter {
+                    meter.add(&master_ref.iter().map(|m| &m[..n]).collect::<Vec<_>>());
                 }
-                *peak = chunk.iter().flatten().fold(*peak, |m, v| m.max(v.abs()));
-                sink.write(chunk)?;
-                *out_peak = chunk
-                    .iter()
-                    .flatten()
-                    .fold(*out_peak, |m, v| m.max(v.abs()));
-                if let Some(meter) = meter {
-                    meter.add(&chunk.iter().map(Vec::as_slice).collect::<Vec<_>>());
-                }
-                Ok(())
-            })?;
-        if let Some(meter) = &mut self.master_meter {
-            meter.add(&master.iter().map(|m| &m[..n]).collect::<Vec<_>>());
-        }
+            },
+        );
+        written?;
         // Null residual at the output depth: Σ delivered stems − gain · master.
         let g = gain as f64;
         let mut sum = vec![0.0f64; n];

@@ -37,7 +37,6 @@ use crate::stages::overlap_add::WindowSumSquare;
 use crate::stages::pitch::{FrameCandidates, LineTracker};
 use crate::stems::{Stem, StemSet};
 use crate::stream::{Block, BlockEngine, BlockStream};
-use rayon::prelude::*;
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Engine options beyond the separation parameters; the defaults suit production.
@@ -522,6 +521,10 @@ impl GpuSeparator {
     /// The (bass, melody) f0 of the plan's output frames from the lines' input read back:
     /// per harmonic frame, the channel-summed harmonic rows (`line_bins` bins), then the
     /// channel-summed magnitude rows.
+    ///
+    /// Runs on plain scoped threads, not rayon: the caller is the submission leader, whose
+    /// waiters may be blocked rayon workers, and a rayon wait here could steal one of their
+    /// jobs onto this thread and block it behind itself.
     fn track_lines(&self, plan: &BlockPlan, n_frames: usize, line_in: &[f32]) -> Vec<(f32, f32)> {
         let (bass, melody) = self.lines.as_ref().expect("a set with lines");
         let p = &plan.params;
@@ -529,35 +532,71 @@ impl GpuSeparator {
         let line_bins = p.line_bins as usize;
         let stride = line_bins + bins;
         let h0 = plan.t0 - p.harm_offset as usize;
-        let (bass_c, mel_c): (Vec<FrameCandidates>, Vec<FrameCandidates>) = line_in
-            .par_chunks_exact(stride)
+        let rows: Vec<&[f32]> = line_in
+            .chunks_exact(stride)
             .take(p.harm_frames as usize)
-            .map_init(
-                || (vec![0.0f32; bins], vec![0.0f32; bins], Vec::new()),
-                |(harm_sum, mag_sum, scratch), row| {
+            .collect();
+        let candidates: Vec<(FrameCandidates, FrameCandidates)> = scoped_map(rows.len(), |range| {
+            let (mut harm_sum, mut mag_sum, mut scratch) =
+                (vec![0.0f32; bins], vec![0.0f32; bins], Vec::new());
+            range
+                .map(|i| {
+                    let row = rows[i];
                     harm_sum[..line_bins].copy_from_slice(&row[..line_bins]);
                     mag_sum.copy_from_slice(&row[line_bins..]);
                     line_candidates(
                         (bass, melody),
                         &self.params.production,
                         self.bin_hz,
-                        harm_sum,
-                        mag_sum,
-                        scratch,
+                        &harm_sum,
+                        &mut mag_sum,
+                        &mut scratch,
                     )
-                },
-            )
-            .unzip();
-        (plan.t0..plan.end)
-            .into_par_iter()
-            .map(|t| {
-                (
-                    bass.decide(&bass_c, h0, t, n_frames),
-                    melody.decide(&mel_c, h0, t, n_frames),
-                )
-            })
-            .collect()
+                })
+                .collect()
+        });
+        let (bass_c, mel_c): (Vec<FrameCandidates>, Vec<FrameCandidates>) =
+            candidates.into_iter().unzip();
+        scoped_map(plan.end - plan.t0, |range| {
+            range
+                .map(|j| {
+                    let t = plan.t0 + j;
+                    (
+                        bass.decide(&bass_c, h0, t, n_frames),
+                        melody.decide(&mel_c, h0, t, n_frames),
+                    )
+                })
+                .collect()
+        })
     }
+}
+
+/// `0..n` split into contiguous ranges over a few scoped OS threads; `f` maps a range to its
+/// results, which come back in order.
+fn scoped_map<T: Send>(
+    n: usize,
+    f: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
+) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, 16)
+        .min(n.div_ceil(64).max(1));
+    if threads == 1 {
+        return f(0..n);
+    }
+    let per = n.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let f = &f;
+                scope.spawn(move || f(k * per..((k + 1) * per).min(n)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a line-tracking thread panicked"))
+            .collect()
+    })
 }
 
 /// Hands the leadership of the submission queue back (on drop) and wakes the waiters.
