@@ -4,7 +4,8 @@
 //! decode (`audio`) → resample → frame → fft → magnitude → median → mask → ifft → overlap_add →
 //! encode (`audio`). [`Separator`] runs the stages on the CPU over blocks of frames,
 //! [`gpu::GpuSeparator`] runs them as WGSL compute shaders; [`Engines`] picks one per run;
-//! [`pipeline::separate_file`] runs one file end to end and [`batch::run_batch`] many.
+//! [`pipeline::separate_file`] runs one file end to end and [`batch::run_batch`] many (a catalog:
+//! folders mirrored, finished tracks skipped, shards, live reports; see [`catalog`]).
 
 pub mod audio;
 pub mod batch;

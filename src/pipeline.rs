@@ -538,24 +538,28 @@ impl Pass {
             return Ok(());
         }
         type StemSlot<'a> = (
-            ((&'a mut WavSink, &'a mut Vec<Vec<f32>>), (&'a mut f32, &'a mut f32)),
+            (
+                (&'a mut WavSink, &'a mut Vec<Vec<f32>>),
+                (&'a mut f32, &'a mut f32),
+            ),
             &'a mut Option<LoudnessMeter>,
         );
-        let deliver_stem = |(((sink, chunk), (peak, out_peak)), meter): StemSlot<'_>| -> Result<()> {
-            if gain != 1.0 {
-                chunk.iter_mut().flatten().for_each(|v| *v *= gain);
-            }
-            *peak = chunk.iter().flatten().fold(*peak, |m, v| m.max(v.abs()));
-            sink.write(chunk)?;
-            *out_peak = chunk
-                .iter()
-                .flatten()
-                .fold(*out_peak, |m, v| m.max(v.abs()));
-            if let Some(meter) = meter {
-                meter.add(&chunk.iter().map(Vec::as_slice).collect::<Vec<_>>());
-            }
-            Ok(())
-        };
+        let deliver_stem =
+            |(((sink, chunk), (peak, out_peak)), meter): StemSlot<'_>| -> Result<()> {
+                if gain != 1.0 {
+                    chunk.iter_mut().flatten().for_each(|v| *v *= gain);
+                }
+                *peak = chunk.iter().flatten().fold(*peak, |m, v| m.max(v.abs()));
+                sink.write(chunk)?;
+                *out_peak = chunk
+                    .iter()
+                    .flatten()
+                    .fold(*out_peak, |m, v| m.max(v.abs()));
+                if let Some(meter) = meter {
+                    meter.add(&chunk.iter().map(Vec::as_slice).collect::<Vec<_>>());
+                }
+                Ok(())
+            };
         // Each stem's encoding and metering, and the master's metering, all in parallel.
         let master_meter = &mut self.master_meter;
         let master_ref = &*master;

@@ -31,7 +31,9 @@ enum Command {
         stemkit separate masters/ -o stems/ --bits 16 --rate 44.1k\n  \
         stemkit separate mix.flac -o out/ --stems hpr --margin 3 --kernel 0.2s\n  \
         stemkit separate mix.wav -o out/ --name-template '{track}-{stem}'\n  \
-        stemkit separate masters/ -o stems/ --device gpu --fallback cpu --stats")]
+        stemkit separate masters/ -o stems/ --device gpu --fallback cpu --stats\n  \
+        stemkit separate catalog/ -o stems/ --jobs 2          (mirrors folders; reruns skip done tracks)\n  \
+        stemkit separate catalog/ -o /shared/stems --shard 3/16   (one of 16 cluster tasks)")]
     Separate(SeparateArgs),
     /// Sum stems and compare them with the master; exit 1 if the residual is above --max-dbfs.
     #[command(

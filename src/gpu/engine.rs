@@ -573,10 +573,7 @@ impl GpuSeparator {
 
 /// `0..n` split into contiguous ranges over a few scoped OS threads; `f` maps a range to its
 /// results, which come back in order.
-fn scoped_map<T: Send>(
-    n: usize,
-    f: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
-) -> Vec<T> {
+fn scoped_map<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .clamp(1, 16)
