@@ -13,7 +13,9 @@ use crate::pipeline::{DeliveryOptions, OutputRate};
 use crate::production::ProductionSpec;
 use crate::separator::{SeparationSpec, DEFAULT_BLOCK_FRAMES};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 impl SeparationArgs {
@@ -214,13 +216,21 @@ impl DeliveryArgs {
 }
 
 /// One overall progress bar (tracks done of all, audio hours, real-time factor, ETA) and
-/// per-track lines on stderr.
+/// per-track lines on stderr. The bar advances within tracks too (decoded frames of each track in
+/// flight against its length from the header), so one long file shows progress and an ETA.
 struct Progress {
     quiet: bool,
     bar: Option<ProgressBar>,
     started: std::time::Instant,
     audio_s: f64,
+    done: usize,
+    total: usize,
+    /// Tracks in flight: input → (index, frames in the header (0: unknown), frames decoded).
+    in_flight: HashMap<PathBuf, (usize, u64, u64)>,
 }
+
+/// Bar units per track.
+const UNITS: u64 = 1000;
 
 impl Progress {
     fn say(&self, line: String) {
@@ -229,29 +239,71 @@ impl Progress {
             None => eprintln!("{line}"),
         }
     }
-}
 
-impl BatchObserver for Progress {
-    fn batch_started(&mut self, total: usize) {
+    fn redraw(&self) {
         if let Some(bar) = &self.bar {
-            bar.set_length(total as u64);
-            bar.set_message("0.00 h of audio");
-        }
-    }
-
-    fn track_finished(&mut self, outcome: &TrackOutcome) {
-        if let TrackOutcome::Ok(r) = outcome {
-            self.audio_s += r.duration_s;
-        }
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
+            let partial: u64 = self
+                .in_flight
+                .values()
+                .map(|&(_, total, done)| {
+                    if total > 0 {
+                        (done.min(total) * (UNITS - 1)) / total
+                    } else {
+                        0
+                    }
+                })
+                .sum();
+            bar.set_position(self.done as u64 * UNITS + partial);
             let wall = self.started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
-                "{:.2} h of audio, {:.0}x real time",
+                "{}/{} tracks, {:.2} h of audio, {:.0}x real time",
+                self.done,
+                self.total,
                 self.audio_s / 3600.0,
                 self.audio_s / wall
             ));
         }
+    }
+}
+
+impl BatchObserver for Progress {
+    fn batch_started(&mut self, total: usize) {
+        self.total = total;
+        if let Some(bar) = &self.bar {
+            bar.set_length(total as u64 * UNITS);
+        }
+        self.redraw();
+    }
+
+    fn track_started(&mut self, index: usize, _total: usize, input: &Path) {
+        if self.bar.is_some() {
+            let frames = crate::audio::decode::AudioReader::open(input)
+                .ok()
+                .and_then(|r| r.info().frames)
+                .unwrap_or(0);
+            self.in_flight
+                .insert(input.to_path_buf(), (index, frames, 0));
+        }
+    }
+
+    fn track_progress(&mut self, index: usize, frames: u64) {
+        if let Some(entry) = self.in_flight.values_mut().find(|e| e.0 == index) {
+            entry.2 = frames;
+            self.redraw();
+        }
+    }
+
+    fn track_finished(&mut self, outcome: &TrackOutcome) {
+        let input = match outcome {
+            TrackOutcome::Ok(r) => {
+                self.audio_s += r.duration_s;
+                &r.input
+            }
+            TrackOutcome::Skipped { input, .. } | TrackOutcome::Failed { input, .. } => input,
+        };
+        self.in_flight.remove(input);
+        self.done += 1;
+        self.redraw();
         let line = match outcome {
             TrackOutcome::Ok(r) => (!self.quiet).then(|| {
                 let mut line = format!(
@@ -295,7 +347,7 @@ pub(super) fn run(args: SeparateArgs) -> CliResult {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
-                "{pos}/{len} tracks {wide_bar} {msg} {elapsed_precise} ETA {eta}",
+                "{msg} {wide_bar} {percent:>3}% {elapsed_precise} ETA {eta}",
             )
             .expect("valid template"),
         );
@@ -306,6 +358,9 @@ pub(super) fn run(args: SeparateArgs) -> CliResult {
         bar,
         started: std::time::Instant::now(),
         audio_s: 0.0,
+        done: 0,
+        total: 0,
+        in_flight: HashMap::new(),
     };
     let report = run_batch(
         &engines,
