@@ -246,11 +246,9 @@ impl Progress {
                 .in_flight
                 .values()
                 .map(|&(_, total, done)| {
-                    if total > 0 {
-                        (done.min(total) * (UNITS - 1)) / total
-                    } else {
-                        0
-                    }
+                    (done.min(total) * (UNITS - 1))
+                        .checked_div(total)
+                        .unwrap_or(0)
                 })
                 .sum();
             bar.set_position(self.done as u64 * UNITS + partial);
