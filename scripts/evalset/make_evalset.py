@@ -166,11 +166,15 @@ def song(seed, out_dir, seconds):
     def chord_notes(deg):
         return [root + scale[(deg + i) % 7] + 12 * ((deg + i) // 7) for i in (0, 2, 4)]
 
+    # Chords voiced from C3 up (in the bass register, as a piano's left hand or a low pad) or
+    # from C4 up: a set voiced only above the bass would reward any bass/harmony split that
+    # simply gives everything below C4 to the bass.
+    voicing = rng.choice([0, 12])
     harmony, bass, melody = [], [], []
     for bar in range(bars):
         notes = chord_notes(degrees[bar % 4])
         for p in notes:
-            harmony.append((bar * 4, 4, p + 12, 70))
+            harmony.append((bar * 4, 4, p + voicing, 70))
         pattern = rng.choice([[0, 2], [0, 1.5, 2, 3.5], [0, 1, 2, 3]])
         for b in pattern:
             bass.append((bar * 4 + b, 0.9, notes[0] - 12, 95))
