@@ -97,42 +97,7 @@ fn finite_or_null<S: serde::Serializer>(v: &f64, s: S) -> std::result::Result<S:
     }
 }
 
-/// EBU R128 integrated loudness and true peak of one signal, measured as it streams.
-pub struct LoudnessMeter {
-    meter: ebur128::EbuR128,
-}
-
-impl LoudnessMeter {
-    /// A meter for `channels` channels at `rate` Hz.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] for a layout the meter cannot take.
-    pub fn new(channels: usize, rate: u32) -> Result<Self> {
-        ebur128::EbuR128::new(
-            channels as u32,
-            rate,
-            ebur128::Mode::I | ebur128::Mode::TRUE_PEAK,
-        )
-        .map(|meter| LoudnessMeter { meter })
-        .map_err(|e| Error::param("loudness meter", format!("{e:?}")))
-    }
-
-    /// Adds planar samples (every channel the same length).
-    pub fn add(&mut self, planar: &[&[f32]]) {
-        if planar.first().is_some_and(|c| !c.is_empty()) {
-            let _ = self.meter.add_frames_planar_f32(planar);
-        }
-    }
-
-    /// (integrated loudness LUFS, true peak dBTP).
-    pub fn result(&self) -> (f64, f64) {
-        let lufs = self.meter.loudness_global().unwrap_or(f64::NEG_INFINITY);
-        let peak = (0..self.meter.channels())
-            .filter_map(|c| self.meter.true_peak(c).ok())
-            .fold(0.0f64, f64::max);
-        (lufs, dbfs(peak))
-    }
-}
+pub use crate::audio::loudness::LoudnessMeter;
 
 /// What happened to one track.
 #[derive(Clone, Debug, Serialize)]

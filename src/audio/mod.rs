@@ -3,5 +3,6 @@
 
 pub mod decode;
 pub mod encode;
+pub mod loudness;
 pub mod naming;
 pub mod resample;
