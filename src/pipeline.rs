@@ -56,7 +56,7 @@ pub struct DeliveryOptions {
     /// File name template (see `audio::naming`).
     pub name_template: String,
     /// Measure EBU R128 loudness and true peak of the master and every stem for the report
-    /// (about a third of the CPU path's time; `--no-loudness` turns it off).
+    /// (a fifth to a third of the CPU path's time; `--no-loudness` turns it off).
     pub loudness: bool,
 }
 
