@@ -150,14 +150,6 @@ pub struct BatchReport {
     pub summary: BatchSummary,
 }
 
-/// Expands files and folders (recursively, sorted) into audio files; see [`catalog::collect`].
-pub fn collect_inputs(inputs: &[PathBuf], out_dir: &Path) -> Vec<PathBuf> {
-    catalog::collect(inputs, out_dir)
-        .into_iter()
-        .map(|e| e.input)
-        .collect()
-}
-
 /// Callbacks a front end gets during a batch (from the worker threads, one call at a time).
 pub trait BatchObserver: Send {
     /// The run covers `total` tracks.

@@ -61,6 +61,24 @@ impl StageRunner {
         }
     }
 
+    /// Parameters of the mask stages for `rows` frames (held = output = harmonic frames) and
+    /// `inverted` inverted stems, plus the remainder.
+    fn mask_params(&self, rows: usize, hpss: &HpssParams, inverted: u32) -> GpuParams {
+        GpuParams {
+            held_frames: rows as u32,
+            out_frames: rows as u32,
+            harm_frames: rows as u32,
+            power: hpss.power,
+            margin_harmonic: hpss.margin_harmonic,
+            margin_percussive: hpss.margin_percussive,
+            mask_mode: mask_mode::for_power(hpss.power),
+            split_zeros: hpss.split_zeros() as u32,
+            inverted_stems: inverted,
+            n_stems: inverted + 1,
+            ..self.base_params()
+        }
+    }
+
     /// Runs `step` with `params`: `inputs` are written first, `output` is poisoned, then read back
     /// (`out_len` f32 values).
     fn run(
@@ -234,19 +252,7 @@ impl StageRunner {
         let base = self.base_params();
         let rows = spectra.len() / base.bins as usize;
         let inverted = if both { 2 } else { 1 };
-        let p = GpuParams {
-            held_frames: rows as u32,
-            out_frames: rows as u32,
-            harm_frames: rows as u32,
-            power: hpss.power,
-            margin_harmonic: hpss.margin_harmonic,
-            margin_percussive: hpss.margin_percussive,
-            mask_mode: mask_mode::for_power(hpss.power),
-            split_zeros: hpss.split_zeros() as u32,
-            inverted_stems: inverted,
-            n_stems: inverted + 1,
-            ..base
-        };
+        let p = self.mask_params(rows, hpss, inverted);
         let out = self.run(
             Step::Mask,
             p,
@@ -326,22 +332,12 @@ impl StageRunner {
         let rows = spectra.len() / base.bins as usize;
         let inverted = stems.len() as u32;
         let p = GpuParams {
-            held_frames: rows as u32,
-            out_frames: rows as u32,
-            harm_frames: rows as u32,
-            power: hpss.power,
-            margin_harmonic: hpss.margin_harmonic,
-            margin_percussive: hpss.margin_percussive,
-            mask_mode: mask_mode::for_power(hpss.power),
-            split_zeros: hpss.split_zeros() as u32,
-            inverted_stems: inverted,
-            n_stems: inverted + 1,
             bin_hz: production.sample_rate as f32 / self.n_fft as f32,
             comb_ratio: crate::production::comb_ratio(production.comb_cents),
             bass_partials: production.bass_partials as u32,
             melody_partials: production.melody_partials as u32,
             stem_kinds: crate::gpu::params::stem_kind::pack(stems),
-            ..base
+            ..self.mask_params(rows, hpss, inverted)
         };
         let lines: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
         let out = self.run(
