@@ -40,11 +40,11 @@ struct Params {
     melody_partials: u32,
     stem_kinds: u32,
     line_bins: u32,
+    comb_lobe_hz: f32,
+    bass_comb_max_hz: f32,
+    melody_comb_max_hz: f32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-    _pad4: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

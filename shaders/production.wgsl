@@ -66,24 +66,26 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 
 // add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
 // partial when `shared_row`, reading the harmonic row at harm[base ..]).
-fn comb(b: u32, f0: f32, partials: u32, shared_row: bool, base: u32, init: f32) -> f32 {
+fn comb(b: u32, f0: f32, partials: u32, max_hz: f32, shared_row: bool, base: u32, init: f32) -> f32 {
     var w = init;
     if f0 <= 0.0 {
         return w;
     }
     let r = params.comb_ratio;
-    let min_hz = 0.5 * params.bin_hz;
+    let lobe = params.comb_lobe_hz;
     let f = f32(b) * params.bin_hz;
-    // Partial h reaches bin b only if |f − h·f0| < 3·max(h·f0·r, min_hz): a range of h, widened
-    // by one each side against rounding.
-    let h_lo = max(1.0, floor((f - 3.0 * min_hz) / ((1.0 + 3.0 * r) * f0)) - 1.0);
-    var h_hi = f32(partials);
+    // Partials up to max_hz: floor(max_hz / f0) of them at most (as the twin).
+    var h_hi = min(f32(partials), floor(max_hz / f0));
+    // σ = √((h·f0·r)² + lobe²) ≤ h·f0·r + lobe, so partial h reaches bin b only if
+    // |f − h·f0| < 3·(h·f0·r + lobe): a range of h, widened by one each side against rounding.
+    let h_lo = max(1.0, floor((f - 3.0 * lobe) / ((1.0 + 3.0 * r) * f0)) - 1.0);
     if 3.0 * r < 1.0 {
-        h_hi = min(h_hi, ceil((f + 3.0 * min_hz) / ((1.0 - 3.0 * r) * f0)) + 1.0);
+        h_hi = min(h_hi, ceil((f + 3.0 * lobe) / ((1.0 - 3.0 * r) * f0)) + 1.0);
     }
-    for (var h = u32(h_lo); h <= u32(h_hi); h++) {
+    for (var h = u32(h_lo); f32(h) <= h_hi; h++) {
         let centre = f32(h) * f0;
-        let sigma = max(centre * r, min_hz);
+        let cr = centre * r;
+        let sigma = sqrt(cr * cr + lobe * lobe);
         let d = (f - centre) * (1.0 / sigma);
         let x = 1.0 - d * d / 9.0;
         if x <= 0.0 {
@@ -118,8 +120,8 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     let h = hp.x;
     let p = hp.y;
     let line = lines[j];
-    let bw = comb(b, line.x, params.bass_partials, true, harm_base, low[b]);
-    let mw = comb(b, line.y, params.melody_partials, false, 0u, 0.0);
+    let bw = comb(b, line.x, params.bass_partials, params.bass_comb_max_hz, true, harm_base, low[b]);
+    let mw = comb(b, line.y, params.melody_partials, params.melody_comb_max_hz, false, 0u, 0.0);
     let z = spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
     let stems = params.inverted_stems;
     let out = ((ch * params.out_frames + j) * stems) * params.bins + b;

@@ -24,6 +24,9 @@ pub struct ProductionSpec {
     pub melody_range_hz: (f32, f32),
     /// Below this the harmonic part is bass whatever the line does (smooth, over ±3 semitones).
     pub bass_cutoff_hz: f32,
+    /// The bass stem takes the bass line's partials up to this frequency, Hz: above it a bass's
+    /// partials are weak and a chord's or a lead's are not.
+    pub bass_comb_max_hz: f32,
     /// Width (σ) of the comb around each partial, cents.
     pub comb_cents: f32,
     /// Each side of a frame, the span of frames whose candidates decide its point of a line, ms.
@@ -34,6 +37,8 @@ pub struct ProductionSpec {
     pub bass_voicing: f32,
     /// HPSS margins used for the production stems (the fx stem is their residual).
     pub margin: (f32, f32),
+    /// Soft-mask power of the HPSS masks used for the production stems.
+    pub power: f32,
     /// Harmonic (time) median length for the production stems.
     pub harmonic_kernel: Kernel,
     /// Percussive (frequency) median length for the production stems.
@@ -46,11 +51,13 @@ impl Default for ProductionSpec {
             bass_range_hz: (30.0, 260.0),
             melody_range_hz: (100.0, 2000.0),
             bass_cutoff_hz: 100.0,
+            bass_comb_max_hz: 400.0,
             comb_cents: 50.0,
             track_ms: 100.0,
             melody_voicing: 0.02,
             bass_voicing: 0.10,
-            margin: (1.5, 1.2),
+            margin: (1.2, 1.1),
+            power: 4.0,
             harmonic_kernel: Kernel::Seconds(0.5),
             percussive_kernel: Kernel::Hertz(350.0),
         }
@@ -70,8 +77,10 @@ pub struct ProductionParams {
     pub bass_cutoff_hz: f32,
     /// See [`ProductionSpec::comb_cents`].
     pub comb_cents: f32,
-    /// Partials of the bass line given to the bass stem.
+    /// Partials of the bass line given to the bass stem (at most).
     pub bass_partials: usize,
+    /// See [`ProductionSpec::bass_comb_max_hz`].
+    pub bass_comb_max_hz: f32,
     /// Partials of the melody given to the melody stem.
     pub melody_partials: usize,
 }
@@ -97,6 +106,13 @@ impl ProductionSpec {
             return Err(Error::param(
                 "--comb-width",
                 format!("expected 1 to 600 cents, got {}", self.comb_cents),
+            ));
+        }
+        if !(self.bass_comb_max_hz.is_finite() && (20.0..=8000.0).contains(&self.bass_comb_max_hz))
+        {
+            return Err(Error::param(
+                "--bass-comb-max",
+                format!("expected 20 to 8000 Hz, got {}", self.bass_comb_max_hz),
             ));
         }
         if !(self.track_ms.is_finite() && (0.0..=2000.0).contains(&self.track_ms)) {
@@ -130,6 +146,7 @@ impl ProductionSpec {
             bass_cutoff_hz: self.bass_cutoff_hz,
             comb_cents: self.comb_cents,
             bass_partials: 8,
+            bass_comb_max_hz: self.bass_comb_max_hz,
             melody_partials: 30,
         }
     }
@@ -153,7 +170,21 @@ pub fn comb_ratio(cents: f32) -> f32 {
     2f32.powf(cents / 1200.0) - 1.0
 }
 
-/// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`.
+/// The spread of a steady partial over the STFT's bins, in bins: a Hann window's main lobe holds
+/// a sinusoid in the bins within ±2 of it (the nearest two or three carry ~95 % of its power),
+/// whatever its frequency. A comb bump's σ is `√((f·ratio)² + (COMB_LOBE_BINS·bin_hz)²)`: the
+/// pitch spread (vibrato, detuning) in cents and this window spread in bins, combined.
+pub const COMB_LOBE_BINS: f32 = 1.5;
+
+/// σ of the comb bump around a partial at `centre` Hz.
+#[inline]
+pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
+    let c = centre * ratio;
+    (c * c + lobe_hz * lobe_hz).sqrt()
+}
+
+/// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials` and
+/// up to `max_hz`.
 ///
 /// Each partial's weight is limited by a smooth-envelope model of the line: where another source
 /// shares a partial (a chord tone an octave above the bass, say), that partial's harmonic
@@ -165,6 +196,7 @@ pub fn add_comb(
     harm: Option<&[f32]>,
     f0: f32,
     partials: usize,
+    max_hz: f32,
     cents: f32,
     bin_hz: f32,
 ) {
@@ -173,7 +205,9 @@ pub fn add_comb(
     }
     let bins = w.len();
     let ratio = comb_ratio(cents);
-    let min_hz = 0.5 * bin_hz;
+    let lobe_hz = COMB_LOBE_BINS * bin_hz;
+    // Partials at or below max_hz (a rounding-safe count, as the shader's).
+    let partials = partials.min((max_hz / f0).floor() as usize);
     // Partial amplitudes: the larger of the two bins around h·f0.
     let amp: Vec<f32> = (0..=partials + 1)
         .map(|h| {
@@ -187,7 +221,7 @@ pub fn add_comb(
         .collect();
     for h in 1..=partials {
         let centre = h as f32 * f0;
-        let sigma = (centre * ratio).max(min_hz);
+        let sigma = comb_sigma(centre, ratio, lobe_hz);
         let lo = ((centre - 3.0 * sigma) / bin_hz).ceil().max(0.0) as usize;
         if lo >= bins {
             break;

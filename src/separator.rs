@@ -494,6 +494,7 @@ impl Separator {
                     Some(harm),
                     f_bass,
                     p.bass_partials,
+                    p.bass_comb_max_hz,
                     p.comb_cents,
                     self.bin_hz,
                 );
@@ -503,6 +504,7 @@ impl Separator {
                     None,
                     f_mel,
                     p.melody_partials,
+                    p.sample_rate as f32 / 2.0,
                     p.comb_cents,
                     self.bin_hz,
                 );
@@ -565,8 +567,9 @@ pub struct SeparationSpec {
     /// Percussive (frequency) median length (`None`: 31 bins for `hpr`, the production default
     /// otherwise).
     pub percussive_kernel: Option<crate::params::Kernel>,
-    /// Soft-mask power (`inf` for hard masks).
-    pub power: f32,
+    /// Soft-mask power (`inf` for hard masks; `None`: 2 for `hpr`, the production default
+    /// otherwise).
+    pub power: Option<f32>,
     /// Harmonic and percussive margins (`None`: 1 for `hpr`, the production default otherwise).
     pub margin: Option<(f32, f32)>,
     /// The `--stems` text.
@@ -585,7 +588,7 @@ impl Default for SeparationSpec {
             stft: StftParams::default(),
             harmonic_kernel: None,
             percussive_kernel: None,
-            power: 2.0,
+            power: None,
             margin: None,
             stems: "hpr".into(),
             no_rest: false,
@@ -625,7 +628,9 @@ impl SeparationSpec {
                     self.production.percussive_kernel
                 })
                 .resolve(sample_rate, &self.stft),
-            power: self.power,
+            power: self
+                .power
+                .unwrap_or(if hpr { 2.0 } else { self.production.power }),
             margin_harmonic: margin.0,
             margin_percussive: margin.1,
         };

@@ -569,9 +569,14 @@ fn production_masks_match_cpu() {
         Stem::Harmony,
         Stem::Fx,
     ];
-    for (rate, cents) in [(48000u32, 50.0f32), (22050, 120.0), (44100, 500.0)] {
+    for (rate, cents, comb_max) in [
+        (48000u32, 50.0f32, 400.0f32),
+        (22050, 120.0, 1000.0),
+        (44100, 500.0, 8000.0),
+    ] {
         let pp = ProductionSpec {
             comb_cents: cents,
+            bass_comb_max_hz: comb_max,
             ..Default::default()
         }
         .resolve(rate, &stft);
@@ -628,6 +633,7 @@ fn production_masks_match_cpu() {
                     Some(&harm[row.clone()]),
                     lines[r].0,
                     pp.bass_partials,
+                    pp.bass_comb_max_hz,
                     pp.comb_cents,
                     bin_hz,
                 );
@@ -637,6 +643,7 @@ fn production_masks_match_cpu() {
                     None,
                     lines[r].1,
                     pp.melody_partials,
+                    pp.sample_rate as f32 / 2.0,
                     pp.comb_cents,
                     bin_hz,
                 );

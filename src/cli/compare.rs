@@ -306,7 +306,12 @@ pub(super) fn run(args: CompareArgs) -> CliResult {
         }
         if !args.json && comparison.error.is_none() {
             print_table(&comparison, args.min_snr);
-            if engines.spec().power.is_infinite() && comparison.stems.iter().any(|s| !s.pass) {
+            if engines
+                .spec()
+                .resolve(48000)
+                .is_ok_and(|p| p.hpss.power.is_infinite())
+                && comparison.stems.iter().any(|s| !s.pass)
+            {
                 out("  note: hard masks (--power inf) move a near-tie bin wholly between stems, so the \
                      FFTs' last-bit differences can flip a few bins; expect 80-100 dB there");
             }

@@ -92,11 +92,12 @@ pub struct SeparationArgs {
     /// Percussive (frequency) median length: bins or a bandwidth such as 500hz. Overrides --kernel.
     #[arg(long = "percussive-kernel")]
     percussive_kernel: Option<String>,
-    /// Soft-mask power (> 0), or `inf` for hard masks.
-    #[arg(long, default_value = "2")]
-    power: String,
+    /// Soft-mask power (> 0), or `inf` for hard masks (default 2 for hpr, librosa's; 4 for the
+    /// production stems).
+    #[arg(long)]
+    power: Option<String>,
     /// HPSS margin ≥ 1: one value, or `harmonic,percussive` (default 1 for hpr, where above 1 the
-    /// residual stem appears; 2 for the production stems, whose fx stem is that residual).
+    /// residual stem appears; 1.2,1.1 for the production stems, whose fx stem is that residual).
     #[arg(long)]
     margin: Option<String>,
     /// Bass line f0 range, Hz (`LO-HI`).
@@ -108,6 +109,9 @@ pub struct SeparationArgs {
     /// Below this the harmonic part goes to bass whatever the line does (smooth, ±3 semitones).
     #[arg(long = "bass-cutoff", default_value = "100hz")]
     bass_cutoff: String,
+    /// The bass stem takes the bass line's partials up to this frequency.
+    #[arg(long = "bass-comb-max", default_value = "400hz")]
+    bass_comb_max: String,
     /// Width (σ) of the comb around each partial of the bass and melody lines, in cents.
     #[arg(long = "comb-width", default_value = "50")]
     comb_width: String,

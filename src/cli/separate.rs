@@ -54,6 +54,7 @@ impl SeparationArgs {
             bass_range_hz: parse_range("--bass-range", &self.bass_range)?,
             melody_range_hz: parse_range("--melody-range", &self.melody_range)?,
             bass_cutoff_hz: parse_unit("--bass-cutoff", &self.bass_cutoff, "hz")?,
+            bass_comb_max_hz: parse_unit("--bass-comb-max", &self.bass_comb_max, "hz")?,
             comb_cents: parse_unit("--comb-width", &self.comb_width, "cents")?,
             track_ms: parse_unit("--track-window", &self.track_window, "ms")?,
             ..ProductionSpec::default()
@@ -71,7 +72,11 @@ impl SeparationArgs {
             },
             harmonic_kernel,
             percussive_kernel,
-            power: HpssParams::parse_power(&self.power)?,
+            power: self
+                .power
+                .as_deref()
+                .map(HpssParams::parse_power)
+                .transpose()?,
             margin: self
                 .margin
                 .as_deref()
@@ -96,12 +101,13 @@ impl SeparationArgs {
             "harmonic_kernel": spec.resolve(48000).map(|p| p.hpss.harmonic_kernel).unwrap_or_default(),
             "percussive_kernel": spec.resolve(48000).map(|p| p.hpss.percussive_kernel).unwrap_or_default(),
             "kernels_as_given": [spec.harmonic_kernel.map(|k| k.to_string()), spec.percussive_kernel.map(|k| k.to_string())],
-            "power": if spec.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(spec.power) },
+            "power": spec.resolve(48000).map(|p| if p.hpss.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(p.hpss.power) }).unwrap_or_default(),
             "margin": spec.resolve(48000).map(|p| [p.hpss.margin_harmonic, p.hpss.margin_percussive]).unwrap_or_default(),
             "production": {
                 "bass_range_hz": spec.production.bass_range_hz,
                 "melody_range_hz": spec.production.melody_range_hz,
                 "bass_cutoff_hz": spec.production.bass_cutoff_hz,
+                "bass_comb_max_hz": spec.production.bass_comb_max_hz,
                 "comb_cents": spec.production.comb_cents,
                 "track_ms": spec.production.track_ms,
             },

@@ -152,8 +152,14 @@ pub struct GpuParams {
     pub stem_kinds: u32,
     /// Bins of the channel-summed harmonic rows in the line input (the bass line's reach).
     pub line_bins: u32,
+    /// The window spread of a comb bump, Hz (`COMB_LOBE_BINS · bin_hz`).
+    pub comb_lobe_hz: f32,
+    /// Highest partial frequency of the bass comb, Hz.
+    pub bass_comb_max_hz: f32,
+    /// Highest partial frequency of the melody comb, Hz (Nyquist).
+    pub melody_comb_max_hz: f32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 5],
+    pub _pad: [u32; 2],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -275,6 +281,12 @@ mod tests {
             ("comb_ratio", offset_of!(GpuParams, comb_ratio)),
             ("bass_partials", offset_of!(GpuParams, bass_partials)),
             ("melody_partials", offset_of!(GpuParams, melody_partials)),
+            ("comb_lobe_hz", offset_of!(GpuParams, comb_lobe_hz)),
+            ("bass_comb_max_hz", offset_of!(GpuParams, bass_comb_max_hz)),
+            (
+                "melody_comb_max_hz",
+                offset_of!(GpuParams, melody_comb_max_hz),
+            ),
             ("stem_kinds", offset_of!(GpuParams, stem_kinds)),
             ("line_bins", offset_of!(GpuParams, line_bins)),
         ];

@@ -336,6 +336,10 @@ impl StageRunner {
             comb_ratio: crate::production::comb_ratio(production.comb_cents),
             bass_partials: production.bass_partials as u32,
             melody_partials: production.melody_partials as u32,
+            comb_lobe_hz: crate::production::COMB_LOBE_BINS * production.sample_rate as f32
+                / self.n_fft as f32,
+            bass_comb_max_hz: production.bass_comb_max_hz,
+            melody_comb_max_hz: production.sample_rate as f32 / 2.0,
             stem_kinds: crate::gpu::params::stem_kind::pack(stems),
             ..self.mask_params(rows, hpss, inverted)
         };

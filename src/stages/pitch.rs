@@ -282,14 +282,14 @@ pub fn bump(d: f32) -> f32 {
 }
 
 /// Comb weight in [0, 1] of frequency `f` for a line at `f0` (0: unvoiced): a [`bump`] around
-/// each partial `h·f0` (`h ≤ harmonics`), `cents` wide (σ) but never narrower than `min_hz`.
-pub fn comb_weight(f: f32, f0: f32, harmonics: usize, cents: f32, min_hz: f32) -> f32 {
+/// the nearest partial `h·f0` (`h ≤ harmonics`) of σ `√((h·f0·ratio(cents))² + lobe_hz²)`.
+pub fn comb_weight(f: f32, f0: f32, harmonics: usize, cents: f32, lobe_hz: f32) -> f32 {
     if f0 <= 0.0 || f < 0.5 * f0 {
         return 0.0;
     }
     let h = (f / f0).round().clamp(1.0, harmonics as f32);
     let centre = h * f0;
-    let sigma = (centre * (2f32.powf(cents / 1200.0) - 1.0)).max(min_hz);
+    let sigma = crate::production::comb_sigma(centre, 2f32.powf(cents / 1200.0) - 1.0, lobe_hz);
     bump((f - centre) / sigma)
 }
 
