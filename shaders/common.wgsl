@@ -63,6 +63,7 @@ const MASK_GENERAL: u32 = 0u;
 const MASK_LINEAR: u32 = 1u;
 const MASK_SQUARE: u32 = 2u;
 const MASK_HARD: u32 = 3u;
+const MASK_FOURTH: u32 = 4u;
 
 // stem_kinds values (src/gpu/params.rs, mod stem_kind).
 const STEM_DRUMS: u32 = 0u;
@@ -84,6 +85,7 @@ fn mask_pow(x: f32, m: MaskSettings) -> f32 {
     switch m.mode {
         case MASK_SQUARE: { return x * x; }
         case MASK_LINEAR: { return x; }
+        case MASK_FOURTH: { let x2 = x * x; return x2 * x2; }
         default: { return pow(x, m.power); }
     }
 }

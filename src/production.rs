@@ -208,17 +208,14 @@ pub fn add_comb(
     let lobe_hz = COMB_LOBE_BINS * bin_hz;
     // Partials at or below max_hz (a rounding-safe count, as the shader's).
     let partials = partials.min((max_hz / f0).floor() as usize);
-    // Partial amplitudes: the larger of the two bins around h·f0.
-    let amp: Vec<f32> = (0..=partials + 1)
-        .map(|h| {
-            let pos = h as f32 * f0 / bin_hz;
-            let lo = pos.floor() as usize;
-            match harm {
-                Some(harm) if h > 0 && lo + 1 < bins => harm[lo].max(harm[lo + 1]),
-                _ => 0.0,
-            }
-        })
-        .collect();
+    // Partial amplitudes (only where a share is taken): the larger of the two bins around h·f0.
+    let amp = |h: usize| -> f32 {
+        let lo = (h as f32 * f0 / bin_hz).floor() as usize;
+        match harm {
+            Some(harm) if h > 0 && lo + 1 < bins => harm[lo].max(harm[lo + 1]),
+            _ => 0.0,
+        }
+    };
     for h in 1..=partials {
         let centre = h as f32 * f0;
         let sigma = comb_sigma(centre, ratio, lobe_hz);
@@ -227,9 +224,9 @@ pub fn add_comb(
             break;
         }
         let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins - 1);
-        let a = amp[h];
+        let a = if harm.is_some() { amp(h) } else { 0.0 };
         let share = if a > 0.0 && h > 1 {
-            let model = a.min(amp[h - 1].max(amp[h + 1]));
+            let model = a.min(amp(h - 1).max(amp(h + 1)));
             (model / a) * (model / a)
         } else {
             1.0

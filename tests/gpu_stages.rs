@@ -300,6 +300,7 @@ fn masks_match_cpu() {
         (f32::INFINITY, 2.0, 1.5),
         (1.5, 1.0, 1.0),
         (0.5, 2.0, 2.0),
+        (4.0, 1.2, 1.1),
     ] {
         let hpss = HpssParams {
             power,

@@ -106,7 +106,7 @@ fn masks_partition_unity_with_margin_one() {
             }
         })
         .collect();
-    for power in [1.0f32, 2.0, 0.5, 3.7] {
+    for power in [1.0f32, 2.0, 0.5, 3.7, 4.0] {
         let p = HpssParams {
             power,
             ..Default::default()
