@@ -2,11 +2,15 @@
 //! back to the master (and to −120 dBFS at 24 bits through the CLI, in `cli.rs`); blocked equals
 //! whole-file (the pitch lines decide each frame on a fixed window); silence in, silence out; and
 //! synthetic cases with known answers — a bass line, a lead with vibrato, a chord pad and a click
-//! track each land mostly (≥ 80 % of their energy) in their own stem. That last test is ignored
-//! for now: the lead (0.82) and the clicks (0.95) pass, but the bass (0.55) and the pad (0.30)
-//! lose 16-20 % to drums and 17 % to fx, because single-resolution HPSS marks every 43 ms frame
-//! that holds a click as percussive across all bins (issue 4: the two-resolution cascade). Run it
-//! with `cargo test --release --test production -- --ignored --nocapture`.
+//! track each land mostly (≥ 80 % of their energy) in their own stem. That last test is ignored:
+//! the lead (0.92) and the clicks (0.96) pass, the bass (0.76) and the pad (0.32) do not. The pad
+//! (C4 E4 G4) sits on partials 4-6 of the C2 and on partials of every other bass note, and the bass
+//! is 11 dB louder: the ideal ratio mask itself gives the pad only 0.52 of its energy here
+//! (`scripts/evalset/synthetic_oracle.py`; 0.99 against the clicks alone, 0.56 against the bass
+//! alone), so 0.8 for the pad is out of reach of any STFT mask on this mix. The pad also loses
+//! 0.17 to drums and 0.12 to fx: a dense low-mid chord looks flat to the 350 Hz frequency median.
+//! `synthetic_parts_do_not_regress` holds today's shares as floors. Run the ignored one with
+//! `cargo test --release --test production -- --ignored --nocapture`.
 
 mod common;
 
@@ -130,9 +134,8 @@ fn tone(len: usize, rate: f32, partials: usize, amp: f32, f0: impl Fn(f32) -> f3
     out
 }
 
-#[test]
-#[ignore = "bass 0.55 and pad 0.30 in their own stems (target 0.8): needs the two-resolution HPSS cascade"]
-fn synthetic_parts_land_in_their_own_stems() {
+/// The synthetic mix's parts and, for each, the share of its energy in every stem, as a report.
+fn synthetic_shares() -> (Vec<(Stem, f64)>, String) {
     let rate = 48000.0f32;
     let len = (4.0 * rate) as usize;
     let midi = |n: f32| 440.0 * 2f32.powf((n - 69.0) / 12.0);
@@ -184,7 +187,7 @@ fn synthetic_parts_land_in_their_own_stems() {
             .sum::<f64>()
     };
     let mut report = String::new();
-    let mut failed = false;
+    let mut own_shares = Vec::new();
     for (own, part) in parts {
         let energy = dot(part, part);
         // Share of the part's energy in each stem: ⟨stem, part⟩ / ⟨part, part⟩ (these sum to
@@ -205,11 +208,39 @@ fn synthetic_parts_land_in_their_own_stems() {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        failed |= mine < 0.8;
+        own_shares.push((own, mine));
     }
+    (own_shares, report)
+}
+
+#[test]
+#[ignore = "bass 0.76 and pad 0.32 in their own stems (target 0.8); the ideal ratio mask itself gives the pad only 0.52 here (scripts/evalset/synthetic_oracle.py)"]
+fn synthetic_parts_land_in_their_own_stems() {
+    let (shares, report) = synthetic_shares();
     println!("{report}");
     assert!(
-        !failed,
+        shares.iter().all(|&(_, v)| v >= 0.8),
         "a part has < 80 % of its energy in its own stem:\n{report}"
     );
+}
+
+/// Where the synthetic parts land today, as a floor against regressions (not the issue's 0.8,
+/// which `synthetic_parts_land_in_their_own_stems` asks for): measured lead 0.92, clicks 0.96,
+/// bass 0.76, pad 0.32.
+#[test]
+fn synthetic_parts_do_not_regress() {
+    let (shares, report) = synthetic_shares();
+    for (stem, floor) in [
+        (Stem::Melody, 0.85),
+        (Stem::Drums, 0.9),
+        (Stem::Bass, 0.7),
+        (Stem::Harmony, 0.25),
+    ] {
+        let got = shares.iter().find(|(s, _)| *s == stem).unwrap().1;
+        assert!(
+            got >= floor,
+            "{}: {got:.3} of its energy in its own stem, below the floor {floor}:\n{report}",
+            stem.name()
+        );
+    }
 }
