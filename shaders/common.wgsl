@@ -41,8 +41,8 @@ struct Params {
     stem_kinds: u32,
     line_bins: u32,
     comb_lobe_hz: f32,
-    bass_comb_max_hz: f32,
-    melody_comb_max_hz: f32,
+    bass_comb_fade_hz: f32,
+    melody_comb_fade_hz: f32,
     _pad0: u32,
     _pad1: u32,
 }

@@ -66,7 +66,15 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 
 // add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
 // partial when `shared_row`, reading the harmonic row at harm[base ..]).
-fn comb(b: u32, f0: f32, partials: u32, max_hz: f32, shared_row: bool, base: u32, init: f32) -> f32 {
+// comb_fade of the twin: a partial's weight fading out around fade_hz (≤ 0: no fade).
+fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
+    if fade_hz > 0.0 {
+        return 1.0 / (1.0 + exp(4.0 * log2(centre / fade_hz)));
+    }
+    return 1.0;
+}
+
+fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u32, init: f32) -> f32 {
     var w = init;
     if f0 <= 0.0 {
         return w;
@@ -74,8 +82,7 @@ fn comb(b: u32, f0: f32, partials: u32, max_hz: f32, shared_row: bool, base: u32
     let r = params.comb_ratio;
     let lobe = params.comb_lobe_hz;
     let f = f32(b) * params.bin_hz;
-    // Partials up to max_hz: floor(max_hz / f0) of them at most (as the twin).
-    var h_hi = min(f32(partials), floor(max_hz / f0));
+    var h_hi = f32(partials);
     // σ = √((h·f0·r)² + lobe²) ≤ h·f0·r + lobe, so partial h reaches bin b only if
     // |f − h·f0| < 3·(h·f0·r + lobe): a range of h, widened by one each side against rounding.
     let h_lo = max(1.0, floor((f - 3.0 * lobe) / ((1.0 + 3.0 * r) * f0)) - 1.0);
@@ -100,7 +107,7 @@ fn comb(b: u32, f0: f32, partials: u32, max_hz: f32, shared_row: bool, base: u32
                 share = (model / a) * (model / a);
             }
         }
-        w = max(w, share * (x2 * x2));
+        w = max(w, share * comb_fade(centre, fade_hz) * (x2 * x2));
     }
     return w;
 }
@@ -120,8 +127,8 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     let h = hp.x;
     let p = hp.y;
     let line = lines[j];
-    let bw = comb(b, line.x, params.bass_partials, params.bass_comb_max_hz, true, harm_base, low[b]);
-    let mw = comb(b, line.y, params.melody_partials, params.melody_comb_max_hz, false, 0u, 0.0);
+    let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b]);
+    let mw = comb(b, line.y, params.melody_partials, params.melody_comb_fade_hz, false, 0u, 0.0);
     let z = spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
     let stems = params.inverted_stems;
     let out = ((ch * params.out_frames + j) * stems) * params.bins + b;

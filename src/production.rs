@@ -24,9 +24,10 @@ pub struct ProductionSpec {
     pub melody_range_hz: (f32, f32),
     /// Below this the harmonic part is bass whatever the line does (smooth, over ±3 semitones).
     pub bass_cutoff_hz: f32,
-    /// The bass stem takes the bass line's partials up to this frequency, Hz: above it a bass's
-    /// partials are weak and a chord's or a lead's are not.
-    pub bass_comb_max_hz: f32,
+    /// The bass stem's share of the bass line's partials fades out around this frequency, Hz
+    /// (half at it, smooth over ±3 semitones): above it a bass's partials are weak and a chord's
+    /// or a lead's are not.
+    pub bass_comb_fade_hz: f32,
     /// Width (σ) of the comb around each partial, cents.
     pub comb_cents: f32,
     /// Each side of a frame, the span of frames whose candidates decide its point of a line, ms.
@@ -51,7 +52,7 @@ impl Default for ProductionSpec {
             bass_range_hz: (30.0, 260.0),
             melody_range_hz: (100.0, 2000.0),
             bass_cutoff_hz: 100.0,
-            bass_comb_max_hz: 400.0,
+            bass_comb_fade_hz: 400.0,
             comb_cents: 50.0,
             track_ms: 100.0,
             melody_voicing: 0.02,
@@ -79,8 +80,8 @@ pub struct ProductionParams {
     pub comb_cents: f32,
     /// Partials of the bass line given to the bass stem (at most).
     pub bass_partials: usize,
-    /// See [`ProductionSpec::bass_comb_max_hz`].
-    pub bass_comb_max_hz: f32,
+    /// See [`ProductionSpec::bass_comb_fade_hz`].
+    pub bass_comb_fade_hz: f32,
     /// Partials of the melody given to the melody stem.
     pub melody_partials: usize,
 }
@@ -108,11 +109,12 @@ impl ProductionSpec {
                 format!("expected 1 to 600 cents, got {}", self.comb_cents),
             ));
         }
-        if !(self.bass_comb_max_hz.is_finite() && (20.0..=8000.0).contains(&self.bass_comb_max_hz))
+        if !(self.bass_comb_fade_hz.is_finite()
+            && (20.0..=8000.0).contains(&self.bass_comb_fade_hz))
         {
             return Err(Error::param(
-                "--bass-comb-max",
-                format!("expected 20 to 8000 Hz, got {}", self.bass_comb_max_hz),
+                "--bass-comb-fade",
+                format!("expected 20 to 8000 Hz, got {}", self.bass_comb_fade_hz),
             ));
         }
         if !(self.track_ms.is_finite() && (0.0..=2000.0).contains(&self.track_ms)) {
@@ -146,7 +148,7 @@ impl ProductionSpec {
             bass_cutoff_hz: self.bass_cutoff_hz,
             comb_cents: self.comb_cents,
             bass_partials: 8,
-            bass_comb_max_hz: self.bass_comb_max_hz,
+            bass_comb_fade_hz: self.bass_comb_fade_hz,
             melody_partials: 30,
         }
     }
@@ -183,8 +185,19 @@ pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
     (c * c + lobe_hz * lobe_hz).sqrt()
 }
 
-/// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials` and
-/// up to `max_hz`.
+/// Weight of a comb partial at `centre` Hz that fades out around `fade_hz` (half there, over ±3
+/// semitones, as [`crate::stages::pitch::low_weight`]); `fade_hz` ≤ 0: no fade.
+#[inline]
+pub fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
+    if fade_hz > 0.0 {
+        1.0 / (1.0 + (4.0 * (centre / fade_hz).log2()).exp())
+    } else {
+        1.0
+    }
+}
+
+/// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`, each
+/// partial weighted by [`comb_fade`] of `fade_hz`.
 ///
 /// Each partial's weight is limited by a smooth-envelope model of the line: where another source
 /// shares a partial (a chord tone an octave above the bass, say), that partial's harmonic
@@ -196,7 +209,7 @@ pub fn add_comb(
     harm: Option<&[f32]>,
     f0: f32,
     partials: usize,
-    max_hz: f32,
+    fade_hz: f32,
     cents: f32,
     bin_hz: f32,
 ) {
@@ -206,8 +219,6 @@ pub fn add_comb(
     let bins = w.len();
     let ratio = comb_ratio(cents);
     let lobe_hz = COMB_LOBE_BINS * bin_hz;
-    // Partials at or below max_hz (a rounding-safe count, as the shader's).
-    let partials = partials.min((max_hz / f0).floor() as usize);
     // Partial amplitudes (only where a share is taken): the larger of the two bins around h·f0.
     let amp = |h: usize| -> f32 {
         let lo = (h as f32 * f0 / bin_hz).floor() as usize;
@@ -224,6 +235,7 @@ pub fn add_comb(
             break;
         }
         let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins - 1);
+        let fade = comb_fade(centre, fade_hz);
         let a = if harm.is_some() { amp(h) } else { 0.0 };
         let share = if a > 0.0 && h > 1 {
             let model = a.min(amp(h - 1).max(amp(h + 1)));
@@ -235,7 +247,7 @@ pub fn add_comb(
         let inv = 1.0 / sigma;
         for (b, v) in w.iter_mut().enumerate().take(hi + 1).skip(lo) {
             let d = (b as f32 * bin_hz - centre) * inv;
-            let c = share * bump(d);
+            let c = share * fade * bump(d);
             *v = v.max(c);
         }
     }

@@ -494,7 +494,7 @@ impl Separator {
                     Some(harm),
                     f_bass,
                     p.bass_partials,
-                    p.bass_comb_max_hz,
+                    p.bass_comb_fade_hz,
                     p.comb_cents,
                     self.bin_hz,
                 );
@@ -504,7 +504,7 @@ impl Separator {
                     None,
                     f_mel,
                     p.melody_partials,
-                    p.sample_rate as f32 / 2.0,
+                    0.0,
                     p.comb_cents,
                     self.bin_hz,
                 );

@@ -570,14 +570,14 @@ fn production_masks_match_cpu() {
         Stem::Harmony,
         Stem::Fx,
     ];
-    for (rate, cents, comb_max) in [
+    for (rate, cents, comb_fade) in [
         (48000u32, 50.0f32, 400.0f32),
         (22050, 120.0, 1000.0),
         (44100, 500.0, 8000.0),
     ] {
         let pp = ProductionSpec {
             comb_cents: cents,
-            bass_comb_max_hz: comb_max,
+            bass_comb_fade_hz: comb_fade,
             ..Default::default()
         }
         .resolve(rate, &stft);
@@ -634,7 +634,7 @@ fn production_masks_match_cpu() {
                     Some(&harm[row.clone()]),
                     lines[r].0,
                     pp.bass_partials,
-                    pp.bass_comb_max_hz,
+                    pp.bass_comb_fade_hz,
                     pp.comb_cents,
                     bin_hz,
                 );
@@ -644,7 +644,7 @@ fn production_masks_match_cpu() {
                     None,
                     lines[r].1,
                     pp.melody_partials,
-                    pp.sample_rate as f32 / 2.0,
+                    0.0,
                     pp.comb_cents,
                     bin_hz,
                 );

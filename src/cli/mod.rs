@@ -109,9 +109,10 @@ pub struct SeparationArgs {
     /// Below this the harmonic part goes to bass whatever the line does (smooth, ±3 semitones).
     #[arg(long = "bass-cutoff", default_value = "100hz")]
     bass_cutoff: String,
-    /// The bass stem takes the bass line's partials up to this frequency.
-    #[arg(long = "bass-comb-max", default_value = "400hz")]
-    bass_comb_max: String,
+    /// The bass stem's share of the bass line's partials fades out around this frequency (half
+    /// there, over ±3 semitones).
+    #[arg(long = "bass-comb-fade", default_value = "400hz")]
+    bass_comb_fade: String,
     /// Width (σ) of the comb around each partial of the bass and melody lines, in cents.
     #[arg(long = "comb-width", default_value = "50")]
     comb_width: String,

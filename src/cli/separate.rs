@@ -54,7 +54,7 @@ impl SeparationArgs {
             bass_range_hz: parse_range("--bass-range", &self.bass_range)?,
             melody_range_hz: parse_range("--melody-range", &self.melody_range)?,
             bass_cutoff_hz: parse_unit("--bass-cutoff", &self.bass_cutoff, "hz")?,
-            bass_comb_max_hz: parse_unit("--bass-comb-max", &self.bass_comb_max, "hz")?,
+            bass_comb_fade_hz: parse_unit("--bass-comb-fade", &self.bass_comb_fade, "hz")?,
             comb_cents: parse_unit("--comb-width", &self.comb_width, "cents")?,
             track_ms: parse_unit("--track-window", &self.track_window, "ms")?,
             ..ProductionSpec::default()
@@ -107,7 +107,7 @@ impl SeparationArgs {
                 "bass_range_hz": spec.production.bass_range_hz,
                 "melody_range_hz": spec.production.melody_range_hz,
                 "bass_cutoff_hz": spec.production.bass_cutoff_hz,
-                "bass_comb_max_hz": spec.production.bass_comb_max_hz,
+                "bass_comb_fade_hz": spec.production.bass_comb_fade_hz,
                 "comb_cents": spec.production.comb_cents,
                 "track_ms": spec.production.track_ms,
             },

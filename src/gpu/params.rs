@@ -158,10 +158,10 @@ pub struct GpuParams {
     pub line_bins: u32,
     /// The window spread of a comb bump, Hz (`COMB_LOBE_BINS · bin_hz`).
     pub comb_lobe_hz: f32,
-    /// Highest partial frequency of the bass comb, Hz.
-    pub bass_comb_max_hz: f32,
-    /// Highest partial frequency of the melody comb, Hz (Nyquist).
-    pub melody_comb_max_hz: f32,
+    /// Where the bass comb's partials fade out, Hz (`production::comb_fade`).
+    pub bass_comb_fade_hz: f32,
+    /// Where the melody comb's partials fade out, Hz (0: they do not).
+    pub melody_comb_fade_hz: f32,
     /// Padding to a multiple of 16 bytes.
     pub _pad: [u32; 2],
 }
@@ -286,10 +286,13 @@ mod tests {
             ("bass_partials", offset_of!(GpuParams, bass_partials)),
             ("melody_partials", offset_of!(GpuParams, melody_partials)),
             ("comb_lobe_hz", offset_of!(GpuParams, comb_lobe_hz)),
-            ("bass_comb_max_hz", offset_of!(GpuParams, bass_comb_max_hz)),
             (
-                "melody_comb_max_hz",
-                offset_of!(GpuParams, melody_comb_max_hz),
+                "bass_comb_fade_hz",
+                offset_of!(GpuParams, bass_comb_fade_hz),
+            ),
+            (
+                "melody_comb_fade_hz",
+                offset_of!(GpuParams, melody_comb_fade_hz),
             ),
             ("stem_kinds", offset_of!(GpuParams, stem_kinds)),
             ("line_bins", offset_of!(GpuParams, line_bins)),

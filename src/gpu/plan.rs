@@ -164,8 +164,8 @@ pub fn production_fields(sep: &SeparationParams) -> GpuParams {
         bass_partials: p.bass_partials as u32,
         melody_partials: p.melody_partials as u32,
         comb_lobe_hz: crate::production::COMB_LOBE_BINS * bin_hz,
-        bass_comb_max_hz: p.bass_comb_max_hz,
-        melody_comb_max_hz: p.sample_rate as f32 / 2.0,
+        bass_comb_fade_hz: p.bass_comb_fade_hz,
+        melody_comb_fade_hz: 0.0,
         stem_kinds: stem_kind::pack(&stems[..sep.stems.inverted()]),
         line_bins: if sep.stems.needs_lines() {
             p.bass.bins_read(bins, bin_hz) as u32
