@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::params::{Kernel, StftParams};
-use crate::stages::pitch::{bump, FrameCandidates, LineParams, LineTracker};
+use crate::stages::pitch::{FrameCandidates, LineParams, LineTracker};
 
 /// Production-stem settings in musical units.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -244,11 +244,14 @@ pub fn add_comb(
             1.0
         };
         // The bump of `comb_weight` around this partial (bins within 3σ of it).
+        // Branch-free (it vectorises): `bump` with its zero outside ±3σ as a max.
         let inv = 1.0 / sigma;
-        for (b, v) in w.iter_mut().enumerate().take(hi + 1).skip(lo) {
-            let d = (b as f32 * bin_hz - centre) * inv;
-            let c = share * fade * bump(d);
-            *v = v.max(c);
+        let k = share * fade;
+        for (i, v) in w[lo..=hi].iter_mut().enumerate() {
+            let d = ((lo + i) as f32 * bin_hz - centre) * inv;
+            let x = (1.0 - d * d / 9.0).max(0.0);
+            let x2 = x * x;
+            *v = v.max(k * (x2 * x2));
         }
     }
 }

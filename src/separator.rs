@@ -163,6 +163,8 @@ pub type SeparatorStream<'a> = BlockStream<'a, Separator>;
 pub struct CpuState {
     tails: Vec<ChannelTail>,
     works: Vec<BlockWork>,
+    /// The block's melody combs, `[frame][bin]` (production stems).
+    mel: Vec<f32>,
 }
 
 #[derive(Default)]
@@ -198,6 +200,7 @@ impl BlockEngine for Separator {
         CpuState {
             tails: (0..channels).map(|_| ChannelTail::default()).collect(),
             works: Vec::new(),
+            mel: Vec::new(),
         }
     }
 
@@ -216,6 +219,9 @@ impl BlockEngine for Separator {
                 self.analyse(*signal, block, work);
             }
             let lines = self.track_lines(block, &state.works);
+            // The melody comb depends on the frame alone: built once for every channel.
+            let mut mel = std::mem::take(&mut state.mel);
+            self.melody_combs(&lines, &mut mel);
             for (ch, ((tail, signal), work)) in state
                 .tails
                 .iter_mut()
@@ -229,10 +235,12 @@ impl BlockEngine for Separator {
                     block,
                     work,
                     &lines,
+                    &mel,
                     emit_from,
                     |stem, samples| out[stem][ch].extend_from_slice(samples),
                 );
             }
+            state.mel = mel;
         } else {
             state.works.resize_with(1, BlockWork::default);
             let work = &mut state.works[0];
@@ -243,6 +251,7 @@ impl BlockEngine for Separator {
                     *signal,
                     block,
                     work,
+                    &[],
                     &[],
                     emit_from,
                     |stem, samples| out[stem][ch].extend_from_slice(samples),
@@ -372,6 +381,7 @@ impl Separator {
         block: &Block,
         work: &mut BlockWork,
         lines: &[(f32, f32)],
+        mel: &[f32],
         emit_from: u64,
         mut emit: impl FnMut(usize, &[f32]),
     ) {
@@ -409,7 +419,8 @@ impl Separator {
                         &mut s.mask_h,
                         &mut s.mask_p,
                     );
-                    self.stem_spectra(spectrum, harm, lines.get(j).copied(), s);
+                    let mel_w = mel.get(j * bins..(j + 1) * bins);
+                    self.stem_spectra(spectrum, harm, lines.get(j).copied(), mel_w, s);
                     for (stem, out) in frames.chunks_exact_mut(n_fft).enumerate() {
                         let z = &mut s.stem_spectra[stem * bins..(stem + 1) * bins];
                         self.ifft.process(z, out, &self.window, &mut s.ifft);
@@ -469,12 +480,34 @@ impl Separator {
         state.frames = keep;
     }
 
+    /// The melody comb of each output frame (`[frame][bin]`), from the frames' melody f0.
+    fn melody_combs(&self, lines: &[(f32, f32)], mel: &mut Vec<f32>) {
+        let bins = self.params.stft.n_bins();
+        let p = &self.params.production;
+        mel.clear();
+        mel.resize(lines.len() * bins, 0.0);
+        mel.par_chunks_mut(bins)
+            .zip(lines.par_iter())
+            .for_each(|(row, &(_, f_mel))| {
+                add_comb(
+                    row,
+                    None,
+                    f_mel,
+                    p.melody_partials,
+                    0.0,
+                    p.comb_cents,
+                    self.bin_hz,
+                );
+            });
+    }
+
     /// Fills `s.stem_spectra` (`[stem][bin]`) with every inverted stem (all but a remainder).
     fn stem_spectra(
         &self,
         spectrum: &[Complex32],
         harm: &[f32],
         line: Option<(f32, f32)>,
+        mel_w: Option<&[f32]>,
         s: &mut FrameScratch,
     ) {
         let bins = spectrum.len();
@@ -487,7 +520,7 @@ impl Separator {
             }
             StemSet::Production { stems } => {
                 let p = &self.params.production;
-                let (f_bass, f_mel) = line.unwrap_or((0.0, 0.0));
+                let f_bass = line.map_or(0.0, |l| l.0);
                 s.bass_w.copy_from_slice(&self.low);
                 add_comb(
                     &mut s.bass_w,
@@ -498,16 +531,7 @@ impl Separator {
                     p.comb_cents,
                     self.bin_hz,
                 );
-                s.mel_w.iter_mut().for_each(|v| *v = 0.0);
-                add_comb(
-                    &mut s.mel_w,
-                    None,
-                    f_mel,
-                    p.melody_partials,
-                    0.0,
-                    p.comb_cents,
-                    self.bin_hz,
-                );
+                let mel_w = mel_w.unwrap_or(&s.mel_w);
                 let inverted = self.params.stems.inverted();
                 s.masks.resize(inverted * bins, 0.0);
                 production_masks(
@@ -515,7 +539,7 @@ impl Separator {
                     &s.mask_h,
                     &s.mask_p,
                     &s.bass_w,
-                    &s.mel_w,
+                    mel_w,
                     &mut s.masks,
                 );
                 for (m, out) in s
