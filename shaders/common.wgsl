@@ -42,9 +42,9 @@ struct Params {
     line_bins: u32,
     comb_lobe_hz: f32,
     bass_comb_fade_hz: f32,
-    melody_comb_fade_hz: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

@@ -66,10 +66,12 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 
 // add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
 // partial when `shared_row`, reading the harmonic row at harm[base ..]).
-// comb_fade of the twin: a partial's weight fading out around fade_hz (≤ 0: no fade).
+// comb_fade of the twin (pitch::low_weight over ±3 semitones): a partial's weight fading out
+// around fade_hz (≤ 0: no fade).
 fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
     if fade_hz > 0.0 {
-        return 1.0 / (1.0 + exp(4.0 * log2(centre / fade_hz)));
+        let st = 12.0 * log2(centre / fade_hz);
+        return 1.0 / (1.0 + exp(st / 3.0));
     }
     return 1.0;
 }
@@ -128,7 +130,7 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = hp.y;
     let line = lines[j];
     let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b]);
-    let mw = comb(b, line.y, params.melody_partials, params.melody_comb_fade_hz, false, 0u, 0.0);
+    let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0);
     let z = spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
     let stems = params.inverted_stems;
     let out = ((ch * params.out_frames + j) * stems) * params.bins + b;

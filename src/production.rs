@@ -185,12 +185,13 @@ pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
     (c * c + lobe_hz * lobe_hz).sqrt()
 }
 
-/// Weight of a comb partial at `centre` Hz that fades out around `fade_hz` (half there, over ±3
-/// semitones, as [`crate::stages::pitch::low_weight`]); `fade_hz` ≤ 0: no fade.
+/// Weight of a comb partial at `centre` Hz that fades out around `fade_hz`: the
+/// [`crate::stages::pitch::low_weight`] boundary (half there, over ±3 semitones); `fade_hz` ≤ 0:
+/// no fade.
 #[inline]
 pub fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
     if fade_hz > 0.0 {
-        1.0 / (1.0 + (4.0 * (centre / fade_hz).log2()).exp())
+        crate::stages::pitch::low_weight(centre, fade_hz, 3.0)
     } else {
         1.0
     }

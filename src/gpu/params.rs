@@ -160,10 +160,8 @@ pub struct GpuParams {
     pub comb_lobe_hz: f32,
     /// Where the bass comb's partials fade out, Hz (`production::comb_fade`).
     pub bass_comb_fade_hz: f32,
-    /// Where the melody comb's partials fade out, Hz (0: they do not).
-    pub melody_comb_fade_hz: f32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -289,10 +287,6 @@ mod tests {
             (
                 "bass_comb_fade_hz",
                 offset_of!(GpuParams, bass_comb_fade_hz),
-            ),
-            (
-                "melody_comb_fade_hz",
-                offset_of!(GpuParams, melody_comb_fade_hz),
             ),
             ("stem_kinds", offset_of!(GpuParams, stem_kinds)),
             ("line_bins", offset_of!(GpuParams, line_bins)),

@@ -165,7 +165,6 @@ pub fn production_fields(sep: &SeparationParams) -> GpuParams {
         melody_partials: p.melody_partials as u32,
         comb_lobe_hz: crate::production::COMB_LOBE_BINS * bin_hz,
         bass_comb_fade_hz: p.bass_comb_fade_hz,
-        melody_comb_fade_hz: 0.0,
         stem_kinds: stem_kind::pack(&stems[..sep.stems.inverted()]),
         line_bins: if sep.stems.needs_lines() {
             p.bass.bins_read(bins, bin_hz) as u32

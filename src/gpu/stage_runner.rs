@@ -339,7 +339,6 @@ impl StageRunner {
             comb_lobe_hz: crate::production::COMB_LOBE_BINS * production.sample_rate as f32
                 / self.n_fft as f32,
             bass_comb_fade_hz: production.bass_comb_fade_hz,
-            melody_comb_fade_hz: 0.0,
             stem_kinds: crate::gpu::params::stem_kind::pack(stems),
             ..self.mask_params(rows, hpss, inverted)
         };
