@@ -14,14 +14,20 @@ export SLURM_CONF=$D/slurm.conf
 PIDS=()
 cleanup() {
   local rc=$?
+  local pids=()
   for p in "$D/slurmd.pid" "$D/slurmctld.pid" "$D/munge/munged.pid"; do
-    [[ -f $p ]] && kill "$(cat "$p")" 2>/dev/null || true
+    [[ -f $p ]] && pids+=("$(cat "$p")") && kill "${pids[-1]}" 2>/dev/null || true
+  done
+  # Let the daemons finish writing their state before the folder goes (up to 5 s).
+  for _ in $(seq 50); do
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.1
   done
   if [[ $rc -ne 0 ]]; then
     echo "== slurm test failed (rc $rc); logs:"
     tail -n 30 "$D"/log/* 2>/dev/null || true
   fi
-  rm -rf "$D"
+  rm -rf "$D" || true
   exit $rc
 }
 trap cleanup EXIT
