@@ -42,9 +42,13 @@ struct Params {
     line_bins: u32,
     comb_lobe_hz: f32,
     bass_comb_fade_hz: f32,
+    perc_frames: u32,
+    perc_held: u32,
+    perc_offset: u32,
+    steady_kernel: u32,
+    steady_margin: f32,
+    comb_growth: f32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).
@@ -99,6 +103,20 @@ fn softmask(x: f32, x_ref: f32, s: MaskSettings) -> f32 {
     let r = mask_pow(x_ref / z, s);
     let mask = m / (m + r);
     return select(mask, select(0.0, 0.5, s.split_zeros == 1u), bad);
+}
+
+// steady_gate of src/stages/mask.rs for one bin: the factor on the percussive mask, softmask of
+// the percussive estimate q against margin·(its steady level s), no split of zeros; hard for
+// power = inf. margin ≤ 0: no gate.
+fn steady_gate(q: f32, s: f32, margin: f32, m: MaskSettings) -> f32 {
+    if margin <= 0.0 {
+        return 1.0;
+    }
+    if m.mode == MASK_HARD {
+        return select(0.0, 1.0, q > s * margin);
+    }
+    let no_split = MaskSettings(m.mode, m.power, m.margin_harmonic, m.margin_percussive, 0u);
+    return softmask(q, s * margin, no_split);
 }
 
 // The HPSS masks (harmonic, percussive) of a bin with harmonic estimate h and percussive q, as

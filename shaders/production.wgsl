@@ -7,17 +7,20 @@
 // (stages::pitch: a Viterbi path per frame, sequential and branchy, a few µs per frame on one
 // core) and uploads one (bass f0, melody f0) pair per output frame.
 //
-// production: the HPSS masks (as mask.wgsl), the bass weight max(low register, comb on the bass
+// production: the HPSS masks (as mask.wgsl), the percussive one times the steady gate (the
+// steady estimate from median.wgsl's median_steady; stages::mask::steady_gate), the bass weight max(low register, comb on the bass
 // line's partials, each limited to its share of the partial) and the melody comb, then each
 // inverted stem's mask applied to the spectrum (production::production_masks, add_comb).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> spectra: array<vec2<f32>>;          // [channel][held_frames][bins]
 @group(0) @binding(2) var<storage, read> harm: array<f32>;                   // [channel][harm_frames][bins]
-@group(0) @binding(3) var<storage, read> perc: array<f32>;                   // [channel][out_frames][bins]
+@group(0) @binding(3) var<storage, read> perc: array<f32>;                   // [channel][perc_frames][bins]
 @group(0) @binding(4) var<storage, read> low: array<f32>;                    // [bins]
 @group(0) @binding(5) var<storage, read> lines: array<vec2<f32>>;            // [out_frames] (bass, melody) f0
 @group(0) @binding(6) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
+
+@group(0) @binding(9) var<storage, read> steady: array<f32>;                 // [channel][out_frames][bins]
 
 // line_input's own bindings (a separate entry point, a separate bind group).
 @group(0) @binding(7) var<storage, read> mag: array<f32>;                    // [channel][held_frames][bins]
@@ -65,7 +68,8 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 }
 
 // add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
-// partial when `shared_row`, reading the harmonic row at harm[base ..]).
+// partial when `shared_row`, reading the harmonic row at harm[base ..]: the falling envelope
+// model model_1 = a_1, model_h = min(a_h, comb_growth · model_{h−1}), share (model_h / a_h)²).
 // comb_fade of the twin (pitch::low_weight over ±3 semitones): a partial's weight fading out
 // around fade_hz (≤ 0: no fade).
 fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
@@ -91,7 +95,22 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
     if 3.0 * r < 1.0 {
         h_hi = min(h_hi, ceil((f + 3.0 * lobe) / ((1.0 - 3.0 * r) * f0)) + 1.0);
     }
-    for (var h = u32(h_lo); f32(h) <= h_hi; h++) {
+    // The envelope model runs over every partial from the first; the bumps only from h_lo.
+    var run = 0.0;
+    let h_first = select(u32(h_lo), 1u, shared_row);
+    for (var h = h_first; f32(h) <= h_hi; h++) {
+        var share = 1.0;
+        if shared_row {
+            let a = partial_amp(base, h, f0);
+            let model = select(min(a, params.comb_growth * run), a, h == 1u);
+            run = model;
+            if a > 0.0 && h > 1u {
+                share = (model / a) * (model / a);
+            }
+        }
+        if f32(h) < h_lo {
+            continue;
+        }
         let centre = f32(h) * f0;
         let cr = centre * r;
         let sigma = sqrt(cr * cr + lobe * lobe);
@@ -101,14 +120,6 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
             continue;
         }
         let x2 = x * x;
-        var share = 1.0;
-        if shared_row && h > 1u {
-            let a = partial_amp(base, h, f0);
-            if a > 0.0 {
-                let model = min(a, max(partial_amp(base, h - 1u, f0), partial_amp(base, h + 1u, f0)));
-                share = (model / a) * (model / a);
-            }
-        }
         w = max(w, share * comb_fade(centre, fade_hz) * (x2 * x2));
     }
     return w;
@@ -124,10 +135,15 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let harm_base = (ch * params.harm_frames + params.harm_offset + j) * params.bins;
-    let hp = hpss_mask_pair(harm[harm_base + b], perc[(ch * params.out_frames + j) * params.bins + b],
-                            mask_settings());
+    let q = perc[(ch * params.perc_frames + params.perc_offset + j) * params.bins + b];
+    let settings = mask_settings();
+    let hp = hpss_mask_pair(harm[harm_base + b], q, settings);
     let h = hp.x;
-    let p = hp.y;
+    var p = hp.y;
+    if params.steady_margin > 0.0 {
+        let s = steady[(ch * params.out_frames + j) * params.bins + b];
+        p *= steady_gate(q, s, params.steady_margin, settings);
+    }
     let line = lines[j];
     let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b]);
     let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0);

@@ -1,12 +1,19 @@
 //! The five production stems as masks that partition unity at every bin:
 //!
 //! ```text
-//! drums   = M_P                      (HPSS percussive mask, librosa softmask with margins)
-//! fx      = 1 − M_H − M_P            (neither harmonic nor percussive: the margin residual)
+//! drums   = M_P · g                  (HPSS percussive mask, librosa softmask with margins,
+//!                                     times the steady gate g)
+//! fx      = 1 − M_H − M_P · g        (neither harmonic nor percussive: the margin residual,
+//!                                     and steady broadband sound)
 //! bass    = M_H · b                  (b: the bass line's partials and a smooth low register)
 //! melody  = M_H · (1 − b) · m        (m: a comb on the predominant line's partials)
 //! harmony = M_H · (1 − b) · (1 − m)  (the harmonic remainder: chords, pads)
 //! ```
+//!
+//! The steady gate `g = softmask(P, γ·S)` takes from the drums what is as loud in the
+//! percussive estimate `P` (the frequency median) half a second around as it is now: `S` is the
+//! median of `P` along time. A drum hit stands out of its own surroundings (`P ≫ S`); a noise
+//! swell, a riser or a steady hiss does not (`P ≈ S`), and goes to fx.
 //!
 //! Settings come in musical units ([`ProductionSpec`]: Hz, cents, ms) and are resolved at a
 //! track's rate into [`ProductionParams`].
@@ -42,6 +49,11 @@ pub struct ProductionSpec {
     pub power: f32,
     /// Harmonic (time) median length for the production stems.
     pub harmonic_kernel: Kernel,
+    /// Length of the steady estimate: the median along time of the percussive estimate, ms.
+    pub steady_ms: f32,
+    /// Steady-gate margin γ: the drums keep a bin's percussive share only where the percussive
+    /// estimate stands above γ times its steady level (soft, at the HPSS mask power); 0: no gate.
+    pub steady_margin: f32,
     /// Percussive (frequency) median length for the production stems.
     pub percussive_kernel: Kernel,
 }
@@ -57,9 +69,11 @@ impl Default for ProductionSpec {
             track_ms: 100.0,
             melody_voicing: 0.02,
             bass_voicing: 0.10,
-            margin: (1.2, 1.1),
+            margin: (1.2, 1.0),
             power: 4.0,
             harmonic_kernel: Kernel::Seconds(0.5),
+            steady_ms: 500.0,
+            steady_margin: 1.5,
             percussive_kernel: Kernel::Hertz(350.0),
         }
     }
@@ -84,6 +98,10 @@ pub struct ProductionParams {
     pub bass_comb_fade_hz: f32,
     /// Partials of the melody given to the melody stem.
     pub melody_partials: usize,
+    /// Steady estimate length, frames (see [`ProductionSpec::steady_ms`]).
+    pub steady_kernel: usize,
+    /// See [`ProductionSpec::steady_margin`].
+    pub steady_margin: f32,
 }
 
 impl ProductionSpec {
@@ -115,6 +133,18 @@ impl ProductionSpec {
             return Err(Error::param(
                 "--bass-comb-fade",
                 format!("expected 20 to 8000 Hz, got {}", self.bass_comb_fade_hz),
+            ));
+        }
+        if !(self.steady_ms.is_finite() && (10.0..=5000.0).contains(&self.steady_ms)) {
+            return Err(Error::param(
+                "--steady-window",
+                format!("expected 10 to 5000 ms, got {}", self.steady_ms),
+            ));
+        }
+        if !(self.steady_margin.is_finite() && (0.0..=100.0).contains(&self.steady_margin)) {
+            return Err(Error::param(
+                "--steady-margin",
+                format!("expected 0 (off) to 100, got {}", self.steady_margin),
             ));
         }
         if !(self.track_ms.is_finite() && (0.0..=2000.0).contains(&self.track_ms)) {
@@ -150,6 +180,10 @@ impl ProductionSpec {
             bass_partials: 8,
             bass_comb_fade_hz: self.bass_comb_fade_hz,
             melody_partials: 30,
+            steady_kernel: Kernel::Seconds(self.steady_ms as f64 / 1000.0)
+                .resolve(sample_rate, stft)
+                .min(crate::params::MAX_KERNEL),
+            steady_margin: self.steady_margin,
         }
     }
 }
@@ -178,6 +212,11 @@ pub fn comb_ratio(cents: f32) -> f32 {
 /// pitch spread (vibrato, detuning) in cents and this window spread in bins, combined.
 pub const COMB_LOBE_BINS: f32 = 1.5;
 
+/// The bass line's envelope model: its partial h is at most this many times the model of partial
+/// h − 1 (the first partial's model is its own magnitude). A partial that stands above that
+/// (a chord tone on the bass's 4th to 6th partials, say) is shared: see [`add_comb`].
+pub const BASS_ENVELOPE_GROWTH: f32 = 1.5;
+
 /// σ of the comb bump around a partial at `centre` Hz.
 #[inline]
 pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
@@ -200,11 +239,11 @@ pub fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
 /// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`, each
 /// partial weighted by [`comb_fade`] of `fade_hz`.
 ///
-/// Each partial's weight is limited by a smooth-envelope model of the line: where another source
-/// shares a partial (a chord tone an octave above the bass, say), that partial's harmonic
-/// magnitude `a_h` stands above its neighbours', and the line only gets the share
-/// `(min(a_h, max(a_{h−1}, a_{h+1})) / a_h)²` of it (power, as a Wiener mask); `harm` is the
-/// frame's harmonic magnitude.
+/// With `harm` (the frame's harmonic magnitude), each partial's weight is limited by a falling
+/// envelope model of the line: `model_1 = a_1`, `model_h = min(a_h, g · model_{h−1})` with
+/// `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h` the partial's harmonic magnitude. Where another source
+/// sits on a partial (chord tones on the bass's upper partials), `a_h` stands above the model and
+/// the line only gets the share `(model_h / a_h)²` of it (power, as a Wiener mask).
 pub fn add_comb(
     w: &mut [f32],
     harm: Option<&[f32]>,
@@ -228,6 +267,7 @@ pub fn add_comb(
             _ => 0.0,
         }
     };
+    let mut run = 0.0f32;
     for h in 1..=partials {
         let centre = h as f32 * f0;
         let sigma = comb_sigma(centre, ratio, lobe_hz);
@@ -237,10 +277,19 @@ pub fn add_comb(
         }
         let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins - 1);
         let fade = comb_fade(centre, fade_hz);
-        let a = if harm.is_some() { amp(h) } else { 0.0 };
-        let share = if a > 0.0 && h > 1 {
-            let model = a.min(amp(h - 1).max(amp(h + 1)));
-            (model / a) * (model / a)
+        let share = if harm.is_some() {
+            let a = amp(h);
+            let model = if h == 1 {
+                a
+            } else {
+                a.min(BASS_ENVELOPE_GROWTH * run)
+            };
+            run = model;
+            if a > 0.0 && h > 1 {
+                (model / a) * (model / a)
+            } else {
+                1.0
+            }
         } else {
             1.0
         };

@@ -16,7 +16,7 @@ use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
 use crate::stages::ifft::InverseFft;
 use crate::stages::magnitude::magnitude;
-use crate::stages::mask::{apply_mask, hpss_masks};
+use crate::stages::mask::{apply_mask, hpss_masks, steady_gate};
 use crate::stages::median::{median_freq, median_time, MedianScratch};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
 use crate::stages::pitch::{FrameCandidates, LineTracker};
@@ -57,12 +57,22 @@ impl SeparationParams {
         }
     }
 
+    /// The production stems' steady gate: (steady kernel in frames, margin), `None` when off.
+    pub fn steady(&self) -> Option<(usize, f32)> {
+        let p = &self.production;
+        (matches!(self.stems, StemSet::Production { .. }) && p.steady_margin > 0.0)
+            .then_some((p.steady_kernel, p.steady_margin))
+    }
+
     /// Frames before and after an output frame that its processing reads: half the harmonic
-    /// kernel, plus the pitch lines' context.
+    /// kernel plus the pitch lines' context, or half the steady kernel if that is more.
     pub fn time_halo(&self) -> (usize, usize) {
         let (before, after) = crate::stream::halo(self.hpss.harmonic_kernel);
         let c = self.context_frames();
-        (before + c, after + c)
+        let (sb, sa) = self
+            .steady()
+            .map_or((0, 0), |(k, _)| crate::stream::halo(k));
+        ((before + c).max(sb), (after + c).max(sa))
     }
 }
 
@@ -182,7 +192,12 @@ struct BlockWork {
     /// Harmonic estimate of frames `harm_first ..`.
     harm: Vec<f32>,
     harm_first: usize,
+    /// Percussive estimate of frames `perc_first ..` (the output frames, and with the steady
+    /// gate the frames its median reaches).
     perc: Vec<f32>,
+    perc_first: usize,
+    /// Steady estimate of the output frames (with the steady gate).
+    steady: Vec<f32>,
     stem_frames: Vec<f32>,
 }
 
@@ -300,7 +315,7 @@ impl Separator {
         let harm_end = (block.end + ctx).min(block.n_frames);
         work.harm_first = harm_first;
         work.harm.resize((harm_end - harm_first) * bins, 0.0);
-        work.perc.resize(out_frames * bins, 0.0);
+
         // Time-median tasks are long runs of frames: each lane group starts with k insertions.
         const FRAMES_PER_TASK: usize = 64;
         let time_task_frames = (harm_end - harm_first)
@@ -324,14 +339,44 @@ impl Separator {
                     scratch,
                 );
             });
-        let offset = block.start - block.held_lo;
-        let own = &mag[offset * bins..(offset + out_frames) * bins];
+        let steady = self.params.steady();
+        let (perc_lo, perc_hi) = match steady {
+            Some((k, _)) => crate::stream::reach(block.start, block.end, block.n_frames, k),
+            None => (block.start, block.end),
+        };
+        work.perc_first = perc_lo;
+        work.perc.resize((perc_hi - perc_lo) * bins, 0.0);
+        let own = &mag[(perc_lo - block.held_lo) * bins..(perc_hi - block.held_lo) * bins];
         work.perc
             .par_chunks_mut(FRAMES_PER_TASK * bins)
             .zip(own.par_chunks(FRAMES_PER_TASK * bins))
             .for_each_init(MedianScratch::default, |scratch, (out, frames)| {
                 median_freq(frames, bins, hpss.percussive_kernel, out, scratch);
             });
+        // The steady estimate: the percussive estimate's median along time.
+        if let Some((k, _)) = steady {
+            work.steady.resize(out_frames * bins, 0.0);
+            let task_frames = out_frames
+                .div_ceil(rayon::current_num_threads())
+                .clamp(FRAMES_PER_TASK, 512);
+            let perc = &work.perc;
+            work.steady
+                .par_chunks_mut(task_frames * bins)
+                .enumerate()
+                .for_each_init(MedianScratch::default, |scratch, (task, out)| {
+                    median_time(
+                        perc,
+                        bins,
+                        perc_lo,
+                        block.n_frames,
+                        block.start + task * task_frames,
+                        k,
+                        out,
+                        0..bins,
+                        scratch,
+                    );
+                });
+        }
     }
 
     /// The bass and melody lines of the block's output frames, summed over channels: the bass on
@@ -402,7 +447,9 @@ impl Separator {
         work.stem_frames
             .resize((tail + out_frames) * frame_stride, 0.0);
         work.stem_frames[..tail * frame_stride].copy_from_slice(&state.frames_data);
-        let (spectra, harm, perc) = (&work.spectra, &work.harm, &work.perc);
+        let (spectra, harm, perc, steady) = (&work.spectra, &work.harm, &work.perc, &work.steady);
+        let perc_offset = block.start - work.perc_first;
+        let gate = self.params.steady();
         work.stem_frames[tail * frame_stride..]
             .par_chunks_mut(frame_stride)
             .enumerate()
@@ -412,13 +459,12 @@ impl Separator {
                     let spectrum = &spectra[(offset + j) * bins..(offset + j + 1) * bins];
                     let hr = (harm_offset + j) * bins..(harm_offset + j + 1) * bins;
                     let harm = &harm[hr];
-                    hpss_masks(
-                        harm,
-                        &perc[j * bins..(j + 1) * bins],
-                        &hpss,
-                        &mut s.mask_h,
-                        &mut s.mask_p,
-                    );
+                    let perc = &perc[(perc_offset + j) * bins..(perc_offset + j + 1) * bins];
+                    hpss_masks(harm, perc, &hpss, &mut s.mask_h, &mut s.mask_p);
+                    if let Some((_, margin)) = gate {
+                        let steady = &steady[j * bins..(j + 1) * bins];
+                        steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
+                    }
                     let mel_w = mel.get(j * bins..(j + 1) * bins);
                     self.stem_spectra(spectrum, harm, lines.get(j).copied(), mel_w, s);
                     for (stem, out) in frames.chunks_exact_mut(n_fft).enumerate() {

@@ -66,6 +66,16 @@ pub fn halo(k: usize) -> (usize, usize) {
     (k / 2, k - 1 - k / 2)
 }
 
+/// The frames a time median of length `k` reads for outputs `start .. end` of an `n_frames`-long
+/// sequence, after reflection at its ends: `(lo, hi)`, a range that holds `start .. end`.
+pub fn reach(start: usize, end: usize, n_frames: usize, k: usize) -> (usize, usize) {
+    let (before, after) = halo(k);
+    ((start as i64 - before as i64)..(end + after) as i64).fold((start, end), |(lo, hi), i| {
+        let r = reflect_index(i, n_frames);
+        (lo.min(r), hi.max(r + 1))
+    })
+}
+
 /// A track being separated by an engine: push samples in, stem samples come out in order.
 pub struct BlockStream<'a, E: BlockEngine> {
     engine: &'a E,

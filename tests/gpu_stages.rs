@@ -22,7 +22,7 @@ use stemkit::stages::fft::ForwardFft;
 use stemkit::stages::frame::{frame_windowed, hann_periodic, SignalView};
 use stemkit::stages::ifft::InverseFft;
 use stemkit::stages::magnitude::magnitude;
-use stemkit::stages::mask::{apply_mask, hpss_masks};
+use stemkit::stages::mask::{apply_mask, hpss_masks, steady_gate};
 use stemkit::stages::median::{median_freq, median_time, MedianScratch};
 use stemkit::stages::overlap_add::{overlap_add, WindowSumSquare};
 use stemkit::HpssParams;
@@ -226,6 +226,48 @@ fn median_time_matches_cpu() {
             );
             assert_identical(
                 &format!("median_time held {held}+{held_offset} of {n_frames}, out {first}+{n_out}, k {k}, ties {ties}"),
+                &got,
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn median_steady_matches_cpu() {
+    // The steady estimate: the time median over the percussive rows, which start at their own
+    // frame (not the held frames') and reflect at the signal's ends.
+    let Some(ctx) = gpu() else { return };
+    let runner = StageRunner::new(ctx, 256, FftPath::Workgroup).unwrap();
+    let bins = 129;
+    let mut rng = Rng::new(14);
+    let mut scratch = MedianScratch::default();
+    // (percussive rows, their first frame, signal frames, first output, outputs, kernel)
+    for &(rows, perc_first, n_frames, first, n_out, k) in &[
+        (40usize, 0usize, 40usize, 0usize, 40usize, 47usize), // whole signal, both boundaries
+        (90, 477, 1_000_000, 500, 44, 47),                    // interior block
+        (30, 0, 30, 4, 22, 101),                              // radix-select kernel
+        (60, 940, 1000, 963, 37, 47),                         // last block: end reflection
+    ] {
+        for ties in [false, true] {
+            let perc = magnitudes(&mut rng, rows * bins, ties);
+            let got = runner
+                .median_steady(&perc, perc_first, n_frames, first, n_out, k)
+                .unwrap();
+            let mut want = vec![0.0; n_out * bins];
+            median_time(
+                &perc,
+                bins,
+                perc_first,
+                n_frames,
+                first,
+                k,
+                &mut want,
+                0..bins,
+                &mut scratch,
+            );
+            assert_identical(
+                &format!("median_steady rows {rows}+{perc_first} of {n_frames}, out {first}+{n_out}, k {k}, ties {ties}"),
                 &got,
                 &want,
             );
@@ -570,14 +612,15 @@ fn production_masks_match_cpu() {
         Stem::Harmony,
         Stem::Fx,
     ];
-    for (rate, cents, comb_fade) in [
-        (48000u32, 50.0f32, 400.0f32),
-        (22050, 120.0, 1000.0),
-        (44100, 500.0, 8000.0),
+    for (rate, cents, comb_fade, steady_margin) in [
+        (48000u32, 50.0f32, 400.0f32, 1.5f32),
+        (22050, 120.0, 1000.0, 0.0),
+        (44100, 500.0, 8000.0, 3.0),
     ] {
         let pp = ProductionSpec {
             comb_cents: cents,
             bass_comb_fade_hz: comb_fade,
+            steady_margin,
             ..Default::default()
         }
         .resolve(rate, &stft);
@@ -587,6 +630,9 @@ fn production_masks_match_cpu() {
             .map(|i| if i % 19 == 0 { 0.0 } else { rng.uniform() })
             .collect();
         let perc: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
+        let steady: Vec<f32> = (0..n)
+            .map(|i| if i % 23 == 0 { 0.0 } else { rng.uniform() })
+            .collect();
         let spectra: Vec<Complex32> = (0..n)
             .map(|_| Complex32::new(rng.signed(), rng.signed()))
             .collect();
@@ -606,7 +652,7 @@ fn production_masks_match_cpu() {
                 (b, m)
             })
             .collect();
-        for power in [2.0f32, f32::INFINITY] {
+        for power in [2.0f32, 4.0, f32::INFINITY] {
             let hpss = HpssParams {
                 power,
                 margin_harmonic: 1.5,
@@ -614,7 +660,9 @@ fn production_masks_match_cpu() {
                 ..Default::default()
             };
             let got = runner
-                .production(&spectra, &harm, &perc, &lines, &low, &hpss, &pp, &stems)
+                .production(
+                    &spectra, &harm, &perc, &steady, &lines, &low, &hpss, &pp, &stems,
+                )
                 .unwrap();
             let mut want = vec![Complex32::default(); n * stems.len()];
             let (mut mh, mut mp) = (vec![0.0; bins], vec![0.0; bins]);
@@ -626,6 +674,13 @@ fn production_masks_match_cpu() {
                     &perc[row.clone()],
                     &hpss,
                     &mut mh,
+                    &mut mp,
+                );
+                steady_gate(
+                    &perc[row.clone()],
+                    &steady[row.clone()],
+                    pp.steady_margin,
+                    hpss.power,
                     &mut mp,
                 );
                 let mut bw = low.clone();
@@ -657,7 +712,7 @@ fn production_masks_match_cpu() {
             // Masks in [0, 1] from a few roundings each (WGSL division is within 2.5 ULP and
             // may fuse multiply-adds): relative L2 error at float precision.
             assert_close(
-                &format!("production masks at {rate} Hz, {cents} cents, power {power}"),
+                &format!("production masks at {rate} Hz, {cents} cents, steady margin {steady_margin}, power {power}"),
                 &flat(&got),
                 &flat(&want),
                 1e-6,

@@ -1,15 +1,15 @@
 //! The five production stems: masks partition unity at every bin (random spectra); the stems sum
 //! back to the master (and to −120 dBFS at 24 bits through the CLI, in `cli.rs`); blocked equals
-//! whole-file (the pitch lines decide each frame on a fixed window); silence in, silence out; and
-//! synthetic cases with known answers — a bass line, a lead with vibrato, a chord pad and a click
-//! track each land mostly (≥ 80 % of their energy) in their own stem. That last test is ignored:
-//! the lead (0.92) and the clicks (0.96) pass, the bass (0.76) and the pad (0.35) do not. The pad
-//! (C4 E4 G4) sits on partials 4-6 of the C2 and on partials of every other bass note, and the bass
-//! is 11 dB louder: the ideal ratio mask itself gives the pad only 0.52 of its energy here
-//! (`scripts/evalset/synthetic_oracle.py`; 0.99 against the clicks alone, 0.56 against the bass
-//! alone), so 0.8 for the pad is out of reach of any STFT mask on this mix. The pad also loses
-//! 0.17 to drums and 0.12 to fx: a dense low-mid chord looks flat to the 350 Hz frequency median.
-//! `synthetic_parts_do_not_regress` holds today's shares as floors. Run the ignored one with
+//! whole-file (the pitch lines and the steady estimate decide each frame on a fixed window);
+//! silence in, silence out; and synthetic cases with known answers — a bass line, a lead with
+//! vibrato, a chord pad and a click track, mixed — each landing mostly (≥ 80 % of its energy) in
+//! its own stem. The known-answer mix is built so that the ideal ratio mask gives every part 0.92
+//! or more (`scripts/evalset/synthetic_oracle.py`). The bass (0.90), the lead (0.91) and the
+//! clicks (0.94) pass; the pad does not (0.46: its notes C4 E4 G4 sit on partials 4-6 of the C2
+//! and near partials of the other bass notes, and its dense partials look flat to the 350 Hz
+//! frequency median), so the full test is ignored and the pad held to a floor. A harder mix (a
+//! bright bass 11 dB over a quiet pad, where the ideal ratio mask itself gives the pad 0.52) is
+//! held to today's shares as floors. Run the ignored one with
 //! `cargo test --release --test production -- --ignored --nocapture`.
 
 mod common;
@@ -117,8 +117,15 @@ fn silence_in_silence_out() {
     }
 }
 
-/// A harmonic tone with a decaying partial series, following `f0(t)`.
-fn tone(len: usize, rate: f32, partials: usize, amp: f32, f0: impl Fn(f32) -> f32) -> Vec<f32> {
+/// A harmonic tone following `f0(t)` whose partial h has amplitude `amp / h^rolloff`.
+fn tone(
+    len: usize,
+    rate: f32,
+    partials: usize,
+    amp: f32,
+    rolloff: f32,
+    f0: impl Fn(f32) -> f32,
+) -> Vec<f32> {
     let mut phase = 0.0f32;
     let mut out = vec![0.0f32; len];
     for (i, o) in out.iter_mut().enumerate() {
@@ -128,30 +135,56 @@ fn tone(len: usize, rate: f32, partials: usize, amp: f32, f0: impl Fn(f32) -> f3
         *o = amp
             * (1..=partials)
                 .filter(|&h| h as f32 * f < rate / 2.0)
-                .map(|h| (h as f32 * phase).sin() / h as f32)
+                .map(|h| (h as f32 * phase).sin() / (h as f32).powf(rolloff))
                 .sum::<f32>();
     }
     out
 }
 
+/// How a synthetic mix's bass and pad are made (the lead and the clicks are the same in both).
+#[derive(Clone, Copy)]
+struct Recipe {
+    /// The bass's partial h has amplitude 0.3 / h^rolloff.
+    bass_rolloff: f32,
+    /// Amplitude of each pad note's fundamental.
+    pad_amp: f32,
+}
+
+/// The known-answer mix: a round bass (partials falling 12 dB per octave, as a finger-played
+/// bass guitar), a lead with vibrato, a C major pad as loud as the lead, a click track. The
+/// ideal ratio mask gives each part 0.92 or more of its energy here
+/// (`scripts/evalset/synthetic_oracle.py`), so 0.8 is a fair bar for a mask.
+const KNOWN_ANSWER: Recipe = Recipe {
+    bass_rolloff: 2.0,
+    pad_amp: 0.08,
+};
+
+/// A harder mix: a bright bass (partials falling 6 dB per octave) 11 dB louder than a quiet pad
+/// whose notes sit on its partials (C4 E4 G4 are partials 4-6 of the C2). The ideal ratio mask
+/// itself gives the pad only 0.52 of its energy here, so it is held to floors, not to 0.8.
+const DENSE: Recipe = Recipe {
+    bass_rolloff: 1.0,
+    pad_amp: 0.05,
+};
+
 /// The synthetic mix's parts and, for each, the share of its energy in every stem, as a report.
-fn synthetic_shares() -> (Vec<(Stem, f64)>, String) {
+fn synthetic_shares(recipe: Recipe) -> (Vec<(Stem, f64)>, String) {
     let rate = 48000.0f32;
     let len = (4.0 * rate) as usize;
     let midi = |n: f32| 440.0 * 2f32.powf((n - 69.0) / 12.0);
     // Bass: a line of four notes (A1, C2, E2, G1), one a second.
-    let bass = tone(len, rate, 8, 0.30, |t| {
+    let bass = tone(len, rate, 8, 0.30, recipe.bass_rolloff, |t| {
         midi([33.0, 36.0, 40.0, 31.0][(t as usize).min(3)])
     });
     // Lead: E5 then A5, with a 5.5 Hz vibrato of ±30 cents.
-    let lead = tone(len, rate, 10, 0.12, |t| {
+    let lead = tone(len, rate, 10, 0.12, 1.0, |t| {
         let note = if t < 2.0 { 76.0 } else { 81.0 };
         midi(note) * 2f32.powf(0.3 / 12.0 * (TAU * 5.5 * t).sin())
     });
     // Pad: a sustained C major triad around middle C, with a slow fade in.
     let pad: Vec<f32> = [60.0f32, 64.0, 67.0]
         .iter()
-        .map(|&n| tone(len, rate, 6, 0.05, |_| midi(n)))
+        .map(|&n| tone(len, rate, 6, recipe.pad_amp, 1.0, |_| midi(n)))
         .fold(vec![0.0f32; len], |mut acc, v| {
             acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
             acc
@@ -214,22 +247,41 @@ fn synthetic_shares() -> (Vec<(Stem, f64)>, String) {
 }
 
 #[test]
-#[ignore = "bass 0.76 and pad 0.35 in their own stems (target 0.8); the ideal ratio mask itself gives the pad only 0.52 here (scripts/evalset/synthetic_oracle.py)"]
-fn synthetic_parts_land_in_their_own_stems() {
-    let (shares, report) = synthetic_shares();
+fn synthetic_bass_lead_and_clicks_land_in_their_own_stems() {
+    // The bar (0.8) for the bass line, the lead and the clicks; the pad has a floor at
+    // today's share (0.46) until `synthetic_parts_land_in_their_own_stems` passes.
+    let (shares, report) = synthetic_shares(KNOWN_ANSWER);
     println!("{report}");
-    assert!(
-        shares.iter().all(|&(_, v)| v >= 0.8),
-        "a part has < 80 % of its energy in its own stem:\n{report}"
-    );
+    for (stem, share) in &shares {
+        let bar = if *stem == Stem::Harmony { 0.42 } else { 0.8 };
+        assert!(
+            *share >= bar,
+            "{}: {share:.3} of its energy in its own stem, below {bar}:\n{report}",
+            stem.name()
+        );
+    }
 }
 
-/// Where the synthetic parts land today, as a floor against regressions (not the 0.8,
-/// which `synthetic_parts_land_in_their_own_stems` asks for): measured lead 0.92, clicks 0.96,
-/// bass 0.76, pad 0.35.
 #[test]
-fn synthetic_parts_do_not_regress() {
-    let (shares, report) = synthetic_shares();
+#[ignore = "the pad lands 0.46 in harmony (0.24 in bass, 0.19 in fx); the ideal ratio mask gives it 0.92"]
+fn synthetic_parts_land_in_their_own_stems() {
+    let (shares, report) = synthetic_shares(KNOWN_ANSWER);
+    println!("{report}");
+    for (stem, share) in &shares {
+        assert!(
+            *share >= 0.8,
+            "{}: {share:.3} of its energy in its own stem, below 0.8:\n{report}",
+            stem.name()
+        );
+    }
+}
+
+/// Where the parts of the harder mix land today, as floors against regressions (measured
+/// lead 0.92, clicks 0.94, bass 0.76, pad 0.34; the pad's ceiling is 0.52).
+#[test]
+fn dense_mix_parts_do_not_regress() {
+    let (shares, report) = synthetic_shares(DENSE);
+    println!("{report}");
     for (stem, floor) in [
         (Stem::Melody, 0.85),
         (Stem::Drums, 0.9),

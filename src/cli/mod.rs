@@ -97,7 +97,7 @@ pub struct SeparationArgs {
     #[arg(long)]
     power: Option<String>,
     /// HPSS margin ≥ 1: one value, or `harmonic,percussive` (default 1 for hpr, where above 1 the
-    /// residual stem appears; 1.2,1.1 for the production stems, whose fx stem is that residual).
+    /// residual stem appears; 1.2,1.0 for the production stems, whose fx stem is that residual).
     #[arg(long)]
     margin: Option<String>,
     /// Bass line f0 range, Hz (`LO-HI`).
@@ -119,6 +119,13 @@ pub struct SeparationArgs {
     /// Each side of a frame, the span whose pitch candidates decide its point of a line (e.g. 100ms).
     #[arg(long = "track-window", default_value = "100ms")]
     track_window: String,
+    /// Length of the steady estimate (the percussive estimate's median along time), e.g. 500ms.
+    #[arg(long = "steady-window", default_value = "500ms")]
+    steady_window: String,
+    /// Steady-gate margin: the drums keep a bin only where the percussive estimate stands above
+    /// this many times its steady level; steady noise, risers and hiss go to fx (0: no gate).
+    #[arg(long = "steady-margin", default_value = "1.5")]
+    steady_margin: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -57,6 +57,8 @@ impl SeparationArgs {
             bass_comb_fade_hz: parse_unit("--bass-comb-fade", &self.bass_comb_fade, "hz")?,
             comb_cents: parse_unit("--comb-width", &self.comb_width, "cents")?,
             track_ms: parse_unit("--track-window", &self.track_window, "ms")?,
+            steady_ms: parse_unit("--steady-window", &self.steady_window, "ms")?,
+            steady_margin: parse_unit("--steady-margin", &self.steady_margin, "")?,
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -110,6 +112,8 @@ impl SeparationArgs {
                 "bass_comb_fade_hz": spec.production.bass_comb_fade_hz,
                 "comb_cents": spec.production.comb_cents,
                 "track_ms": spec.production.track_ms,
+                "steady_ms": spec.production.steady_ms,
+                "steady_margin": spec.production.steady_margin,
             },
             "device": engines.device_name(),
         })
@@ -153,7 +157,11 @@ fn parse_unit(what: &'static str, text: &str, unit: &str) -> Result<f32> {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(Error::param(
             what,
-            format!("expected a number of {unit}, got {text:?}"),
+            if unit.is_empty() {
+                format!("expected a number, got {text:?}")
+            } else {
+                format!("expected a number of {unit}, got {text:?}")
+            },
         )),
     }
 }

@@ -160,8 +160,22 @@ pub struct GpuParams {
     pub comb_lobe_hz: f32,
     /// Where the bass comb's partials fade out, Hz (`production::comb_fade`).
     pub bass_comb_fade_hz: f32,
+    /// Frames of the frequency-median (percussive) buffer: the output frames, and with the
+    /// steady gate the frames its median reaches around them.
+    pub perc_frames: u32,
+    /// Held index of percussive frame 0.
+    pub perc_held: u32,
+    /// Percussive index of output frame 0.
+    pub perc_offset: u32,
+    /// Length of the steady estimate (the percussive estimate's median along time), frames; 0:
+    /// no steady gate.
+    pub steady_kernel: u32,
+    /// The steady gate's margin (`stages::mask::steady_gate`); 0: no gate.
+    pub steady_margin: f32,
+    /// The bass envelope model's growth per partial (`production::BASS_ENVELOPE_GROWTH`).
+    pub comb_growth: f32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 1],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -290,6 +304,12 @@ mod tests {
             ),
             ("stem_kinds", offset_of!(GpuParams, stem_kinds)),
             ("line_bins", offset_of!(GpuParams, line_bins)),
+            ("perc_frames", offset_of!(GpuParams, perc_frames)),
+            ("perc_held", offset_of!(GpuParams, perc_held)),
+            ("perc_offset", offset_of!(GpuParams, perc_offset)),
+            ("steady_kernel", offset_of!(GpuParams, steady_kernel)),
+            ("steady_margin", offset_of!(GpuParams, steady_margin)),
+            ("comb_growth", offset_of!(GpuParams, comb_growth)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

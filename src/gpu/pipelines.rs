@@ -41,6 +41,8 @@ pub enum Stage {
     MedianTime,
     /// Median along frequency (percussive).
     MedianFreq,
+    /// Median along time of the percussive estimate (the production stems' steady estimate).
+    MedianSteady,
     /// Masks applied to the spectrum.
     Mask,
     /// Channel sums the production stems' pitch lines are tracked on.
@@ -138,7 +140,7 @@ const fn none(_: usize) -> u64 {
 }
 
 /// The table: every stage, its shader, entry point, workgroup size, bindings and workgroup memory.
-pub static STAGES: [StageDesc; 14] = [
+pub static STAGES: [StageDesc; 15] = [
     StageDesc {
         stage: Stage::Frame,
         twin: "frame",
@@ -243,6 +245,20 @@ pub static STAGES: [StageDesc; 14] = [
         workgroup_bytes: none,
     },
     StageDesc {
+        stage: Stage::MedianSteady,
+        twin: "median_steady",
+        files: "median.wgsl",
+        sources: &[MEDIAN],
+        entry_point: "median_steady",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(1, "mag", Read),
+            b(2, "out", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
         stage: Stage::Mask,
         twin: "mask",
         files: "mask.wgsl",
@@ -288,6 +304,7 @@ pub static STAGES: [StageDesc; 14] = [
             b(4, "low", Read),
             b(5, "lines", Read),
             b(6, "stem_spectra", ReadWrite),
+            b(9, "steady", Read),
         ],
         workgroup_bytes: none,
     },
@@ -358,7 +375,7 @@ pub static STAGES: [StageDesc; 14] = [
 
 impl Stage {
     /// Every stage, in table order.
-    pub const ALL: [Stage; 14] = [
+    pub const ALL: [Stage; 15] = [
         Stage::Frame,
         Stage::Fft,
         Stage::FftGlobalPass,
@@ -366,6 +383,7 @@ impl Stage {
         Stage::Magnitude,
         Stage::MedianTime,
         Stage::MedianFreq,
+        Stage::MedianSteady,
         Stage::Mask,
         Stage::LineInput,
         Stage::Production,
@@ -391,6 +409,7 @@ impl Stage {
                 Stage::Magnitude,
                 Stage::MedianTime,
                 Stage::MedianFreq,
+                Stage::MedianSteady,
                 Stage::Mask,
                 Stage::LineInput,
                 Stage::Production,
@@ -404,6 +423,7 @@ impl Stage {
                 Stage::Magnitude,
                 Stage::MedianTime,
                 Stage::MedianFreq,
+                Stage::MedianSteady,
                 Stage::Mask,
                 Stage::LineInput,
                 Stage::Production,
@@ -431,12 +451,13 @@ pub fn median_run_length(k: u32) -> u32 {
 }
 
 /// The timing groups of [`crate::gpu::stats::GpuStats::stage_ns`]: the CPU twins' names.
-pub const TIMED_STAGES: [&str; 10] = [
+pub const TIMED_STAGES: [&str; 11] = [
     "frame",
     "fft",
     "magnitude",
     "median_time",
     "median_freq",
+    "median_steady",
     "line_input",
     "mask",
     "production",
@@ -798,7 +819,16 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
             p.bins
                 .div_ceil(median_run_length(p.percussive_kernel))
                 .div_ceil(wg),
-            p.out_frames,
+            p.perc_frames,
+            ch,
+        ],
+        Stage::MedianSteady => [
+            p.bins.div_ceil(wg),
+            if p.steady_kernel == 0 {
+                0
+            } else {
+                p.out_frames.div_ceil(median_run_length(p.steady_kernel))
+            },
             ch,
         ],
         Stage::Mask | Stage::Production => [p.bins.div_ceil(wg), p.out_frames, ch],

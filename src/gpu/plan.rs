@@ -11,9 +11,8 @@ use crate::error::{Error, Result};
 use crate::gpu::params::{mask_mode, stem_kind, GpuParams};
 use crate::gpu::stage_runner::NormPlan;
 use crate::separator::SeparationParams;
-use crate::stages::median::reflect_index;
 use crate::stages::overlap_add::WindowSumSquare;
-use crate::stream::{halo, tail_frames};
+use crate::stream::tail_frames;
 
 /// Reflection boundaries beyond this many frames are never reached within a block, so the
 /// shaders get this instead (keeps `2n` within i32).
@@ -46,14 +45,7 @@ pub struct BlockPlan {
 }
 
 /// Frames (held range) the time median of frames `t0 .. end` reaches, reflected in `n_frames`.
-pub fn held_range(t0: usize, end: usize, n_frames: usize, k: usize) -> (usize, usize) {
-    let (before, after) = halo(k);
-    let reach = (t0 as i64 - before as i64)..(end + after) as i64;
-    reach.fold((t0, end), |(lo, hi), i| {
-        let r = reflect_index(i, n_frames);
-        (lo.min(r), hi.max(r + 1))
-    })
-}
+pub use crate::stream::reach as held_range;
 
 /// Plans frames `start .. end` emitting `emit_from .. emit_to`, with input held up to sample
 /// `input_end` (exclusive; later samples read as zero, as `SignalView::at` gives).
@@ -80,6 +72,14 @@ pub fn plan_block(
     let ctx = sep.context_frames();
     let (h0, h1) = (t0.saturating_sub(ctx), (end + ctx).min(n_frames).max(end));
     let (lo, hi) = held_range(h0, h1, n_frames, sep.hpss.harmonic_kernel);
+    // The percussive estimate covers the output frames and, with the steady gate, the frames
+    // the steady estimate's time median reaches around them.
+    let steady = sep.steady();
+    let (p0, p1) = match steady {
+        Some((k, _)) => held_range(t0, end, n_frames, k),
+        None => (t0, end),
+    };
+    let (lo, hi) = (lo.min(p0), hi.max(p1));
 
     // Input: every sample of the held frames, and the emitted samples (for the remainder stem).
     let first_frame_sample = (lo * hop) as i64 - half;
@@ -134,6 +134,11 @@ pub fn plan_block(
         harm_frames: (h1 - h0) as u32,
         harm_held: (h0 - lo) as u32,
         harm_offset: (t0 - h0) as u32,
+        perc_frames: (p1 - p0) as u32,
+        perc_held: (p0 - lo) as u32,
+        perc_offset: (t0 - p0) as u32,
+        steady_kernel: steady.map_or(0, |(k, _)| k as u32),
+        steady_margin: steady.map_or(0.0, |(_, m)| m),
         ..production_fields(sep)
     };
     Ok(BlockPlan {
@@ -165,6 +170,7 @@ pub fn production_fields(sep: &SeparationParams) -> GpuParams {
         melody_partials: p.melody_partials as u32,
         comb_lobe_hz: crate::production::COMB_LOBE_BINS * bin_hz,
         bass_comb_fade_hz: p.bass_comb_fade_hz,
+        comb_growth: crate::production::BASS_ENVELOPE_GROWTH,
         stem_kinds: stem_kind::pack(&stems[..sep.stems.inverted()]),
         line_bins: if sep.stems.needs_lines() {
             p.bass.bins_read(bins, bin_hz) as u32
@@ -182,7 +188,9 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
     let hop = sep.stft.hop_length;
     let out = frames + tail_frames(&sep.stft);
     let harm = out + 2 * sep.context_frames();
-    let held = harm + sep.hpss.harmonic_kernel - 1;
+    let steady = sep.steady();
+    let perc = out + steady.map_or(0, |(k, _)| k - 1);
+    let held = (harm + sep.hpss.harmonic_kernel - 1).max(perc);
     let stems = sep.stems.len() as u32;
     GpuParams {
         n_fft: n_fft as u32,
@@ -196,6 +204,9 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
         n_stems: stems,
         emit_count: (frames * hop + n_fft) as u32,
         harm_frames: harm as u32,
+        perc_frames: perc as u32,
+        steady_kernel: steady.map_or(0, |(k, _)| k as u32),
+        steady_margin: steady.map_or(0.0, |(_, m)| m),
         line_bins: if sep.stems.needs_lines() {
             sep.stft.n_bins() as u32
         } else {

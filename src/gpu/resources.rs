@@ -25,6 +25,8 @@ pub enum Step {
     MedianTime,
     /// median.wgsl, median_freq
     MedianFreq,
+    /// median.wgsl, median_steady (production stems)
+    MedianSteady,
     /// production.wgsl, line_input
     LineInput,
     /// mask.wgsl
@@ -39,12 +41,13 @@ pub enum Step {
 
 impl Step {
     /// All steps in table order.
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 11] = [
         Step::Frame,
         Step::Fft,
         Step::Magnitude,
         Step::MedianTime,
         Step::MedianFreq,
+        Step::MedianSteady,
         Step::LineInput,
         Step::Mask,
         Step::Production,
@@ -65,12 +68,13 @@ impl Step {
     ];
 
     /// A production block's first submission: spectra, medians and the pitch lines' input.
-    pub const ANALYSIS: [Step; 6] = [
+    pub const ANALYSIS: [Step; 7] = [
         Step::Frame,
         Step::Fft,
         Step::Magnitude,
         Step::MedianTime,
         Step::MedianFreq,
+        Step::MedianSteady,
         Step::LineInput,
     ];
 
@@ -78,12 +82,13 @@ impl Step {
     pub const SYNTHESIS: [Step; 3] = [Step::Production, Step::Ifft, Step::OverlapAdd];
 
     /// A production block without pitch lines (no bass or melody stem): one submission.
-    pub const PRODUCTION_ONLY: [Step; 8] = [
+    pub const PRODUCTION_ONLY: [Step; 9] = [
         Step::Frame,
         Step::Fft,
         Step::Magnitude,
         Step::MedianTime,
         Step::MedianFreq,
+        Step::MedianSteady,
         Step::Production,
         Step::Ifft,
         Step::OverlapAdd,
@@ -110,8 +115,10 @@ pub enum Buf {
     Mag,
     /// Time medians `[channel][out][bins]`.
     Harm,
-    /// Frequency medians `[channel][out][bins]`.
+    /// Frequency medians `[channel][perc][bins]`.
     Perc,
+    /// Steady estimates `[channel][out][bins]` (production stems).
+    Steady,
     /// Masked spectra `[channel][out][stem][bins]` complex.
     StemSpectra,
     /// Windowed inverse frames `[channel][out][stem][n_fft]`.
@@ -136,12 +143,13 @@ pub enum Buf {
 
 /// The buffers a block's stages write (every intermediate and the output): what must fit the
 /// device's limits, and what tests poison before each block.
-pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 11] = [
+pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 12] = [
     Buf::Frames,
     Buf::Spectra,
     Buf::Mag,
     Buf::Harm,
     Buf::Perc,
+    Buf::Steady,
     Buf::StemSpectra,
     Buf::StemFrames,
     Buf::CplxA,
@@ -150,7 +158,7 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 11] = [
     Buf::LineIn,
 ];
 
-const BUFS: [Buf; 17] = [
+const BUFS: [Buf; 18] = [
     Buf::Params,
     Buf::Pcm,
     Buf::Frames,
@@ -158,6 +166,7 @@ const BUFS: [Buf; 17] = [
     Buf::Mag,
     Buf::Harm,
     Buf::Perc,
+    Buf::Steady,
     Buf::StemSpectra,
     Buf::StemFrames,
     Buf::CplxA,
@@ -185,7 +194,14 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::Spectra => c * held * bins * 8,
         Buf::Mag => c * held * bins * 4,
         Buf::Harm => c * p.harm_frames as u64 * bins * 4,
-        Buf::Perc => c * out * bins * 4,
+        Buf::Perc => c * p.perc_frames as u64 * bins * 4,
+        Buf::Steady => {
+            if p.steady_kernel == 0 {
+                0
+            } else {
+                c * out * bins * 4
+            }
+        }
         Buf::StemSpectra => c * out * inv * bins * 8,
         Buf::StemFrames => c * out * inv * n * 4,
         Buf::CplxA | Buf::CplxB => match path {
@@ -377,6 +393,10 @@ impl Resources {
             &[params(), buf(Buf::Mag), buf(Buf::Perc)],
         )]);
         steps.push(vec![one(
+            Stage::MedianSteady,
+            &[params(), buf(Buf::Perc), buf(Buf::Steady)],
+        )]);
+        steps.push(vec![one(
             Stage::LineInput,
             &[params(), buf(Buf::Harm), buf(Buf::Mag), buf(Buf::LineIn)],
         )]);
@@ -400,6 +420,7 @@ impl Resources {
                 buf(Buf::Low),
                 buf(Buf::Lines),
                 buf(Buf::StemSpectra),
+                buf(Buf::Steady),
             ],
         )]);
         match p.path() {
@@ -635,6 +656,7 @@ fn create_buffer(device: &wgpu::Device, buf: Buf, size: u64) -> wgpu::Buffer {
             Buf::Mag => "mag",
             Buf::Harm => "harm",
             Buf::Perc => "perc",
+            Buf::Steady => "steady",
             Buf::StemSpectra => "stem spectra",
             Buf::StemFrames => "stem frames",
             Buf::CplxA => "fft a",

@@ -68,6 +68,7 @@ impl StageRunner {
             held_frames: rows as u32,
             out_frames: rows as u32,
             harm_frames: rows as u32,
+            perc_frames: rows as u32,
             power: hpss.power,
             margin_harmonic: hpss.margin_harmonic,
             margin_percussive: hpss.margin_percussive,
@@ -226,6 +227,7 @@ impl StageRunner {
         let p = GpuParams {
             held_frames: rows as u32,
             out_frames: rows as u32,
+            perc_frames: rows as u32,
             percussive_kernel: k as u32,
             ..base
         };
@@ -235,6 +237,41 @@ impl StageRunner {
             &[(Buf::Mag, bytemuck::cast_slice(mag))],
             Buf::Perc,
             mag.len(),
+            0,
+        )
+    }
+
+    /// Stage `median_steady`: the median along time of the percussive rows `perc` (frames
+    /// `perc_first ..` of an `n_frames`-frame signal), as `crate::stages::median::median_time`
+    /// over them; returns frames `first .. first + n_out`.
+    pub fn median_steady(
+        &self,
+        perc: &[f32],
+        perc_first: usize,
+        n_frames: usize,
+        first: usize,
+        n_out: usize,
+        k: usize,
+    ) -> Result<Vec<f32>> {
+        let base = self.base_params();
+        let bins = base.bins as usize;
+        let rows = perc.len() / bins;
+        let p = GpuParams {
+            held_frames: rows as u32,
+            perc_frames: rows as u32,
+            perc_held: 0,
+            perc_offset: (first - perc_first) as u32,
+            out_frames: n_out as u32,
+            n_frames_rel: (n_frames - perc_first).min(1 << 29) as u32,
+            steady_kernel: k as u32,
+            ..base
+        };
+        self.run(
+            Step::MedianSteady,
+            p,
+            &[(Buf::Perc, bytemuck::cast_slice(perc))],
+            Buf::Steady,
+            n_out * bins,
             0,
         )
     }
@@ -313,15 +350,18 @@ impl StageRunner {
     }
 
     /// Stage `production`, as `crate::production::production_masks` with `add_comb` then
-    /// `apply_mask` per stem, for one channel: `spectra`, `harm`, `perc` hold the same frames
-    /// (rows of n_fft/2 + 1 bins), `lines` the (bass, melody) f0 of each frame, `low` the
-    /// low-register weight per bin. Returns `[row][stem][bins]` for `stems`.
+    /// `apply_mask` per stem, for one channel: `spectra`, `harm`, `perc`, `steady` hold the same
+    /// frames (rows of n_fft/2 + 1 bins), `lines` the (bass, melody) f0 of each frame, `low` the
+    /// low-register weight per bin; the percussive mask takes the steady gate of
+    /// `production.steady_margin` (`crate::stages::mask::steady_gate`). Returns
+    /// `[row][stem][bins]` for `stems`.
     #[allow(clippy::too_many_arguments)]
     pub fn production(
         &self,
         spectra: &[Complex32],
         harm: &[f32],
         perc: &[f32],
+        steady: &[f32],
         lines: &[(f32, f32)],
         low: &[f32],
         hpss: &HpssParams,
@@ -339,7 +379,10 @@ impl StageRunner {
             comb_lobe_hz: crate::production::COMB_LOBE_BINS * production.sample_rate as f32
                 / self.n_fft as f32,
             bass_comb_fade_hz: production.bass_comb_fade_hz,
+            comb_growth: crate::production::BASS_ENVELOPE_GROWTH,
             stem_kinds: crate::gpu::params::stem_kind::pack(stems),
+            steady_kernel: 1,
+            steady_margin: production.steady_margin,
             ..self.mask_params(rows, hpss, inverted)
         };
         let lines: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
@@ -352,6 +395,7 @@ impl StageRunner {
                 (Buf::Perc, bytemuck::cast_slice(perc)),
                 (Buf::Lines, bytemuck::cast_slice(&lines)),
                 (Buf::Low, bytemuck::cast_slice(low)),
+                (Buf::Steady, bytemuck::cast_slice(steady)),
             ],
             Buf::StemSpectra,
             spectra.len() * inverted as usize * 2,

@@ -85,6 +85,42 @@ pub fn hpss_masks(
     }
 }
 
+/// The production stems' steady gate: `mask_p[i] *= softmask(perc[i], margin · steady[i])` at
+/// `power` (no split of zeros: a bin with no percussive estimate keeps none), so the drums keep a
+/// bin's percussive share only where the percussive estimate stands above its own steady level
+/// (`steady`: its median along time). `margin` ≤ 0: no gate. Twin of `steady_gate` in
+/// `shaders/common.wgsl` (applied by `shaders/production.wgsl`).
+pub fn steady_gate(perc: &[f32], steady: &[f32], margin: f32, power: f32, mask_p: &mut [f32]) {
+    if margin <= 0.0 {
+        return;
+    }
+    let n = perc.len().min(steady.len()).min(mask_p.len());
+    let (perc, steady, mask_p) = (&perc[..n], &steady[..n], &mut mask_p[..n]);
+    macro_rules! gate {
+        ($pow:expr) => {
+            for i in 0..n {
+                mask_p[i] *= softmask_with(perc[i], margin * steady[i], false, $pow);
+            }
+        };
+    }
+    if power.is_infinite() {
+        for i in 0..n {
+            mask_p[i] *= if perc[i] > margin * steady[i] {
+                1.0
+            } else {
+                0.0
+            };
+        }
+    } else if power == 4.0 {
+        gate!(|x: f32| {
+            let x2 = x * x;
+            x2 * x2
+        })
+    } else {
+        gate!(|x: f32| pow(x, power))
+    }
+}
+
 /// `softmask` for finite power, written with selects instead of branches.
 #[inline(always)]
 fn softmask_with(x: f32, x_ref: f32, split_zeros: bool, pow: impl Fn(f32) -> f32) -> f32 {
@@ -169,6 +205,48 @@ mod tests {
                 perc[i]
             );
         }
+    }
+
+    #[test]
+    fn steady_gate_is_the_softmask_of_the_steady_level() {
+        let mut rng = crate::rng::Rng::new(9);
+        let n = 2048;
+        let perc: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % 13 == 0 {
+                    0.0
+                } else {
+                    rng.uniform() * 8.0
+                }
+            })
+            .collect();
+        let steady: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % 17 == 0 {
+                    0.0
+                } else {
+                    rng.uniform() * 8.0
+                }
+            })
+            .collect();
+        let start: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
+        for power in [1.0, 2.0, 4.0, 3.0, f32::INFINITY] {
+            let mut mp = start.clone();
+            steady_gate(&perc, &steady, 1.5, power, &mut mp);
+            for i in 0..n {
+                let want = start[i] * softmask(perc[i], 1.5 * steady[i], power, false);
+                assert!(
+                    (mp[i] - want).abs() <= 1e-6,
+                    "power {power}, bin {i}: {} vs {want} (perc {}, steady {})",
+                    mp[i],
+                    perc[i],
+                    steady[i]
+                );
+            }
+        }
+        let mut mp = start.clone();
+        steady_gate(&perc, &steady, 0.0, 4.0, &mut mp);
+        assert_eq!(mp, start, "margin 0 turns the gate off");
     }
 
     #[test]
