@@ -42,9 +42,13 @@ struct Params {
     line_bins: u32,
     comb_lobe_hz: f32,
     bass_comb_fade_hz: f32,
-    perc_frames: u32,
-    perc_held: u32,
-    perc_offset: u32,
+    points_frames: u32,
+    points_held: u32,
+    steady_rows: u32,
+    steady_offset: u32,
+    n_points_rel: u32,
+    steady_phase: u32,
+    steady_base: u32,
     steady_kernel: u32,
     steady_margin: f32,
     comb_growth: f32,
@@ -58,6 +62,9 @@ struct PassParams {
     inverse: u32,
     rows_mode: u32,
 }
+
+// Frames between the steady estimate's grid points (src/production.rs, STEADY_STEP).
+const STEADY_STEP: u32 = 4u;
 
 // Rust's f32::MIN_POSITIVE (numpy's finfo(float32).tiny): the smallest normal f32.
 const F32_MIN_POSITIVE: f32 = 1.17549435e-38;

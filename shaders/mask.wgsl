@@ -7,7 +7,7 @@
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> spectra: array<vec2<f32>>;          // [channel][held_frames][bins]
 @group(0) @binding(2) var<storage, read> harm: array<f32>;                   // [channel][harm_frames][bins]
-@group(0) @binding(3) var<storage, read> perc: array<f32>;                   // [channel][perc_frames][bins]
+@group(0) @binding(3) var<storage, read> perc: array<f32>;                   // [channel][out_frames][bins]
 @group(0) @binding(4) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
 
 fn mask_settings() -> MaskSettings {
@@ -25,7 +25,7 @@ fn mask(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let h = harm[(ch * params.harm_frames + params.harm_offset + j) * params.bins + b];
-    let q = perc[(ch * params.perc_frames + params.perc_offset + j) * params.bins + b];
+    let q = perc[(ch * params.out_frames + j) * params.bins + b];
     let masks = hpss_mask_pair(h, q, mask_settings());
     let mask_h = masks.x;
     let mask_p = masks.y;

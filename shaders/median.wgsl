@@ -138,42 +138,59 @@ fn median_time(@builtin(global_invocation_id) gid: vec3<u32>) {
                count, out_base, params.bins);
 }
 
-// Percussive estimate: median along frequency of percussive frame gid.y (held frame
-// perc_held + gid.y) for bins gid.x·run .. (a run of run_length(k)), channel gid.z.
-// Dispatch (ceil(ceil(bins/run)/64), perc_frames, channels).
+// Percussive estimate: median along frequency of output frame gid.y for bins gid.x·run ..
+// (a run of run_length(k)), channel gid.z. Dispatch (ceil(ceil(bins/run)/64), out_frames, channels).
 @compute @workgroup_size(64)
 fn median_freq(@builtin(global_invocation_id) gid: vec3<u32>) {
     let run = run_length(params.percussive_kernel);
     let b0 = gid.x * run;
     let j = gid.y;
     let ch = gid.z;
-    if b0 >= params.bins || j >= params.perc_frames {
+    if b0 >= params.bins || j >= params.out_frames {
         return;
     }
     let count = min(run, params.bins - b0);
-    let base = (ch * params.held_frames + params.perc_held + j) * params.bins;
-    let out_base = (ch * params.perc_frames + j) * params.bins + b0;
+    let base = (ch * params.held_frames + params.out_offset + j) * params.bins;
+    let out_base = (ch * params.out_frames + j) * params.bins + b0;
     median_run(base, 1u, i32(b0), i32(params.bins), params.percussive_kernel, count, out_base, 1u);
 }
 
-// Steady estimate (production stems): median along time of the percussive estimate, bound as
-// `mag` ([channel][perc_frames][bins]; percussive frame 0 is held frame perc_held), for output
-// frames gid.y·run .. (output frame 0 is percussive frame perc_offset), bin gid.x, channel gid.z;
-// into `out` [channel][out_frames][bins]. CPU twin: median_time over the percussive rows.
-// Dispatch (ceil(bins/64), ceil(out_frames/run), channels); none when steady_kernel is 0.
+// The percussive estimate at the steady grid's points (production::SteadyGrid): as median_freq,
+// for point row gid.y = held frame points_held + gid.y·STEADY_STEP, into `out`
+// [channel][points_frames][bins]. Dispatch (ceil(ceil(bins/run)/64), points_frames, channels).
+@compute @workgroup_size(64)
+fn median_freq_points(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let run = run_length(params.percussive_kernel);
+    let b0 = gid.x * run;
+    let j = gid.y;
+    let ch = gid.z;
+    if b0 >= params.bins || j >= params.points_frames {
+        return;
+    }
+    let count = min(run, params.bins - b0);
+    let base = (ch * params.held_frames + params.points_held + j * STEADY_STEP) * params.bins;
+    let out_base = (ch * params.points_frames + j) * params.bins + b0;
+    median_run(base, 1u, i32(b0), i32(params.bins), params.percussive_kernel, count, out_base, 1u);
+}
+
+// Steady estimate (production stems): median along time of the percussive estimate at the grid's
+// points, bound as `mag` ([channel][points_frames][bins], from median_freq_points), for steady
+// rows gid.y·run .. (steady row 0 is point row steady_offset), bin gid.x, channel gid.z; into
+// `out` [channel][steady_rows][bins]. CPU twin: median_time over the point rows.
+// Dispatch (ceil(bins/64), ceil(steady_rows/run), channels); none when steady_kernel is 0.
 @compute @workgroup_size(64)
 fn median_steady(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
     let run = run_length(params.steady_kernel);
     let j0 = gid.y * run;
     let ch = gid.z;
-    if b >= params.bins || j0 >= params.out_frames || params.steady_kernel == 0u {
+    if b >= params.bins || j0 >= params.steady_rows || params.steady_kernel == 0u {
         return;
     }
-    let count = min(run, params.out_frames - j0);
-    let base = ch * params.perc_frames * params.bins + b;
-    let center = i32(params.perc_offset + j0);
-    let n = i32(params.n_frames_rel - params.perc_held);
-    let out_base = (ch * params.out_frames + j0) * params.bins + b;
+    let count = min(run, params.steady_rows - j0);
+    let base = ch * params.points_frames * params.bins + b;
+    let center = i32(params.steady_offset + j0);
+    let n = i32(params.n_points_rel);
+    let out_base = (ch * params.steady_rows + j0) * params.bins + b;
     median_run(base, params.bins, center, n, params.steady_kernel, count, out_base, params.bins);
 }

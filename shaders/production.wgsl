@@ -15,12 +15,12 @@
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> spectra: array<vec2<f32>>;          // [channel][held_frames][bins]
 @group(0) @binding(2) var<storage, read> harm: array<f32>;                   // [channel][harm_frames][bins]
-@group(0) @binding(3) var<storage, read> perc: array<f32>;                   // [channel][perc_frames][bins]
+@group(0) @binding(3) var<storage, read> perc: array<f32>;                   // [channel][out_frames][bins]
 @group(0) @binding(4) var<storage, read> low: array<f32>;                    // [bins]
 @group(0) @binding(5) var<storage, read> lines: array<vec2<f32>>;            // [out_frames] (bass, melody) f0
 @group(0) @binding(6) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
 
-@group(0) @binding(9) var<storage, read> steady: array<f32>;                 // [channel][out_frames][bins]
+@group(0) @binding(9) var<storage, read> steady: array<f32>;                 // [channel][steady_rows][bins]
 
 // line_input's own bindings (a separate entry point, a separate bind group).
 @group(0) @binding(7) var<storage, read> mag: array<f32>;                    // [channel][held_frames][bins]
@@ -135,13 +135,16 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let harm_base = (ch * params.harm_frames + params.harm_offset + j) * params.bins;
-    let q = perc[(ch * params.perc_frames + params.perc_offset + j) * params.bins + b];
+    let q = perc[(ch * params.out_frames + j) * params.bins + b];
     let settings = mask_settings();
     let hp = hpss_mask_pair(harm[harm_base + b], q, settings);
     let h = hp.x;
     var p = hp.y;
     if params.steady_margin > 0.0 {
-        let s = steady[(ch * params.out_frames + j) * params.bins + b];
+        // The nearest grid point's steady estimate (production::SteadyGrid::row).
+        let row = min((params.steady_phase + j) / STEADY_STEP + params.steady_base,
+                      params.steady_rows - 1u);
+        let s = steady[(ch * params.steady_rows + row) * params.bins + b];
         p *= steady_gate(q, s, params.steady_margin, settings);
     }
     let line = lines[j];

@@ -201,7 +201,7 @@ pub fn run_batch(
     let started = Instant::now();
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     // A folder we cannot write is one clear error before any work.
-    tempfile::NamedTempFile::new_in(out_dir).map_err(|e| {
+    temp_file_in(out_dir).map_err(|e| {
         Error::io(
             out_dir,
             std::io::Error::new(e.kind(), format!("the output folder is not writable ({e})")),
@@ -480,10 +480,19 @@ fn one_line(e: &Error, input: &Path) -> String {
     }
 }
 
+/// A temporary file in `dir`, named as stemkit's other temporaries (`.stemkit-XXXXXX.partial`), so
+/// one a kill leaves behind never looks like a finished file.
+fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".stemkit-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+}
+
 /// Writes JSON to a temporary sibling and renames it into place.
 pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = temp_file_in(dir).map_err(|e| Error::io(dir, e))?;
     serde_json::to_writer_pretty(&mut tmp, value).map_err(|e| Error::io(path, e.into()))?;
     tmp.write_all(b"\n").map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
@@ -608,7 +617,7 @@ pub fn write_merged(path: &Path, merged: &MergedReport) -> Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = temp_file_in(dir).map_err(|e| Error::io(dir, e))?;
     for r in &merged.records {
         write_line(tmp.as_file_mut(), path, r)?;
     }

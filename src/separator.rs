@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
     add_comb, line_candidates, line_input, low_register, production_masks, ProductionParams,
-    ProductionSpec,
+    ProductionSpec, SteadyGrid, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -69,9 +69,7 @@ impl SeparationParams {
     pub fn time_halo(&self) -> (usize, usize) {
         let (before, after) = crate::stream::halo(self.hpss.harmonic_kernel);
         let c = self.context_frames();
-        let (sb, sa) = self
-            .steady()
-            .map_or((0, 0), |(k, _)| crate::stream::halo(k));
+        let (sb, sa) = self.steady().map_or((0, 0), |(k, _)| SteadyGrid::halo(k));
         ((before + c).max(sb), (after + c).max(sa))
     }
 }
@@ -192,11 +190,12 @@ struct BlockWork {
     /// Harmonic estimate of frames `harm_first ..`.
     harm: Vec<f32>,
     harm_first: usize,
-    /// Percussive estimate of frames `perc_first ..` (the output frames, and with the steady
-    /// gate the frames its median reaches).
+    /// Percussive estimate of the output frames.
     perc: Vec<f32>,
-    perc_first: usize,
-    /// Steady estimate of the output frames (with the steady gate).
+    /// With the steady gate: its grid, the percussive estimate at the grid's points `lo .. hi`,
+    /// and the steady estimate at points `first ..`.
+    grid: SteadyGrid,
+    perc_points: Vec<f32>,
     steady: Vec<f32>,
     stem_frames: Vec<f32>,
 }
@@ -339,37 +338,45 @@ impl Separator {
                     scratch,
                 );
             });
-        let steady = self.params.steady();
-        let (perc_lo, perc_hi) = match steady {
-            Some((k, _)) => crate::stream::reach(block.start, block.end, block.n_frames, k),
-            None => (block.start, block.end),
-        };
-        work.perc_first = perc_lo;
-        work.perc.resize((perc_hi - perc_lo) * bins, 0.0);
-        let own = &mag[(perc_lo - block.held_lo) * bins..(perc_hi - block.held_lo) * bins];
+        work.perc.resize(out_frames * bins, 0.0);
+        let offset = block.start - block.held_lo;
+        let own = &mag[offset * bins..(offset + out_frames) * bins];
         work.perc
             .par_chunks_mut(FRAMES_PER_TASK * bins)
             .zip(own.par_chunks(FRAMES_PER_TASK * bins))
             .for_each_init(MedianScratch::default, |scratch, (out, frames)| {
                 median_freq(frames, bins, hpss.percussive_kernel, out, scratch);
             });
-        // The steady estimate: the percussive estimate's median along time.
-        if let Some((k, _)) = steady {
-            work.steady.resize(out_frames * bins, 0.0);
-            let task_frames = out_frames
+        // The steady estimate: the median along time of the percussive estimate at the points of
+        // its grid (STEADY_STEP frames apart).
+        if let Some((k, _)) = self.params.steady() {
+            let grid = SteadyGrid::new(block.start, block.end, block.n_frames, k);
+            work.grid = grid;
+            work.perc_points.resize((grid.hi - grid.lo) * bins, 0.0);
+            work.perc_points
+                .par_chunks_mut(bins)
+                .enumerate()
+                .for_each_init(MedianScratch::default, |scratch, (i, out)| {
+                    let row = (grid.lo + i) * STEADY_STEP - block.held_lo;
+                    let frame = &mag[row * bins..(row + 1) * bins];
+                    median_freq(frame, bins, hpss.percussive_kernel, out, scratch);
+                });
+            work.steady.resize(grid.rows * bins, 0.0);
+            let task_rows = grid
+                .rows
                 .div_ceil(rayon::current_num_threads())
-                .clamp(FRAMES_PER_TASK, 512);
-            let perc = &work.perc;
+                .clamp(16, 512);
+            let points = &work.perc_points;
             work.steady
-                .par_chunks_mut(task_frames * bins)
+                .par_chunks_mut(task_rows * bins)
                 .enumerate()
                 .for_each_init(MedianScratch::default, |scratch, (task, out)| {
                     median_time(
-                        perc,
+                        points,
                         bins,
-                        perc_lo,
-                        block.n_frames,
-                        block.start + task * task_frames,
+                        grid.lo,
+                        grid.n_points,
+                        grid.first + task * task_rows,
                         k,
                         out,
                         0..bins,
@@ -448,7 +455,7 @@ impl Separator {
             .resize((tail + out_frames) * frame_stride, 0.0);
         work.stem_frames[..tail * frame_stride].copy_from_slice(&state.frames_data);
         let (spectra, harm, perc, steady) = (&work.spectra, &work.harm, &work.perc, &work.steady);
-        let perc_offset = block.start - work.perc_first;
+        let grid = work.grid;
         let gate = self.params.steady();
         work.stem_frames[tail * frame_stride..]
             .par_chunks_mut(frame_stride)
@@ -459,10 +466,11 @@ impl Separator {
                     let spectrum = &spectra[(offset + j) * bins..(offset + j + 1) * bins];
                     let hr = (harm_offset + j) * bins..(harm_offset + j + 1) * bins;
                     let harm = &harm[hr];
-                    let perc = &perc[(perc_offset + j) * bins..(perc_offset + j + 1) * bins];
+                    let perc = &perc[j * bins..(j + 1) * bins];
                     hpss_masks(harm, perc, &hpss, &mut s.mask_h, &mut s.mask_p);
                     if let Some((_, margin)) = gate {
-                        let steady = &steady[j * bins..(j + 1) * bins];
+                        let r = grid.row(block.start + j);
+                        let steady = &steady[r * bins..(r + 1) * bins];
                         steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
                     }
                     let mel_w = mel.get(j * bins..(j + 1) * bins);

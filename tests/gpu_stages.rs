@@ -234,40 +234,56 @@ fn median_time_matches_cpu() {
 }
 
 #[test]
-fn median_steady_matches_cpu() {
-    // The steady estimate: the time median over the percussive rows, which start at their own
-    // frame (not the held frames') and reflect at the signal's ends.
+fn steady_estimate_matches_cpu() {
+    // The steady estimate: the frequency median at the grid's points (every STEADY_STEP frames,
+    // fixed to the signal), then the time median over those points, reflected at the ends.
+    use stemkit::production::{SteadyGrid, STEADY_STEP};
     let Some(ctx) = gpu() else { return };
     let runner = StageRunner::new(ctx, 256, FftPath::Workgroup).unwrap();
     let bins = 129;
     let mut rng = Rng::new(14);
     let mut scratch = MedianScratch::default();
-    // (percussive rows, their first frame, signal frames, first output, outputs, kernel)
-    for &(rows, perc_first, n_frames, first, n_out, k) in &[
-        (40usize, 0usize, 40usize, 0usize, 40usize, 47usize), // whole signal, both boundaries
-        (90, 477, 1_000_000, 500, 44, 47),                    // interior block
-        (30, 0, 30, 4, 22, 101),                              // radix-select kernel
-        (60, 940, 1000, 963, 37, 47),                         // last block: end reflection
+    // (signal frames, output frames t0 .. end, steady kernel in points)
+    for &(n_frames, t0, end, k) in &[
+        (40usize, 0usize, 40usize, 13usize), // whole signal, both boundaries
+        (1_000_000, 501, 545, 13),           // interior block, t0 off the grid
+        (30, 3, 27, 41),                     // window wider than the grid
+        (1000, 962, 1000, 13),               // last block: end reflection
+        (3, 0, 3, 1),
     ] {
+        let g = SteadyGrid::new(t0, end, n_frames, k);
+        let (held_lo, held_hi) = (STEADY_STEP * g.lo, STEADY_STEP * (g.hi - 1) + 1);
         for ties in [false, true] {
-            let perc = magnitudes(&mut rng, rows * bins, ties);
-            let got = runner
-                .median_steady(&perc, perc_first, n_frames, first, n_out, k)
+            let mag = magnitudes(&mut rng, (held_hi - held_lo) * bins, ties);
+            let (got_grid, got) = runner
+                .steady(&mag, held_lo, n_frames, t0, end, 31, k)
                 .unwrap();
-            let mut want = vec![0.0; n_out * bins];
+            assert_eq!(got_grid, g);
+            let mut points = vec![0.0; (g.hi - g.lo) * bins];
+            for (i, out) in points.chunks_exact_mut(bins).enumerate() {
+                let row = STEADY_STEP * (g.lo + i) - held_lo;
+                median_freq(
+                    &mag[row * bins..(row + 1) * bins],
+                    bins,
+                    31,
+                    out,
+                    &mut scratch,
+                );
+            }
+            let mut want = vec![0.0; g.rows * bins];
             median_time(
-                &perc,
+                &points,
                 bins,
-                perc_first,
-                n_frames,
-                first,
+                g.lo,
+                g.n_points,
+                g.first,
                 k,
                 &mut want,
                 0..bins,
                 &mut scratch,
             );
             assert_identical(
-                &format!("median_steady rows {rows}+{perc_first} of {n_frames}, out {first}+{n_out}, k {k}, ties {ties}"),
+                &format!("steady estimate of frames {t0}..{end} of {n_frames}, k {k}, ties {ties}"),
                 &got,
                 &want,
             );
@@ -630,7 +646,10 @@ fn production_masks_match_cpu() {
             .map(|i| if i % 19 == 0 { 0.0 } else { rng.uniform() })
             .collect();
         let perc: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
-        let steady: Vec<f32> = (0..n)
+        // The steady estimate on its grid: rows for frames t0 .. t0 + rows, t0 off the grid.
+        let t0 = 4 * rate as usize % 7 + 1;
+        let grid = stemkit::production::SteadyGrid::new(t0, t0 + rows, usize::MAX / 4, 13);
+        let steady: Vec<f32> = (0..grid.rows * bins)
             .map(|i| if i % 23 == 0 { 0.0 } else { rng.uniform() })
             .collect();
         let spectra: Vec<Complex32> = (0..n)
@@ -661,7 +680,7 @@ fn production_masks_match_cpu() {
             };
             let got = runner
                 .production(
-                    &spectra, &harm, &perc, &steady, &lines, &low, &hpss, &pp, &stems,
+                    &spectra, &harm, &perc, &steady, t0, &lines, &low, &hpss, &pp, &stems,
                 )
                 .unwrap();
             let mut want = vec![Complex32::default(); n * stems.len()];
@@ -676,9 +695,10 @@ fn production_masks_match_cpu() {
                     &mut mh,
                     &mut mp,
                 );
+                let sr = grid.row(t0 + r);
                 steady_gate(
                     &perc[row.clone()],
-                    &steady[row.clone()],
+                    &steady[sr * bins..(sr + 1) * bins],
                     pp.steady_margin,
                     hpss.power,
                     &mut mp,

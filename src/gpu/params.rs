@@ -160,15 +160,23 @@ pub struct GpuParams {
     pub comb_lobe_hz: f32,
     /// Where the bass comb's partials fade out, Hz (`production::comb_fade`).
     pub bass_comb_fade_hz: f32,
-    /// Frames of the frequency-median (percussive) buffer: the output frames, and with the
-    /// steady gate the frames its median reaches around them.
-    pub perc_frames: u32,
-    /// Held index of percussive frame 0.
-    pub perc_held: u32,
-    /// Percussive index of output frame 0.
-    pub perc_offset: u32,
-    /// Length of the steady estimate (the percussive estimate's median along time), frames; 0:
-    /// no steady gate.
+    /// Steady gate (`production::SteadyGrid`): rows of the percussive estimate at grid points
+    /// (`lo .. hi`).
+    pub points_frames: u32,
+    /// Held index of the frame of grid point `lo`.
+    pub points_held: u32,
+    /// Rows of the steady estimate (grid points `first ..`).
+    pub steady_rows: u32,
+    /// `first − lo`: the point row of steady row 0.
+    pub steady_offset: u32,
+    /// `n_points − lo` (at most `MAX_FRAMES_REL`): the grid's end, for the reflection.
+    pub n_points_rel: u32,
+    /// `(t0 + STEADY_STEP/2) mod STEADY_STEP` for output frame 0's absolute frame `t0`.
+    pub steady_phase: u32,
+    /// `(t0 + STEADY_STEP/2) div STEADY_STEP − first`: output frame j reads steady row
+    /// `min((steady_phase + j) div STEADY_STEP + steady_base, steady_rows − 1)`.
+    pub steady_base: u32,
+    /// Length of the steady estimate in grid points; 0: no steady gate.
     pub steady_kernel: u32,
     /// The steady gate's margin (`stages::mask::steady_gate`); 0: no gate.
     pub steady_margin: f32,
@@ -304,9 +312,13 @@ mod tests {
             ),
             ("stem_kinds", offset_of!(GpuParams, stem_kinds)),
             ("line_bins", offset_of!(GpuParams, line_bins)),
-            ("perc_frames", offset_of!(GpuParams, perc_frames)),
-            ("perc_held", offset_of!(GpuParams, perc_held)),
-            ("perc_offset", offset_of!(GpuParams, perc_offset)),
+            ("points_frames", offset_of!(GpuParams, points_frames)),
+            ("points_held", offset_of!(GpuParams, points_held)),
+            ("steady_rows", offset_of!(GpuParams, steady_rows)),
+            ("steady_offset", offset_of!(GpuParams, steady_offset)),
+            ("n_points_rel", offset_of!(GpuParams, n_points_rel)),
+            ("steady_phase", offset_of!(GpuParams, steady_phase)),
+            ("steady_base", offset_of!(GpuParams, steady_base)),
             ("steady_kernel", offset_of!(GpuParams, steady_kernel)),
             ("steady_margin", offset_of!(GpuParams, steady_margin)),
             ("comb_growth", offset_of!(GpuParams, comb_growth)),

@@ -41,7 +41,9 @@ pub enum Stage {
     MedianTime,
     /// Median along frequency (percussive).
     MedianFreq,
-    /// Median along time of the percussive estimate (the production stems' steady estimate).
+    /// Median along frequency at the steady grid's points (production stems).
+    MedianFreqPoints,
+    /// Median along time of those (the production stems' steady estimate).
     MedianSteady,
     /// Masks applied to the spectrum.
     Mask,
@@ -140,7 +142,7 @@ const fn none(_: usize) -> u64 {
 }
 
 /// The table: every stage, its shader, entry point, workgroup size, bindings and workgroup memory.
-pub static STAGES: [StageDesc; 15] = [
+pub static STAGES: [StageDesc; 16] = [
     StageDesc {
         stage: Stage::Frame,
         twin: "frame",
@@ -236,6 +238,20 @@ pub static STAGES: [StageDesc; 15] = [
         files: "median.wgsl",
         sources: &[MEDIAN],
         entry_point: "median_freq",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(1, "mag", Read),
+            b(2, "out", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
+        stage: Stage::MedianFreqPoints,
+        twin: "median_steady",
+        files: "median.wgsl",
+        sources: &[MEDIAN],
+        entry_point: "median_freq_points",
         workgroup_size: fixed::<64>,
         bindings: &[
             b(0, "params", Uniform),
@@ -375,7 +391,7 @@ pub static STAGES: [StageDesc; 15] = [
 
 impl Stage {
     /// Every stage, in table order.
-    pub const ALL: [Stage; 15] = [
+    pub const ALL: [Stage; 16] = [
         Stage::Frame,
         Stage::Fft,
         Stage::FftGlobalPass,
@@ -383,6 +399,7 @@ impl Stage {
         Stage::Magnitude,
         Stage::MedianTime,
         Stage::MedianFreq,
+        Stage::MedianFreqPoints,
         Stage::MedianSteady,
         Stage::Mask,
         Stage::LineInput,
@@ -409,6 +426,7 @@ impl Stage {
                 Stage::Magnitude,
                 Stage::MedianTime,
                 Stage::MedianFreq,
+                Stage::MedianFreqPoints,
                 Stage::MedianSteady,
                 Stage::Mask,
                 Stage::LineInput,
@@ -423,6 +441,7 @@ impl Stage {
                 Stage::Magnitude,
                 Stage::MedianTime,
                 Stage::MedianFreq,
+                Stage::MedianFreqPoints,
                 Stage::MedianSteady,
                 Stage::Mask,
                 Stage::LineInput,
@@ -819,7 +838,18 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
             p.bins
                 .div_ceil(median_run_length(p.percussive_kernel))
                 .div_ceil(wg),
-            p.perc_frames,
+            p.out_frames,
+            ch,
+        ],
+        Stage::MedianFreqPoints => [
+            p.bins
+                .div_ceil(median_run_length(p.percussive_kernel))
+                .div_ceil(wg),
+            if p.steady_kernel == 0 {
+                0
+            } else {
+                p.points_frames
+            },
             ch,
         ],
         Stage::MedianSteady => [
@@ -827,7 +857,7 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
             if p.steady_kernel == 0 {
                 0
             } else {
-                p.out_frames.div_ceil(median_run_length(p.steady_kernel))
+                p.steady_rows.div_ceil(median_run_length(p.steady_kernel))
             },
             ch,
         ],

@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::params::{mask_mode, stem_kind, GpuParams};
 use crate::gpu::stage_runner::NormPlan;
+use crate::production::{SteadyGrid, STEADY_STEP};
 use crate::separator::SeparationParams;
 use crate::stages::overlap_add::WindowSumSquare;
 use crate::stream::tail_frames;
@@ -72,14 +73,16 @@ pub fn plan_block(
     let ctx = sep.context_frames();
     let (h0, h1) = (t0.saturating_sub(ctx), (end + ctx).min(n_frames).max(end));
     let (lo, hi) = held_range(h0, h1, n_frames, sep.hpss.harmonic_kernel);
-    // The percussive estimate covers the output frames and, with the steady gate, the frames
-    // the steady estimate's time median reaches around them.
+    // With the steady gate the block also holds the frames of the grid points its median reads.
     let steady = sep.steady();
-    let (p0, p1) = match steady {
-        Some((k, _)) => held_range(t0, end, n_frames, k),
-        None => (t0, end),
+    let grid = steady.map(|(k, _)| SteadyGrid::new(t0, end, n_frames, k));
+    let (lo, hi) = match grid {
+        Some(g) => (
+            lo.min(STEADY_STEP * g.lo),
+            hi.max(STEADY_STEP * (g.hi - 1) + 1),
+        ),
+        None => (lo, hi),
     };
-    let (lo, hi) = (lo.min(p0), hi.max(p1));
 
     // Input: every sample of the held frames, and the emitted samples (for the remainder stem).
     let first_frame_sample = (lo * hop) as i64 - half;
@@ -134,12 +137,8 @@ pub fn plan_block(
         harm_frames: (h1 - h0) as u32,
         harm_held: (h0 - lo) as u32,
         harm_offset: (t0 - h0) as u32,
-        perc_frames: (p1 - p0) as u32,
-        perc_held: (p0 - lo) as u32,
-        perc_offset: (t0 - p0) as u32,
-        steady_kernel: steady.map_or(0, |(k, _)| k as u32),
         steady_margin: steady.map_or(0.0, |(_, m)| m),
-        ..production_fields(sep)
+        ..steady_fields(production_fields(sep), steady.map(|(k, _)| k), grid, t0, lo)
     };
     Ok(BlockPlan {
         t0,
@@ -153,6 +152,32 @@ pub fn plan_block(
         params,
         wss_edge: norm.edge,
     })
+}
+
+/// `base` with the steady gate's fields for output frames from `t0` read from `grid`, the block
+/// holding frames from `lo` (unchanged without the gate).
+fn steady_fields(
+    base: GpuParams,
+    kernel: Option<usize>,
+    grid: Option<SteadyGrid>,
+    t0: usize,
+    lo: usize,
+) -> GpuParams {
+    let (Some(k), Some(g)) = (kernel, grid) else {
+        return base;
+    };
+    let centre = t0 + STEADY_STEP / 2;
+    GpuParams {
+        points_frames: (g.hi - g.lo) as u32,
+        points_held: (STEADY_STEP * g.lo - lo) as u32,
+        steady_rows: g.rows as u32,
+        steady_offset: (g.first - g.lo) as u32,
+        n_points_rel: (g.n_points - g.lo).min(MAX_FRAMES_REL) as u32,
+        steady_phase: (centre % STEADY_STEP) as u32,
+        steady_base: (centre / STEADY_STEP - g.first) as u32,
+        steady_kernel: k as u32,
+        ..base
+    }
 }
 
 /// The production stems' fields of [`GpuParams`] (zero for `hpr`).
@@ -189,8 +214,13 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
     let out = frames + tail_frames(&sep.stft);
     let harm = out + 2 * sep.context_frames();
     let steady = sep.steady();
-    let perc = out + steady.map_or(0, |(k, _)| k - 1);
-    let held = (harm + sep.hpss.harmonic_kernel - 1).max(perc);
+    // The steady grid: rows for the output frames, points for their medians' reach.
+    let (rows, points, reach) = steady.map_or((0, 0, 0), |(k, _)| {
+        let (before, after) = SteadyGrid::halo(k);
+        let rows = out.div_ceil(STEADY_STEP) + 1;
+        (rows, rows + k - 1, out + before + after)
+    });
+    let held = (harm + sep.hpss.harmonic_kernel - 1).max(reach);
     let stems = sep.stems.len() as u32;
     GpuParams {
         n_fft: n_fft as u32,
@@ -204,7 +234,8 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
         n_stems: stems,
         emit_count: (frames * hop + n_fft) as u32,
         harm_frames: harm as u32,
-        perc_frames: perc as u32,
+        points_frames: points as u32,
+        steady_rows: rows as u32,
         steady_kernel: steady.map_or(0, |(k, _)| k as u32),
         steady_margin: steady.map_or(0.0, |(_, m)| m),
         line_bins: if sep.stems.needs_lines() {

@@ -25,7 +25,7 @@ pub enum Step {
     MedianTime,
     /// median.wgsl, median_freq
     MedianFreq,
-    /// median.wgsl, median_steady (production stems)
+    /// median.wgsl, median_freq_points then median_steady (production stems)
     MedianSteady,
     /// production.wgsl, line_input
     LineInput,
@@ -115,9 +115,11 @@ pub enum Buf {
     Mag,
     /// Time medians `[channel][out][bins]`.
     Harm,
-    /// Frequency medians `[channel][perc][bins]`.
+    /// Frequency medians `[channel][out][bins]`.
     Perc,
-    /// Steady estimates `[channel][out][bins]` (production stems).
+    /// Frequency medians at the steady grid's points `[channel][points][bins]` (production).
+    PercPoints,
+    /// Steady estimates `[channel][steady_rows][bins]` (production stems).
     Steady,
     /// Masked spectra `[channel][out][stem][bins]` complex.
     StemSpectra,
@@ -143,12 +145,13 @@ pub enum Buf {
 
 /// The buffers a block's stages write (every intermediate and the output): what must fit the
 /// device's limits, and what tests poison before each block.
-pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 12] = [
+pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 13] = [
     Buf::Frames,
     Buf::Spectra,
     Buf::Mag,
     Buf::Harm,
     Buf::Perc,
+    Buf::PercPoints,
     Buf::Steady,
     Buf::StemSpectra,
     Buf::StemFrames,
@@ -158,7 +161,7 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 12] = [
     Buf::LineIn,
 ];
 
-const BUFS: [Buf; 18] = [
+const BUFS: [Buf; 19] = [
     Buf::Params,
     Buf::Pcm,
     Buf::Frames,
@@ -166,6 +169,7 @@ const BUFS: [Buf; 18] = [
     Buf::Mag,
     Buf::Harm,
     Buf::Perc,
+    Buf::PercPoints,
     Buf::Steady,
     Buf::StemSpectra,
     Buf::StemFrames,
@@ -194,14 +198,9 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::Spectra => c * held * bins * 8,
         Buf::Mag => c * held * bins * 4,
         Buf::Harm => c * p.harm_frames as u64 * bins * 4,
-        Buf::Perc => c * p.perc_frames as u64 * bins * 4,
-        Buf::Steady => {
-            if p.steady_kernel == 0 {
-                0
-            } else {
-                c * out * bins * 4
-            }
-        }
+        Buf::Perc => c * out * bins * 4,
+        Buf::PercPoints => c * p.points_frames as u64 * bins * 4,
+        Buf::Steady => c * p.steady_rows as u64 * bins * 4,
         Buf::StemSpectra => c * out * inv * bins * 8,
         Buf::StemFrames => c * out * inv * n * 4,
         Buf::CplxA | Buf::CplxB => match path {
@@ -392,10 +391,16 @@ impl Resources {
             Stage::MedianFreq,
             &[params(), buf(Buf::Mag), buf(Buf::Perc)],
         )]);
-        steps.push(vec![one(
-            Stage::MedianSteady,
-            &[params(), buf(Buf::Perc), buf(Buf::Steady)],
-        )]);
+        steps.push(vec![
+            one(
+                Stage::MedianFreqPoints,
+                &[params(), buf(Buf::Mag), buf(Buf::PercPoints)],
+            ),
+            one(
+                Stage::MedianSteady,
+                &[params(), buf(Buf::PercPoints), buf(Buf::Steady)],
+            ),
+        ]);
         steps.push(vec![one(
             Stage::LineInput,
             &[params(), buf(Buf::Harm), buf(Buf::Mag), buf(Buf::LineIn)],
@@ -656,6 +661,7 @@ fn create_buffer(device: &wgpu::Device, buf: Buf, size: u64) -> wgpu::Buffer {
             Buf::Mag => "mag",
             Buf::Harm => "harm",
             Buf::Perc => "perc",
+            Buf::PercPoints => "perc_points",
             Buf::Steady => "steady",
             Buf::StemSpectra => "stem spectra",
             Buf::StemFrames => "stem frames",

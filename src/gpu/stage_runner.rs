@@ -68,7 +68,6 @@ impl StageRunner {
             held_frames: rows as u32,
             out_frames: rows as u32,
             harm_frames: rows as u32,
-            perc_frames: rows as u32,
             power: hpss.power,
             margin_harmonic: hpss.margin_harmonic,
             margin_percussive: hpss.margin_percussive,
@@ -227,7 +226,6 @@ impl StageRunner {
         let p = GpuParams {
             held_frames: rows as u32,
             out_frames: rows as u32,
-            perc_frames: rows as u32,
             percussive_kernel: k as u32,
             ..base
         };
@@ -241,39 +239,48 @@ impl StageRunner {
         )
     }
 
-    /// Stage `median_steady`: the median along time of the percussive rows `perc` (frames
-    /// `perc_first ..` of an `n_frames`-frame signal), as `crate::stages::median::median_time`
-    /// over them; returns frames `first .. first + n_out`.
-    pub fn median_steady(
+    /// The steady estimate (`median_freq_points` then `median_steady`), as the CPU separator
+    /// takes it: `mag` holds frames `held_offset ..` (rows of n_fft/2 + 1 bins) of an
+    /// `n_frames`-frame signal; returns the grid of output frames `t0 .. end` and its rows
+    /// (`[row][bins]`), for a percussive kernel `k_perc` and a steady kernel of `k` points.
+    #[allow(clippy::too_many_arguments)]
+    pub fn steady(
         &self,
-        perc: &[f32],
-        perc_first: usize,
+        mag: &[f32],
+        held_offset: usize,
         n_frames: usize,
-        first: usize,
-        n_out: usize,
+        t0: usize,
+        end: usize,
+        k_perc: usize,
         k: usize,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<(crate::production::SteadyGrid, Vec<f32>)> {
+        use crate::production::{SteadyGrid, STEADY_STEP};
         let base = self.base_params();
         let bins = base.bins as usize;
-        let rows = perc.len() / bins;
+        let g = SteadyGrid::new(t0, end, n_frames, k);
+        let centre = t0 + STEADY_STEP / 2;
         let p = GpuParams {
-            held_frames: rows as u32,
-            perc_frames: rows as u32,
-            perc_held: 0,
-            perc_offset: (first - perc_first) as u32,
-            out_frames: n_out as u32,
-            n_frames_rel: (n_frames - perc_first).min(1 << 29) as u32,
+            held_frames: (mag.len() / bins) as u32,
+            percussive_kernel: k_perc as u32,
+            points_frames: (g.hi - g.lo) as u32,
+            points_held: (STEADY_STEP * g.lo - held_offset) as u32,
+            steady_rows: g.rows as u32,
+            steady_offset: (g.first - g.lo) as u32,
+            n_points_rel: (g.n_points - g.lo).min(1 << 29) as u32,
+            steady_phase: (centre % STEADY_STEP) as u32,
+            steady_base: (centre / STEADY_STEP - g.first) as u32,
             steady_kernel: k as u32,
             ..base
         };
-        self.run(
+        let rows = self.run(
             Step::MedianSteady,
             p,
-            &[(Buf::Perc, bytemuck::cast_slice(perc))],
+            &[(Buf::Mag, bytemuck::cast_slice(mag))],
             Buf::Steady,
-            n_out * bins,
+            g.rows * bins,
             0,
-        )
+        )?;
+        Ok((g, rows))
     }
 
     /// Stage `mask`: masks from `harm` and `perc` applied to `spectra` (all rows of n_fft/2 + 1
@@ -350,11 +357,12 @@ impl StageRunner {
     }
 
     /// Stage `production`, as `crate::production::production_masks` with `add_comb` then
-    /// `apply_mask` per stem, for one channel: `spectra`, `harm`, `perc`, `steady` hold the same
-    /// frames (rows of n_fft/2 + 1 bins), `lines` the (bass, melody) f0 of each frame, `low` the
-    /// low-register weight per bin; the percussive mask takes the steady gate of
-    /// `production.steady_margin` (`crate::stages::mask::steady_gate`). Returns
-    /// `[row][stem][bins]` for `stems`.
+    /// `apply_mask` per stem, for one channel: `spectra`, `harm`, `perc` hold the same frames
+    /// (rows of n_fft/2 + 1 bins; the first is frame `t0` of its signal), `lines` the (bass,
+    /// melody) f0 of each frame, `low` the low-register weight per bin; the percussive mask takes
+    /// the steady gate of `production.steady_margin` (`crate::stages::mask::steady_gate`), frame
+    /// `t0 + j` reading row `SteadyGrid::row` of `steady` (the grid's rows from frame `t0`'s
+    /// point). Returns `[row][stem][bins]` for `stems`.
     #[allow(clippy::too_many_arguments)]
     pub fn production(
         &self,
@@ -362,6 +370,7 @@ impl StageRunner {
         harm: &[f32],
         perc: &[f32],
         steady: &[f32],
+        t0: usize,
         lines: &[(f32, f32)],
         low: &[f32],
         hpss: &HpssParams,
@@ -383,6 +392,10 @@ impl StageRunner {
             stem_kinds: crate::gpu::params::stem_kind::pack(stems),
             steady_kernel: 1,
             steady_margin: production.steady_margin,
+            steady_rows: (steady.len() / self.base_params().bins as usize) as u32,
+            steady_phase: ((t0 + crate::production::STEADY_STEP / 2)
+                % crate::production::STEADY_STEP) as u32,
+            steady_base: 0,
             ..self.mask_params(rows, hpss, inverted)
         };
         let lines: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
