@@ -69,7 +69,8 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 
 // add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
 // partial when `shared_row`, reading the harmonic row at harm[base ..]: the falling envelope
-// model model_1 = a_1, model_h = min(a_h, comb_growth · model_{h−1}), share (model_h / a_h)²).
+// model model_1 = a_1, model_h = min(a_h, comb_growth · min(a_1 … a_{h−1})), share
+// (model_h / a_h)²).
 // comb_fade of the twin (pitch::low_weight over ±3 semitones): a partial's weight fading out
 // around fade_hz (≤ 0: no fade).
 fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
@@ -103,7 +104,7 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
         if shared_row {
             let a = partial_amp(base, h, f0);
             let model = select(min(a, params.comb_growth * run), a, h == 1u);
-            run = model;
+            run = select(min(run, a), a, h == 1u);
             if a > 0.0 && h > 1u {
                 share = (model / a) * (model / a);
             }

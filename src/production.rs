@@ -273,9 +273,9 @@ pub fn comb_ratio(cents: f32) -> f32 {
 /// pitch spread (vibrato, detuning) in cents and this window spread in bins, combined.
 pub const COMB_LOBE_BINS: f32 = 1.5;
 
-/// The bass line's envelope model: its partial h is at most this many times the model of partial
-/// h − 1 (the first partial's model is its own magnitude). A partial that stands above that
-/// (a chord tone on the bass's 4th to 6th partials, say) is shared: see [`add_comb`].
+/// The bass line's envelope model: its partial h is at most this many times the smallest
+/// magnitude of partials 1 … h − 1. A partial that stands above that (a chord tone on the bass's
+/// 4th to 6th partials, say) is shared: see [`add_comb`].
 pub const BASS_ENVELOPE_GROWTH: f32 = 1.5;
 
 /// σ of the comb bump around a partial at `centre` Hz.
@@ -301,8 +301,8 @@ pub fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
 /// partial weighted by [`comb_fade`] of `fade_hz`.
 ///
 /// With `harm` (the frame's harmonic magnitude), each partial's weight is limited by a falling
-/// envelope model of the line: `model_1 = a_1`, `model_h = min(a_h, g · model_{h−1})` with
-/// `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h` the partial's harmonic magnitude. Where another source
+/// envelope model of the line: `model_1 = a_1`, `model_h = min(a_h, g · min(a_1 … a_{h−1}))`
+/// with `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h` the partial's harmonic magnitude. Where another source
 /// sits on a partial (chord tones on the bass's upper partials), `a_h` stands above the model and
 /// the line only gets the share `(model_h / a_h)²` of it (power, as a Wiener mask).
 pub fn add_comb(
@@ -345,7 +345,7 @@ pub fn add_comb(
             } else {
                 a.min(BASS_ENVELOPE_GROWTH * run)
             };
-            run = model;
+            run = if h == 1 { a } else { run.min(a) };
             if a > 0.0 && h > 1 {
                 (model / a) * (model / a)
             } else {
