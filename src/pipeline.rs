@@ -401,10 +401,6 @@ fn run_pass(
         n_fft,
     };
     let mut stream = Some(separator.stream(channels));
-    let block_samples = {
-        let p = separator.params();
-        p.block_frames * p.stft.hop_length
-    };
     let mut current = decoder.next()?;
     let mut pending: Option<Delivery> = None;
     while current.is_some() || pending.is_some() {
@@ -419,10 +415,6 @@ fn run_pass(
                             return Ok(None);
                         };
                         let mut stems = separator.empty_output(channels);
-                        // Room for what this chunk completes (its samples, and up to a block
-                        // of the one before), so the stems grow without reallocating.
-                        let room = chunk.samples.first().map_or(0, Vec::len) + block_samples;
-                        stems.iter_mut().flatten().for_each(|v| v.reserve(room));
                         let s = stream.as_mut().expect("stream open until the last chunk");
                         s.push(&chunk.samples, &mut stems)?;
                         if chunk.last {
