@@ -138,39 +138,35 @@ fn median_time(@builtin(global_invocation_id) gid: vec3<u32>) {
                count, out_base, params.bins);
 }
 
-// Percussive estimate: median along frequency of output frame gid.y for bins gid.x·run ..
-// (a run of run_length(k)), channel gid.z. Dispatch (ceil(ceil(bins/run)/64), out_frames, channels).
-@compute @workgroup_size(64)
-fn median_freq(@builtin(global_invocation_id) gid: vec3<u32>) {
+// Frequency medians of `rows` rows, row j being held frame held0 + j·stride, for bins gid.x·run ..
+// (a run of run_length(k)), row gid.y, channel gid.z; into out [channel][rows][bins].
+fn median_freq_rows(gid: vec3<u32>, rows: u32, held0: u32, stride: u32) {
     let run = run_length(params.percussive_kernel);
     let b0 = gid.x * run;
     let j = gid.y;
     let ch = gid.z;
-    if b0 >= params.bins || j >= params.out_frames {
+    if b0 >= params.bins || j >= rows {
         return;
     }
     let count = min(run, params.bins - b0);
-    let base = (ch * params.held_frames + params.out_offset + j) * params.bins;
-    let out_base = (ch * params.out_frames + j) * params.bins + b0;
+    let base = (ch * params.held_frames + held0 + j * stride) * params.bins;
+    let out_base = (ch * rows + j) * params.bins + b0;
     median_run(base, 1u, i32(b0), i32(params.bins), params.percussive_kernel, count, out_base, 1u);
 }
 
-// The percussive estimate at the steady grid's points (production::SteadyGrid): as median_freq,
-// for point row gid.y = held frame points_held + gid.y·STEADY_STEP, into `out`
-// [channel][points_frames][bins]. Dispatch (ceil(ceil(bins/run)/64), points_frames, channels).
+// Percussive estimate: median along frequency of output frame gid.y.
+// Dispatch (ceil(ceil(bins/run)/64), out_frames, channels).
+@compute @workgroup_size(64)
+fn median_freq(@builtin(global_invocation_id) gid: vec3<u32>) {
+    median_freq_rows(gid, params.out_frames, params.out_offset, 1u);
+}
+
+// The percussive estimate at the steady grid's points (production::SteadyGrid): point row gid.y
+// is held frame points_held + gid.y·STEADY_STEP; into `out` [channel][points_frames][bins].
+// Dispatch (ceil(ceil(bins/run)/64), points_frames, channels).
 @compute @workgroup_size(64)
 fn median_freq_points(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let run = run_length(params.percussive_kernel);
-    let b0 = gid.x * run;
-    let j = gid.y;
-    let ch = gid.z;
-    if b0 >= params.bins || j >= params.points_frames {
-        return;
-    }
-    let count = min(run, params.bins - b0);
-    let base = (ch * params.held_frames + params.points_held + j * STEADY_STEP) * params.bins;
-    let out_base = (ch * params.points_frames + j) * params.bins + b0;
-    median_run(base, 1u, i32(b0), i32(params.bins), params.percussive_kernel, count, out_base, 1u);
+    median_freq_rows(gid, params.points_frames, params.points_held, STEADY_STEP);
 }
 
 // Steady estimate (production stems): median along time of the percussive estimate at the grid's
