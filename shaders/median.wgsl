@@ -118,24 +118,30 @@ fn median_run(base: u32, stride: u32, first_center: i32, n: i32, k: u32, count: 
     }
 }
 
+// Time medians (kernel k) of bin gid.x for output rows gid.y·run .. (a run of run_length(k)) of
+// `rows`, channel gid.z: input rows [channel][in_rows][bins], output row j centred on input row
+// center0 + j, reflected at input row n; into out [channel][rows][bins]. k = 0: nothing.
+fn median_time_rows(gid: vec3<u32>, k: u32, rows: u32, in_rows: u32, center0: u32, n: u32) {
+    let b = gid.x;
+    let run = run_length(k);
+    let j0 = gid.y * run;
+    let ch = gid.z;
+    if b >= params.bins || j0 >= rows || k == 0u {
+        return;
+    }
+    let count = min(run, rows - j0);
+    let base = ch * in_rows * params.bins + b;
+    let out_base = (ch * rows + j0) * params.bins + b;
+    median_run(base, params.bins, i32(center0 + j0), i32(n), k, count, out_base, params.bins);
+}
+
 // Harmonic estimate: median along time of bin gid.x for harmonic frames gid.y·run .. (a run of
 // run_length(k); harmonic frame 0 is held frame harm_held), channel gid.z.
 // Dispatch (ceil(bins/64), ceil(harm_frames/run), channels).
 @compute @workgroup_size(64)
 fn median_time(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let b = gid.x;
-    let run = run_length(params.harmonic_kernel);
-    let j0 = gid.y * run;
-    let ch = gid.z;
-    if b >= params.bins || j0 >= params.harm_frames {
-        return;
-    }
-    let count = min(run, params.harm_frames - j0);
-    let base = ch * params.held_frames * params.bins + b;
-    let center = i32(params.harm_held + j0);
-    let out_base = (ch * params.harm_frames + j0) * params.bins + b;
-    median_run(base, params.bins, center, i32(params.n_frames_rel), params.harmonic_kernel,
-               count, out_base, params.bins);
+    median_time_rows(gid, params.harmonic_kernel, params.harm_frames, params.held_frames,
+                     params.harm_held, params.n_frames_rel);
 }
 
 // Frequency medians of `rows` rows, row j being held frame held0 + j·stride, for bins gid.x·run ..
@@ -176,17 +182,6 @@ fn median_freq_points(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Dispatch (ceil(bins/64), ceil(steady_rows/run), channels); none when steady_kernel is 0.
 @compute @workgroup_size(64)
 fn median_steady(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let b = gid.x;
-    let run = run_length(params.steady_kernel);
-    let j0 = gid.y * run;
-    let ch = gid.z;
-    if b >= params.bins || j0 >= params.steady_rows || params.steady_kernel == 0u {
-        return;
-    }
-    let count = min(run, params.steady_rows - j0);
-    let base = ch * params.points_frames * params.bins + b;
-    let center = i32(params.steady_offset + j0);
-    let n = i32(params.n_points_rel);
-    let out_base = (ch * params.steady_rows + j0) * params.bins + b;
-    median_run(base, params.bins, center, n, params.steady_kernel, count, out_base, params.bins);
+    median_time_rows(gid, params.steady_kernel, params.steady_rows, params.points_frames,
+                     params.steady_offset, params.n_points_rel);
 }
