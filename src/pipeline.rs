@@ -297,6 +297,8 @@ struct Pass {
     meters: Vec<Option<LoudnessMeter>>,
     /// Loudness of the master at the output rate (when measured).
     master_meter: Option<LoudnessMeter>,
+    /// The null residual's work buffer, reused from chunk to chunk.
+    null_sum: Vec<f64>,
 }
 
 /// `on_cpu` forces the CPU engine (after a GPU failure with `--fallback cpu`).
@@ -374,6 +376,7 @@ fn run_pass(
         frames_out: 0,
         warnings,
         master: vec![Vec::new(); channels],
+        null_sum: Vec::new(),
         meters: (0..stems_len)
             .map(|_| {
                 delivery
@@ -403,6 +406,9 @@ fn run_pass(
     let mut stream = Some(separator.stream(channels));
     let mut current = decoder.next()?;
     let mut pending: Option<Delivery> = None;
+    // Stem buffers come back from delivery emptied and are refilled: a block of five stereo
+    // stems is 20 MB, and fresh allocations of that size cost page faults on every block.
+    let mut spare: Vec<Vec<Vec<Vec<f32>>>> = Vec::new();
     while current.is_some() || pending.is_some() {
         progress(decoder.frames_in);
         let more = current.as_ref().is_some_and(|c| !c.last);
@@ -414,7 +420,9 @@ fn run_pass(
                         let Some(chunk) = current.take() else {
                             return Ok(None);
                         };
-                        let mut stems = separator.empty_output(channels);
+                        let mut stems = spare
+                            .pop()
+                            .unwrap_or_else(|| separator.empty_output(channels));
                         let s = stream.as_mut().expect("stream open until the last chunk");
                         s.push(&chunk.samples, &mut stems)?;
                         if chunk.last {
@@ -425,11 +433,11 @@ fn run_pass(
                             stems,
                         }))
                     },
-                    || pending.take().map_or(Ok(()), |d| pass.deliver(d, gain)),
+                    || pending.take().map(|d| pass.deliver(d, gain)).transpose(),
                 )
             },
         );
-        delivered?;
+        spare.extend(delivered?);
         pending = separated?;
         current = next?;
     }
@@ -488,8 +496,9 @@ impl ChunkSource<'_> {
 }
 
 impl Pass {
-    /// Writes the stem samples that are complete and measures them against the master.
-    fn deliver(&mut self, delivery: Delivery, gain: f32) -> Result<()> {
+    /// Writes the stem samples that are complete and measures them against the master; hands
+    /// back the stem buffers, emptied, for reuse.
+    fn deliver(&mut self, delivery: Delivery, gain: f32) -> Result<Vec<Vec<Vec<f32>>>> {
         let Delivery {
             master: mut resampled,
             stems: mut stem_out,
@@ -500,7 +509,7 @@ impl Pass {
         }
         let n = stem_out[0][0].len();
         if n == 0 {
-            return Ok(());
+            return Ok(stem_out);
         }
         type StemSlot<'a> = (
             (
@@ -546,7 +555,8 @@ impl Pass {
         written?;
         // Null residual at the output depth: Σ delivered stems − gain · master.
         let g = gain as f64;
-        let mut sum = vec![0.0f64; n];
+        let sum = &mut self.null_sum;
+        sum.resize(n, 0.0);
         for (ch, m) in master.iter_mut().enumerate() {
             sum.iter_mut()
                 .zip(&m[..n])
@@ -556,14 +566,15 @@ impl Pass {
                     .zip(&stem[ch])
                     .for_each(|(s, &v)| *s += v as f64);
             }
-            for &r in &sum {
+            for &r in sum.iter() {
                 self.null_peak = self.null_peak.max(r.abs());
                 self.null_sq += r * r;
             }
             m.drain(..n);
         }
         self.frames_out += n as u64;
-        Ok(())
+        stem_out.iter_mut().flatten().for_each(Vec::clear);
+        Ok(stem_out)
     }
 }
 

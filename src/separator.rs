@@ -198,7 +198,16 @@ struct BlockWork {
     perc_points: Vec<f32>,
     steady: Vec<f32>,
     stem_frames: Vec<f32>,
+    /// Overlap-added samples of a slab, `[stem][sample]`, and the remainder stem.
+    ola: Vec<f32>,
+    rest: Vec<f32>,
 }
+
+/// Bytes of inverse frames synthesised at once: small enough to stay in cache between the
+/// inverse FFTs that write them and the overlap-add that reads them.
+const SLAB_BYTES: usize = 2 << 20;
+/// Fewest frames in a slab (enough parallel work per slab).
+const MIN_SLAB_FRAMES: usize = 32;
 
 /// The bass and melody f0 (Hz, 0 when unvoiced) of each output frame of a block.
 type Lines = Vec<(f32, f32)>;
@@ -438,22 +447,82 @@ impl Separator {
         mut emit: impl FnMut(usize, &[f32]),
     ) {
         let StftParams { n_fft, hop_length } = self.params.stft;
-        let bins = self.params.stft.n_bins();
-        let out_frames = block.end - block.start;
-        let hpss = self.params.hpss;
-        let offset = block.start - block.held_lo;
-        let harm_offset = block.start - work.harm_first;
 
-        // masks → stem spectra → ifft, one output frame per task. When the last stem of a set is
-        // the remainder of the others it is taken in the time domain (x − Σ others; the ISTFT is
-        // linear and reconstructs x) and needs no inverse transform of its own.
-        // Inverse frames are laid out [frame][stem][n_fft], after the previous block's tail.
+        // The block is synthesised in slabs of frames small enough that their inverse frames are
+        // still in cache when overlap-add reads them back (a whole block of five stems' inverse
+        // frames is 32 MiB per channel). Overlap-add sums each sample's frames in frame order
+        // whatever the slab, so the output does not depend on the slab size.
         let inverted = self.params.stems.inverted();
-        let tail = state.frames;
         let frame_stride = inverted * n_fft;
+        let slab = (SLAB_BYTES / (frame_stride * 4)).max(MIN_SLAB_FRAMES);
+        let keep_max = (n_fft - 1) / hop_length;
+        let mut emit_from = emit_from;
+        let mut tail = state.frames;
+        work.stem_frames.clear();
+        work.stem_frames.extend_from_slice(&state.frames_data);
+        let mut s0 = block.start;
+        while s0 < block.end {
+            let s1 = (s0 + slab).min(block.end);
+            let emit_to = if s1 == block.end {
+                block.emit_to
+            } else {
+                ((s1 * hop_length) as u64)
+                    .saturating_sub((n_fft / 2) as u64)
+                    .min(block.emit_to)
+            };
+            self.invert_frames(work, block, s0..s1, tail, lines, mel);
+            let held_first = s0 - tail;
+            let count = emit_to.saturating_sub(emit_from) as usize;
+            if count > 0 {
+                self.overlap_stems(
+                    work,
+                    signal,
+                    block.n_frames,
+                    held_first,
+                    emit_from,
+                    count,
+                    &mut emit,
+                );
+                emit_from = emit_to;
+            }
+            // Keep the inverse frames the next slab's first samples still need.
+            let total = tail + (s1 - s0);
+            let keep = keep_max.min(total);
+            work.stem_frames
+                .copy_within((total - keep) * frame_stride..total * frame_stride, 0);
+            work.stem_frames.truncate(keep * frame_stride);
+            tail = keep;
+            s0 = s1;
+        }
+        state.frames_data.clear();
+        state.frames_data.extend_from_slice(&work.stem_frames);
+        state.frames = tail;
+    }
+
+    /// masks → stem spectra → ifft for output frames `frames`, one frame per task, appended to
+    /// `work.stem_frames` after its `tail` held frames. When the last stem of a set is the
+    /// remainder of the others it is taken in the time domain (x − Σ others; the ISTFT is linear
+    /// and reconstructs x) and needs no inverse transform of its own. Inverse frames are laid
+    /// out `[frame][stem][n_fft]`.
+    fn invert_frames(
+        &self,
+        work: &mut BlockWork,
+        block: &Block,
+        frames: std::ops::Range<usize>,
+        tail: usize,
+        lines: &[(f32, f32)],
+        mel: &[f32],
+    ) {
+        let n_fft = self.params.stft.n_fft;
+        let bins = self.params.stft.n_bins();
+        let hpss = self.params.hpss;
+        let inverted = self.params.stems.inverted();
+        let frame_stride = inverted * n_fft;
+        let j0 = frames.start - block.start;
+        let offset = frames.start - block.held_lo;
+        let harm_offset = frames.start - work.harm_first;
         work.stem_frames
-            .resize((tail + out_frames) * frame_stride, 0.0);
-        work.stem_frames[..tail * frame_stride].copy_from_slice(&state.frames_data);
+            .resize((tail + frames.len()) * frame_stride, 0.0);
         let (spectra, harm, perc, steady) = (&work.spectra, &work.harm, &work.perc, &work.steady);
         let grid = work.grid;
         let gate = self.params.steady();
@@ -462,9 +531,10 @@ impl Separator {
             .enumerate()
             .for_each_init(
                 || FrameScratch::new(bins, inverted, self.ifft.scratch_len()),
-                |s, (j, frames)| {
-                    let spectrum = &spectra[(offset + j) * bins..(offset + j + 1) * bins];
-                    let hr = (harm_offset + j) * bins..(harm_offset + j + 1) * bins;
+                |s, (i, out)| {
+                    let j = j0 + i;
+                    let spectrum = &spectra[(offset + i) * bins..(offset + i + 1) * bins];
+                    let hr = (harm_offset + i) * bins..(harm_offset + i + 1) * bins;
                     let harm = &harm[hr];
                     let perc = &perc[j * bins..(j + 1) * bins];
                     hpss_masks(harm, perc, &hpss, &mut s.mask_h, &mut s.mask_p);
@@ -475,63 +545,78 @@ impl Separator {
                     }
                     let mel_w = mel.get(j * bins..(j + 1) * bins);
                     self.stem_spectra(spectrum, harm, lines.get(j).copied(), mel_w, s);
-                    for (stem, out) in frames.chunks_exact_mut(n_fft).enumerate() {
-                        let z = &mut s.stem_spectra[stem * bins..(stem + 1) * bins];
-                        self.ifft.process(z, out, &self.window, &mut s.ifft);
+                    // Two stems per complex inverse transform; an odd one alone.
+                    let mut frames = out.chunks_exact_mut(n_fft);
+                    let mut spectra = s.stem_spectra[..inverted * bins].chunks_exact_mut(bins);
+                    while let (Some(fa), Some(za)) = (frames.next(), spectra.next()) {
+                        match (frames.next(), spectra.next()) {
+                            (Some(fb), Some(zb)) => self.ifft.process_pair(
+                                (za, zb),
+                                (fa, fb),
+                                &self.window,
+                                &mut s.ifft,
+                            ),
+                            _ => self.ifft.process(za, fa, &self.window, &mut s.ifft),
+                        }
                     }
                 },
             );
+    }
 
-        // overlap_add: gather the completed samples of every inverted stem; the last is the rest.
-        let held_first = block.start - tail;
-        let count = block.emit_to.saturating_sub(emit_from) as usize;
-        if count > 0 {
-            let remainder = self.params.stems.last_is_remainder();
-            let mut rest: Vec<f32> = if remainder {
-                (0..count)
-                    .map(|i| signal.at((emit_from + i as u64) as i64))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let mut stem_out = vec![0.0f32; count];
-            for stem in 0..inverted {
-                const SAMPLES_PER_TASK: usize = 4096;
-                stem_out
-                    .par_chunks_mut(SAMPLES_PER_TASK)
+    /// overlap_add: gathers samples `emit_from .. emit_from + count` of every inverted stem from
+    /// `work.stem_frames` (frames `held_first ..`) and hands them to `emit`; the last stem of a
+    /// set that has a remainder is the input minus the others.
+    #[allow(clippy::too_many_arguments)]
+    fn overlap_stems(
+        &self,
+        work: &mut BlockWork,
+        signal: SignalView<'_>,
+        n_frames: usize,
+        held_first: usize,
+        emit_from: u64,
+        count: usize,
+        emit: &mut impl FnMut(usize, &[f32]),
+    ) {
+        let StftParams { n_fft, hop_length } = self.params.stft;
+        let inverted = self.params.stems.inverted();
+        let frame_stride = inverted * n_fft;
+        const SAMPLES_PER_TASK: usize = 4096;
+        work.ola.resize(inverted * count, 0.0);
+        let stem_frames = &work.stem_frames;
+        work.ola
+            .par_chunks_mut(count)
+            .enumerate()
+            .flat_map(|(stem, row)| {
+                row.par_chunks_mut(SAMPLES_PER_TASK)
                     .enumerate()
-                    .for_each(|(task, chunk)| {
-                        overlap_add(
-                            &work.stem_frames,
-                            frame_stride,
-                            stem * n_fft,
-                            held_first,
-                            n_fft,
-                            hop_length,
-                            block.n_frames,
-                            &self.wss,
-                            emit_from + (task * SAMPLES_PER_TASK) as u64,
-                            chunk,
-                        );
-                    });
-                if remainder {
-                    rest.iter_mut().zip(&stem_out).for_each(|(r, &v)| *r -= v);
-                }
-                emit(stem, &stem_out);
-            }
-            if remainder {
-                emit(inverted, &rest);
-            }
+                    .map(move |(task, chunk)| (stem, task, chunk))
+            })
+            .for_each(|(stem, task, chunk)| {
+                overlap_add(
+                    stem_frames,
+                    frame_stride,
+                    stem * n_fft,
+                    held_first,
+                    n_fft,
+                    hop_length,
+                    n_frames,
+                    &self.wss,
+                    emit_from + (task * SAMPLES_PER_TASK) as u64,
+                    chunk,
+                );
+            });
+        for (stem, row) in work.ola.chunks_exact(count).enumerate() {
+            emit(stem, row);
         }
-
-        // Keep the inverse frames the next block's first samples still need.
-        let keep = ((n_fft - 1) / hop_length).min(tail + out_frames);
-        let total = tail + out_frames;
-        state.frames_data.clear();
-        state.frames_data.extend_from_slice(
-            &work.stem_frames[(total - keep) * frame_stride..total * frame_stride],
-        );
-        state.frames = keep;
+        if self.params.stems.last_is_remainder() {
+            work.rest.clear();
+            work.rest
+                .extend((0..count).map(|i| signal.at((emit_from + i as u64) as i64)));
+            for row in work.ola.chunks_exact(count) {
+                work.rest.iter_mut().zip(row).for_each(|(r, &v)| *r -= v);
+            }
+            emit(inverted, &work.rest);
+        }
     }
 
     /// The melody comb of each output frame (`[frame][bin]`), from the frames' melody f0.

@@ -54,6 +54,8 @@ const STEPS_PER_SEMITONE: f32 = 4.0;
 const MAX_PEAKS: usize = 30;
 /// Candidates kept per frame.
 const CANDIDATES: usize = 6;
+/// Guard cells each side of the salience grid (the triangle reaches 4 steps out).
+const SALIENCE_PAD: usize = 8;
 
 /// A line's f0 grid and its per-frame candidates.
 #[derive(Clone, Debug)]
@@ -108,7 +110,7 @@ impl LineTracker {
     /// not collect the whole spectrum.
     pub fn salience(&self, mag: &[f32], out: &mut Vec<f32>) {
         out.clear();
-        out.resize(self.grid.len(), 0.0);
+        out.resize(self.grid.len() + 2 * SALIENCE_PAD, 0.0);
         let last = self.bins - 1;
         let top = self.params.hi_hz.max(self.params.lo_hz) * self.params.harmonics as f32;
         let b_hi = ((top / self.bin_hz).ceil() as usize + 1).min(last);
@@ -146,16 +148,26 @@ impl LineTracker {
                 if g < -spread {
                     break;
                 }
-                let lo = (g - spread).ceil().max(0.0) as usize;
-                let hi = ((g + spread).floor() as isize).min(self.grid.len() as isize - 1);
-                for k in lo as isize..=hi {
-                    // A triangle over ±1 semitone (cheaper than Salamon's cos², same support).
-                    let d = ((k as f32 - g) / spread).abs();
-                    out[k as usize] += w * (1.0 - d);
+                // A triangle over ±1 semitone (cheaper than Salamon's cos², same support): the
+                // grid points k with |k − g| < 4 are floor(g) − 3 ..= floor(g) + 4, written into
+                // a buffer with SALIENCE_PAD guard cells each side so the 8 run branch-free.
+                let k0 = g.floor() as isize - 3;
+                if k0 >= self.grid.len() as isize {
+                    w *= self.params.decay;
+                    continue;
+                }
+                let at = (k0 + SALIENCE_PAD as isize) as usize;
+                let cells: &mut [f32; 8] = (&mut out[at..at + 8]).try_into().expect("8 cells");
+                for (j, cell) in cells.iter_mut().enumerate() {
+                    let d = (((k0 + j as isize) as f32 - g) / spread).abs();
+                    *cell += w * (1.0 - d);
                 }
                 w *= self.params.decay;
             }
         }
+        // Move the grid's cells to the front.
+        out.copy_within(SALIENCE_PAD..SALIENCE_PAD + self.grid.len(), 0);
+        out.truncate(self.grid.len());
     }
 
     /// The strongest local maxima of one frame's salience, and its register sum.
