@@ -7,6 +7,9 @@
 //! [`pipeline::separate_file`] runs one file end to end and [`batch::run_batch`] many (a catalog:
 //! folders mirrored, finished tracks skipped, shards, live reports; see [`catalog`]).
 
+#[macro_use]
+mod simd;
+
 pub mod audio;
 pub mod batch;
 pub mod catalog;

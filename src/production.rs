@@ -297,75 +297,77 @@ pub fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
     }
 }
 
-/// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`, each
-/// partial weighted by [`comb_fade`] of `fade_hz`.
-///
-/// With `harm` (the frame's harmonic magnitude), each partial's weight is limited by a falling
-/// envelope model of the line: `model_1 = a_1`, `model_h = min(a_h, g · min(a_1 … a_{h−1}))`
-/// with `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h` the partial's harmonic magnitude. Where another source
-/// sits on a partial (chord tones on the bass's upper partials), `a_h` stands above the model and
-/// the line only gets the share `(model_h / a_h)²` of it (power, as a Wiener mask).
-pub fn add_comb(
-    w: &mut [f32],
-    harm: Option<&[f32]>,
-    f0: f32,
-    partials: usize,
-    fade_hz: f32,
-    cents: f32,
-    bin_hz: f32,
-) {
-    if f0 <= 0.0 {
-        return;
-    }
-    let bins = w.len();
-    let ratio = comb_ratio(cents);
-    let lobe_hz = COMB_LOBE_BINS * bin_hz;
-    // Partial amplitudes (only where a share is taken): the larger of the two bins around h·f0.
-    let amp = |h: usize| -> f32 {
-        let lo = (h as f32 * f0 / bin_hz).floor() as usize;
-        match harm {
-            Some(harm) if h > 0 && lo + 1 < bins => harm[lo].max(harm[lo + 1]),
-            _ => 0.0,
+simd_dispatch!(
+    /// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`, each
+    /// partial weighted by [`comb_fade`] of `fade_hz`.
+    ///
+    /// With `harm` (the frame's harmonic magnitude), each partial's weight is limited by a falling
+    /// envelope model of the line: `model_1 = a_1`, `model_h = min(a_h, g · min(a_1 … a_{h−1}))`
+    /// with `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h` the partial's harmonic magnitude. Where another source
+    /// sits on a partial (chord tones on the bass's upper partials), `a_h` stands above the model and
+    /// the line only gets the share `(model_h / a_h)²` of it (power, as a Wiener mask).
+    pub fn add_comb(
+        w: &mut [f32],
+        harm: Option<&[f32]>,
+        f0: f32,
+        partials: usize,
+        fade_hz: f32,
+        cents: f32,
+        bin_hz: f32,
+    ) {
+        if f0 <= 0.0 {
+            return;
         }
-    };
-    let mut run = 0.0f32;
-    for h in 1..=partials {
-        let centre = h as f32 * f0;
-        let sigma = comb_sigma(centre, ratio, lobe_hz);
-        let lo = ((centre - 3.0 * sigma) / bin_hz).ceil().max(0.0) as usize;
-        if lo >= bins {
-            break;
-        }
-        let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins - 1);
-        let fade = comb_fade(centre, fade_hz);
-        let share = if harm.is_some() {
-            let a = amp(h);
-            let model = if h == 1 {
-                a
-            } else {
-                a.min(BASS_ENVELOPE_GROWTH * run)
-            };
-            run = if h == 1 { a } else { run.min(a) };
-            if a > 0.0 && h > 1 {
-                (model / a) * (model / a)
+        let bins = w.len();
+        let ratio = comb_ratio(cents);
+        let lobe_hz = COMB_LOBE_BINS * bin_hz;
+        // Partial amplitudes (only where a share is taken): the larger of the two bins around h·f0.
+        let amp = |h: usize| -> f32 {
+            let lo = (h as f32 * f0 / bin_hz).floor() as usize;
+            match harm {
+                Some(harm) if h > 0 && lo + 1 < bins => harm[lo].max(harm[lo + 1]),
+                _ => 0.0,
+            }
+        };
+        let mut run = 0.0f32;
+        for h in 1..=partials {
+            let centre = h as f32 * f0;
+            let sigma = comb_sigma(centre, ratio, lobe_hz);
+            let lo = ((centre - 3.0 * sigma) / bin_hz).ceil().max(0.0) as usize;
+            if lo >= bins {
+                break;
+            }
+            let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins - 1);
+            let fade = comb_fade(centre, fade_hz);
+            let share = if harm.is_some() {
+                let a = amp(h);
+                let model = if h == 1 {
+                    a
+                } else {
+                    a.min(BASS_ENVELOPE_GROWTH * run)
+                };
+                run = if h == 1 { a } else { run.min(a) };
+                if a > 0.0 && h > 1 {
+                    (model / a) * (model / a)
+                } else {
+                    1.0
+                }
             } else {
                 1.0
+            };
+            // The bump of `comb_weight` around this partial (bins within 3σ of it).
+            // Branch-free (it vectorises): `bump` with its zero outside ±3σ as a max.
+            let inv = 1.0 / sigma;
+            let k = share * fade;
+            for (i, v) in w[lo..=hi].iter_mut().enumerate() {
+                let d = ((lo + i) as f32 * bin_hz - centre) * inv;
+                let x = (1.0 - d * d / 9.0).max(0.0);
+                let x2 = x * x;
+                *v = v.max(k * (x2 * x2));
             }
-        } else {
-            1.0
-        };
-        // The bump of `comb_weight` around this partial (bins within 3σ of it).
-        // Branch-free (it vectorises): `bump` with its zero outside ±3σ as a max.
-        let inv = 1.0 / sigma;
-        let k = share * fade;
-        for (i, v) in w[lo..=hi].iter_mut().enumerate() {
-            let d = ((lo + i) as f32 * bin_hz - centre) * inv;
-            let x = (1.0 - d * d / 9.0).max(0.0);
-            let x2 = x * x;
-            *v = v.max(k * (x2 * x2));
         }
     }
-}
+);
 
 /// The production masks of one frame, `[stem][bin]` for `stems` (a remainder stem is skipped:
 /// it is taken in the time domain). `mask_h`/`mask_p` are the HPSS masks; `bass_w`/`mel_w` the

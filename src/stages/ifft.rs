@@ -88,53 +88,38 @@ impl InverseFft {
     }
 }
 
-/// Runs `body` compiled for AVX2 + FMA where the CPU has them (the loops below vectorise
-/// twice as wide), else for the baseline.
-macro_rules! simd_dispatch {
-    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) {
-                    body($($arg),*)
-                }
-                // SAFETY: the CPU has the features `wide` is compiled for.
-                return unsafe { wide($($arg),*) };
-            }
-            body($($arg),*)
+simd_dispatch!(
+    /// Builds `Z = A + iB` over the whole circle from two half spectra.
+    fn pack_pair(a: &[Complex32], b: &[Complex32], z: &mut [Complex32]) {
+        // Z[k] = A[k] + iB[k] for k ≤ n/2; Z[n − k] = conj(A[k]) + i·conj(B[k]).
+        let half = a.len() - 1;
+        let (low, high) = z.split_at_mut(half + 1);
+        for ((d, x), y) in low.iter_mut().zip(a).zip(b) {
+            *d = Complex32::new(x.re - y.im, x.im + y.re);
         }
-    };
-}
+        for ((d, x), y) in high.iter_mut().rev().zip(&a[1..half]).zip(&b[1..half]) {
+            *d = Complex32::new(x.re + y.im, y.re - x.im);
+        }
+        // irfft ignores the imaginary parts of DC and Nyquist.
+        low[0] = Complex32::new(a[0].re, b[0].re);
+        low[half] = Complex32::new(a[half].re, b[half].re);
+    }
+);
 
-simd_dispatch!(pack_pair(a: &[Complex32], b: &[Complex32], z: &mut [Complex32]) {
-    // Z[k] = A[k] + iB[k] for k ≤ n/2; Z[n − k] = conj(A[k]) + i·conj(B[k]).
-    let half = a.len() - 1;
-    let (low, high) = z.split_at_mut(half + 1);
-    for ((d, x), y) in low.iter_mut().zip(a).zip(b) {
-        *d = Complex32::new(x.re - y.im, x.im + y.re);
+simd_dispatch!(
+    /// Splits the inverse of `Z` into its two real frames, scaled by `window / n`.
+    fn unpack_pair(z: &[Complex32], window: &[f32], frame_a: &mut [f32], frame_b: &mut [f32]) {
+        let scale = 1.0 / z.len() as f32;
+        let zf: &[f32] = bytemuck::cast_slice(z);
+        for (((v, &w), fa), fb) in zf
+            .chunks_exact(2)
+            .zip(window)
+            .zip(frame_a.iter_mut())
+            .zip(frame_b.iter_mut())
+        {
+            let sw = scale * w;
+            *fa = v[0] * sw;
+            *fb = v[1] * sw;
+        }
     }
-    for ((d, x), y) in high.iter_mut().rev().zip(&a[1..half]).zip(&b[1..half]) {
-        *d = Complex32::new(x.re + y.im, y.re - x.im);
-    }
-    // irfft ignores the imaginary parts of DC and Nyquist.
-    low[0] = Complex32::new(a[0].re, b[0].re);
-    low[half] = Complex32::new(a[half].re, b[half].re);
-});
-
-simd_dispatch!(unpack_pair(z: &[Complex32], window: &[f32], frame_a: &mut [f32], frame_b: &mut [f32]) {
-    let scale = 1.0 / z.len() as f32;
-    let zf: &[f32] = bytemuck::cast_slice(z);
-    for (((v, &w), fa), fb) in zf
-        .chunks_exact(2)
-        .zip(window)
-        .zip(frame_a.iter_mut())
-        .zip(frame_b.iter_mut())
-    {
-        let sw = scale * w;
-        *fa = v[0] * sw;
-        *fb = v[1] * sw;
-    }
-});
+);

@@ -85,41 +85,43 @@ pub fn hpss_masks(
     }
 }
 
-/// The production stems' steady gate: `mask_p[i] *= softmask(perc[i], margin · steady[i])` at
-/// `power` (no split of zeros: a bin with no percussive estimate keeps none), so the drums keep a
-/// bin's percussive share only where the percussive estimate stands above its own steady level
-/// (`steady`: its median along time). `margin` ≤ 0: no gate. Twin of `steady_gate` in
-/// `shaders/common.wgsl` (applied by `shaders/production.wgsl`).
-pub fn steady_gate(perc: &[f32], steady: &[f32], margin: f32, power: f32, mask_p: &mut [f32]) {
-    if margin <= 0.0 {
-        return;
-    }
-    let n = perc.len().min(steady.len()).min(mask_p.len());
-    let (perc, steady, mask_p) = (&perc[..n], &steady[..n], &mut mask_p[..n]);
-    macro_rules! gate {
-        ($pow:expr) => {
-            for i in 0..n {
-                mask_p[i] *= softmask_with(perc[i], margin * steady[i], false, $pow);
-            }
-        };
-    }
-    if power.is_infinite() {
-        for i in 0..n {
-            mask_p[i] *= if perc[i] > margin * steady[i] {
-                1.0
-            } else {
-                0.0
+simd_dispatch!(
+    /// The production stems' steady gate: `mask_p[i] *= softmask(perc[i], margin · steady[i])` at
+    /// `power` (no split of zeros: a bin with no percussive estimate keeps none), so the drums keep a
+    /// bin's percussive share only where the percussive estimate stands above its own steady level
+    /// (`steady`: its median along time). `margin` ≤ 0: no gate. Twin of `steady_gate` in
+    /// `shaders/common.wgsl` (applied by `shaders/production.wgsl`).
+    pub fn steady_gate(perc: &[f32], steady: &[f32], margin: f32, power: f32, mask_p: &mut [f32]) {
+        if margin <= 0.0 {
+            return;
+        }
+        let n = perc.len().min(steady.len()).min(mask_p.len());
+        let (perc, steady, mask_p) = (&perc[..n], &steady[..n], &mut mask_p[..n]);
+        macro_rules! gate {
+            ($pow:expr) => {
+                for i in 0..n {
+                    mask_p[i] *= softmask_with(perc[i], margin * steady[i], false, $pow);
+                }
             };
         }
-    } else if power == 4.0 {
-        gate!(|x: f32| {
-            let x2 = x * x;
-            x2 * x2
-        })
-    } else {
-        gate!(|x: f32| pow(x, power))
+        if power.is_infinite() {
+            for i in 0..n {
+                mask_p[i] *= if perc[i] > margin * steady[i] {
+                    1.0
+                } else {
+                    0.0
+                };
+            }
+        } else if power == 4.0 {
+            gate!(|x: f32| {
+                let x2 = x * x;
+                x2 * x2
+            })
+        } else {
+            gate!(|x: f32| pow(x, power))
+        }
     }
-}
+);
 
 /// `softmask` for finite power, written with selects instead of branches.
 #[inline(always)]

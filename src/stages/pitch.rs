@@ -118,8 +118,6 @@ impl LineTracker {
         // Peaks within 40 dB of the frame's largest, the strongest MAX_PEAKS of them.
         let floor = mag[b_lo..b_hi].iter().fold(0.0f32, |m, &v| m.max(v)) * 1e-2;
         let mut peaks: Vec<(usize, f32)> = Vec::with_capacity(64);
-        let spread = STEPS_PER_SEMITONE; // ±1 semitone
-        let steps_per_octave = 12.0 * STEPS_PER_SEMITONE;
         for b in b_lo..b_hi {
             let (l, m, r) = (mag[b - 1], mag[b], mag[b + 1]);
             if m > floor && m >= l && m > r {
@@ -130,41 +128,16 @@ impl LineTracker {
             peaks.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             peaks.truncate(MAX_PEAKS);
         }
-        for &(b, m) in &peaks {
-            let (l, r) = (mag[b - 1], mag[b + 1]);
-            let (la, lb, lc) = (l.max(1e-20).ln(), m.ln(), r.max(1e-20).ln());
-            let den = la - 2.0 * lb + lc;
-            let delta = if den < 0.0 {
-                (0.5 * (la - lc) / den).clamp(-0.5, 0.5)
-            } else {
-                0.0
-            };
-            let f_p = (b as f32 + delta) * self.bin_hz;
-            // Grid position of f_p / h: one log2 per peak, log2(h) from a table.
-            let g1 = steps_per_octave * (f_p / self.params.lo_hz).log2();
-            let mut w = m;
-            for lh in &self.log2_h {
-                let g = g1 - steps_per_octave * lh;
-                if g < -spread {
-                    break;
-                }
-                // A triangle over ±1 semitone (cheaper than Salamon's cos², same support): the
-                // grid points k with |k − g| < 4 are floor(g) − 3 ..= floor(g) + 4, written into
-                // a buffer with SALIENCE_PAD guard cells each side so the 8 run branch-free.
-                let k0 = g.floor() as isize - 3;
-                if k0 >= self.grid.len() as isize {
-                    w *= self.params.decay;
-                    continue;
-                }
-                let at = (k0 + SALIENCE_PAD as isize) as usize;
-                let cells: &mut [f32; 8] = (&mut out[at..at + 8]).try_into().expect("8 cells");
-                for (j, cell) in cells.iter_mut().enumerate() {
-                    let d = (((k0 + j as isize) as f32 - g) / spread).abs();
-                    *cell += w * (1.0 - d);
-                }
-                w *= self.params.decay;
-            }
-        }
+        vote(
+            &peaks,
+            mag,
+            self.bin_hz,
+            self.params.lo_hz,
+            &self.log2_h,
+            self.params.decay,
+            self.grid.len(),
+            out,
+        );
         // Move the grid's cells to the front.
         out.copy_within(SALIENCE_PAD..SALIENCE_PAD + self.grid.len(), 0);
         out.truncate(self.grid.len());
@@ -211,35 +184,39 @@ impl LineTracker {
         let hi = (t + w + 1).min(n_frames).min(first + cands.len());
         debug_assert!(lo <= t && t < hi);
         let window = &cands[lo - first..hi - first];
-        // Viterbi: score = Σ log(salience) − jump_cost · |Δ semitones|.
-        let mut score: Vec<f32> = Vec::new();
-        let mut back: Vec<Vec<usize>> = Vec::with_capacity(window.len());
+        // Viterbi: score = Σ log(salience) − jump_cost · |Δ semitones|. At most CANDIDATES
+        // states per frame: fixed arrays, one allocation for the back pointers.
+        const NONE: u8 = u8::MAX;
+        let mut score = [f32::NEG_INFINITY; CANDIDATES];
+        let mut n_score = 0;
+        let mut back: Vec<[u8; CANDIDATES]> = Vec::with_capacity(window.len());
         for (k, frame) in window.iter().enumerate() {
-            let mut next = Vec::with_capacity(frame.keys.len());
-            let mut from = Vec::with_capacity(frame.keys.len());
-            for &(st, ls) in &frame.keys {
-                let (mut best, mut arg) = (f32::NEG_INFINITY, usize::MAX);
-                if k > 0 {
-                    for (j, &(pst, _)) in window[k - 1].keys.iter().enumerate() {
-                        if score[j] == f32::NEG_INFINITY {
-                            continue;
-                        }
-                        let jump = (st - pst).abs();
-                        let v = score[j] - self.params.jump_cost * jump;
-                        if v > best {
-                            (best, arg) = (v, j);
-                        }
+            let mut next = [f32::NEG_INFINITY; CANDIDATES];
+            let mut from = [NONE; CANDIDATES];
+            let prev = if k > 0 { &window[k - 1].keys[..] } else { &[] };
+            for (i, &(st, ls)) in frame.keys.iter().enumerate() {
+                let (mut best, mut arg) = (f32::NEG_INFINITY, NONE);
+                for (j, &(pst, _)) in prev.iter().enumerate().take(n_score) {
+                    if score[j] == f32::NEG_INFINITY {
+                        continue;
+                    }
+                    let jump = (st - pst).abs();
+                    let v = score[j] - self.params.jump_cost * jump;
+                    if v > best {
+                        (best, arg) = (v, j as u8);
                     }
                 }
-                if arg == usize::MAX {
+                if arg == NONE {
                     best = 0.0; // a path may start at any frame (after an empty one)
                 }
-                next.push(best + ls);
-                from.push(arg);
+                next[i] = best + ls;
+                from[i] = arg;
             }
             score = next;
+            n_score = frame.keys.len();
             back.push(from);
         }
+        let score = &score[..n_score];
         // Best end state, then back to frame t.
         let Some(mut state) = score
             .iter()
@@ -252,11 +229,12 @@ impl LineTracker {
         };
         let mut k = window.len() - 1;
         while k > t - lo {
-            state = back[k][state];
-            if state == usize::MAX {
+            let from = back[k][state];
+            if from == NONE {
                 // The path starts after t: t is decided on its own frames up to t.
                 return self.decide_prefix(window, t - lo);
             }
+            state = from as usize;
             k -= 1;
         }
         self.voiced(&window[t - lo], state)
@@ -314,6 +292,60 @@ pub fn low_weight(f: f32, cutoff_hz: f32, width_semitones: f32) -> f32 {
     let st = 12.0 * (f / cutoff_hz).log2();
     1.0 / (1.0 + (st / width_semitones).exp())
 }
+
+simd_dispatch!(
+    /// The votes of `peaks` (bin, magnitude) for the f0s they could be partials of, into `out`
+    /// (the grid with `SALIENCE_PAD` guard cells each side); see [`LineTracker::salience`].
+    #[allow(clippy::too_many_arguments)]
+    fn vote(
+        peaks: &[(usize, f32)],
+        mag: &[f32],
+        bin_hz: f32,
+        lo_hz: f32,
+        log2_h: &[f32],
+        decay: f32,
+        grid_len: usize,
+        out: &mut [f32],
+    ) {
+        let spread = STEPS_PER_SEMITONE; // ±1 semitone
+        let steps_per_octave = 12.0 * STEPS_PER_SEMITONE;
+        for &(b, m) in peaks {
+            let (l, r) = (mag[b - 1], mag[b + 1]);
+            let (la, lb, lc) = (l.max(1e-20).ln(), m.ln(), r.max(1e-20).ln());
+            let den = la - 2.0 * lb + lc;
+            let delta = if den < 0.0 {
+                (0.5 * (la - lc) / den).clamp(-0.5, 0.5)
+            } else {
+                0.0
+            };
+            let f_p = (b as f32 + delta) * bin_hz;
+            // Grid position of f_p / h: one log2 per peak, log2(h) from a table.
+            let g1 = steps_per_octave * (f_p / lo_hz).log2();
+            let mut w = m;
+            for lh in log2_h {
+                let g = g1 - steps_per_octave * lh;
+                if g < -spread {
+                    break;
+                }
+                // A triangle over ±1 semitone (cheaper than Salamon's cos², same support): the
+                // grid points k with |k − g| < 4 are floor(g) − 3 ..= floor(g) + 4, written into
+                // a buffer with SALIENCE_PAD guard cells each side so the 8 run branch-free.
+                let k0 = g.floor() as isize - 3;
+                if k0 >= grid_len as isize {
+                    w *= decay;
+                    continue;
+                }
+                let at = (k0 + SALIENCE_PAD as isize) as usize;
+                let cells: &mut [f32; 8] = (&mut out[at..at + 8]).try_into().expect("8 cells");
+                for (j, cell) in cells.iter_mut().enumerate() {
+                    let d = (((k0 + j as isize) as f32 - g) / spread).abs();
+                    *cell += w * (1.0 - d);
+                }
+                w *= decay;
+            }
+        }
+    }
+);
 
 #[cfg(test)]
 mod tests {
