@@ -223,12 +223,20 @@ pub fn separate_file(
             pass = pass_at(on_cpu, gain)?;
         }
     }
-    // Finish (sync and rename) every stem at once, so the syncs overlap.
-    let paths = pass
-        .sinks
-        .into_par_iter()
-        .map(|sink| sink.finish(true))
-        .collect::<Result<Vec<_>>>()?;
+    // Finish (sync and rename) every stem at once, so the syncs overlap: one thread per stem
+    // (they wait on the disk, not on a core; on the compute pool only as many as it has cores
+    // would sync at a time).
+    let paths = std::thread::scope(|scope| {
+        let finishing: Vec<_> = pass
+            .sinks
+            .into_iter()
+            .map(|sink| scope.spawn(move || sink.finish(true)))
+            .collect();
+        finishing
+            .into_iter()
+            .map(|h| h.join().expect("a stem's finishing thread panicked"))
+            .collect::<Result<Vec<_>>>()
+    })?;
     let stems = paths
         .into_iter()
         .zip(&pass.stems)
