@@ -362,13 +362,22 @@ impl Separator {
             let grid = SteadyGrid::new(block.start, block.end, block.n_frames, k);
             work.grid = grid;
             work.perc_points.resize((grid.hi - grid.lo) * bins, 0.0);
+            // Points on the block's own frames copy their percussive estimate; only the halo's
+            // points beyond the block need a median of their own.
+            let perc = &work.perc;
             work.perc_points
                 .par_chunks_mut(bins)
                 .enumerate()
                 .for_each_init(MedianScratch::default, |scratch, (i, out)| {
-                    let row = (grid.lo + i) * STEADY_STEP - block.held_lo;
-                    let frame = &mag[row * bins..(row + 1) * bins];
-                    median_freq(frame, bins, hpss.percussive_kernel, out, scratch);
+                    let t = (grid.lo + i) * STEADY_STEP;
+                    if (block.start..block.end).contains(&t) {
+                        let j = t - block.start;
+                        out.copy_from_slice(&perc[j * bins..(j + 1) * bins]);
+                    } else {
+                        let row = t - block.held_lo;
+                        let frame = &mag[row * bins..(row + 1) * bins];
+                        median_freq(frame, bins, hpss.percussive_kernel, out, scratch);
+                    }
                 });
             work.steady.resize(grid.rows * bins, 0.0);
             let task_rows = grid
@@ -530,7 +539,7 @@ impl Separator {
             .par_chunks_mut(frame_stride)
             .enumerate()
             .for_each_init(
-                || FrameScratch::new(bins, inverted, self.ifft.scratch_len()),
+                || FrameScratch::new(bins, self.ifft.scratch_len()),
                 |s, (i, out)| {
                     let j = j0 + i;
                     let spectrum = &spectra[(offset + i) * bins..(offset + i + 1) * bins];
@@ -544,19 +553,39 @@ impl Separator {
                         steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
                     }
                     let mel_w = mel.get(j * bins..(j + 1) * bins);
-                    self.stem_spectra(spectrum, harm, lines.get(j).copied(), mel_w, s);
-                    // Two stems per complex inverse transform; an odd one alone.
+                    self.stem_masks(harm, lines.get(j).copied(), mel_w, s);
+                    let FrameScratch {
+                        mask_h,
+                        mask_p,
+                        masks,
+                        stem,
+                        ifft,
+                        ..
+                    } = s;
+                    let rows: [&[f32]; 4] = match &self.params.stems {
+                        StemSet::Hpr { .. } => [mask_h, mask_p, &[], &[]],
+                        StemSet::Production { .. } => {
+                            let mut m = masks.chunks_exact(bins);
+                            std::array::from_fn(|_| m.next().unwrap_or(&[]))
+                        }
+                    };
+                    // Two stems per complex inverse transform (the masks applied as the
+                    // transform's input is packed); an odd one alone.
                     let mut frames = out.chunks_exact_mut(n_fft);
-                    let mut spectra = s.stem_spectra[..inverted * bins].chunks_exact_mut(bins);
-                    while let (Some(fa), Some(za)) = (frames.next(), spectra.next()) {
-                        match (frames.next(), spectra.next()) {
-                            (Some(fb), Some(zb)) => self.ifft.process_pair(
-                                (za, zb),
+                    let mut rows = rows[..inverted].iter();
+                    while let (Some(fa), Some(ma)) = (frames.next(), rows.next()) {
+                        match (frames.next(), rows.next()) {
+                            (Some(fb), Some(mb)) => self.ifft.process_masked_pair(
+                                spectrum,
+                                (ma, mb),
                                 (fa, fb),
                                 &self.window,
-                                &mut s.ifft,
+                                ifft,
                             ),
-                            _ => self.ifft.process(za, fa, &self.window, &mut s.ifft),
+                            _ => {
+                                apply_mask(spectrum, ma, stem);
+                                self.ifft.process(stem, fa, &self.window, ifft);
+                            }
                         }
                     }
                 },
@@ -640,55 +669,40 @@ impl Separator {
             });
     }
 
-    /// Fills `s.stem_spectra` (`[stem][bin]`) with every inverted stem (all but a remainder).
-    fn stem_spectra(
+    /// Fills `s.masks` (`[stem][bin]`) with the mask of every inverted stem (all but a
+    /// remainder) of a production set; `hpr` uses `s.mask_h` and `s.mask_p` as they are.
+    fn stem_masks(
         &self,
-        spectrum: &[Complex32],
         harm: &[f32],
         line: Option<(f32, f32)>,
         mel_w: Option<&[f32]>,
         s: &mut FrameScratch,
     ) {
-        let bins = spectrum.len();
-        match &self.params.stems {
-            StemSet::Hpr { residual } => {
-                apply_mask(spectrum, &s.mask_h, &mut s.stem_spectra[..bins]);
-                if *residual {
-                    apply_mask(spectrum, &s.mask_p, &mut s.stem_spectra[bins..2 * bins]);
-                }
-            }
-            StemSet::Production { stems } => {
-                let p = &self.params.production;
-                let f_bass = line.map_or(0.0, |l| l.0);
-                s.bass_w.copy_from_slice(&self.low);
-                add_comb(
-                    &mut s.bass_w,
-                    Some(harm),
-                    f_bass,
-                    p.bass_partials,
-                    p.bass_comb_fade_hz,
-                    p.comb_cents,
-                    self.bin_hz,
-                );
-                let mel_w = mel_w.unwrap_or(&s.mel_w);
-                let inverted = self.params.stems.inverted();
-                s.masks.resize(inverted * bins, 0.0);
-                production_masks(
-                    &stems[..inverted],
-                    &s.mask_h,
-                    &s.mask_p,
-                    &s.bass_w,
-                    mel_w,
-                    &mut s.masks,
-                );
-                for (m, out) in s
-                    .masks
-                    .chunks_exact(bins)
-                    .zip(s.stem_spectra.chunks_exact_mut(bins))
-                {
-                    apply_mask(spectrum, m, out);
-                }
-            }
+        let bins = harm.len();
+        if let StemSet::Production { stems } = &self.params.stems {
+            let p = &self.params.production;
+            let f_bass = line.map_or(0.0, |l| l.0);
+            s.bass_w.copy_from_slice(&self.low);
+            add_comb(
+                &mut s.bass_w,
+                Some(harm),
+                f_bass,
+                p.bass_partials,
+                p.bass_comb_fade_hz,
+                p.comb_cents,
+                self.bin_hz,
+            );
+            let mel_w = mel_w.unwrap_or(&s.mel_w);
+            let inverted = self.params.stems.inverted();
+            s.masks.resize(inverted * bins, 0.0);
+            production_masks(
+                &stems[..inverted],
+                &s.mask_h,
+                &s.mask_p,
+                &s.bass_w,
+                mel_w,
+                &mut s.masks,
+            );
         }
     }
 }
@@ -700,19 +714,20 @@ struct FrameScratch {
     bass_w: Vec<f32>,
     mel_w: Vec<f32>,
     masks: Vec<f32>,
-    stem_spectra: Vec<Complex32>,
+    /// One masked stem spectrum (a stem inverted alone).
+    stem: Vec<Complex32>,
     ifft: Vec<Complex32>,
 }
 
 impl FrameScratch {
-    fn new(bins: usize, n_stems: usize, ifft_scratch: usize) -> Self {
+    fn new(bins: usize, ifft_scratch: usize) -> Self {
         FrameScratch {
             mask_h: vec![0.0; bins],
             mask_p: vec![0.0; bins],
             bass_w: vec![0.0; bins],
             mel_w: vec![0.0; bins],
             masks: Vec::new(),
-            stem_spectra: vec![Complex32::default(); bins * n_stems],
+            stem: vec![Complex32::default(); bins],
             ifft: vec![Complex32::default(); ifft_scratch],
         }
     }

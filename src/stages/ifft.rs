@@ -1,7 +1,7 @@
 //! Stage `ifft`: inverse real FFT of stem spectra, scaled by 1/n_fft (as `scipy.fft.irfft`) and
 //! multiplied by the synthesis window, ready for overlap-add. Twin of `shaders/ifft.wgsl`.
 //!
-//! Two spectra can be inverted at once (`process_pair`): the real signals `x` and `y` are the real
+//! Two stems of one spectrum can be inverted at once (`process_masked_pair`): the real signals `x` and `y` are the real
 //! and imaginary parts of the inverse complex FFT of `X + iY`, one complex transform of `n_fft`
 //! points instead of two real ones (each a complex transform of `n_fft / 2` points plus a
 //! scalar twiddle pass that costs about as much again).
@@ -35,16 +35,19 @@ impl InverseFft {
             .max(n + self.pair.get_inplace_scratch_len())
     }
 
-    /// Inverse-transforms the spectra `a` and `b` into `frame_a` and `frame_b` with one complex
-    /// transform, then applies `window / n_fft`: the same frames as `process` on each (to
-    /// float rounding, relative to the larger of the two). The imaginary parts of DC and Nyquist
-    /// are ignored, as irfft does.
+    /// Inverse-transforms the two stems `spectrum · mask_a` and `spectrum · mask_b` into
+    /// `frame_a` and `frame_b` with one complex transform, then applies `window / n_fft`: the
+    /// same frames as masking each spectrum and calling `process` (to float rounding, relative
+    /// to the larger of the two). The masked spectra are never stored: the masks go straight
+    /// into the transform's input. The imaginary parts of DC and Nyquist are ignored, as irfft
+    /// does.
     ///
     /// # Panics
     /// If the slice lengths do not match the plan.
-    pub fn process_pair(
+    pub fn process_masked_pair(
         &self,
-        (a, b): (&[Complex32], &[Complex32]),
+        spectrum: &[Complex32],
+        (mask_a, mask_b): (&[f32], &[f32]),
         (frame_a, frame_b): (&mut [f32], &mut [f32]),
         window: &[f32],
         scratch: &mut [Complex32],
@@ -52,12 +55,12 @@ impl InverseFft {
         let n = self.pair.len();
         let half = n / 2;
         assert!(
-            a.len() == half + 1 && b.len() == half + 1,
+            spectrum.len() == half + 1 && mask_a.len() == half + 1 && mask_b.len() == half + 1,
             "spectrum length"
         );
         assert!(frame_a.len() == n && frame_b.len() == n, "frame length");
         let (z, fft_scratch) = scratch.split_at_mut(n);
-        pack_pair(a, b, z);
+        pack_pair(spectrum, mask_a, mask_b, z);
         self.pair
             .process_with_scratch(z, &mut fft_scratch[..self.pair.get_inplace_scratch_len()]);
         unpack_pair(z, window, frame_a, frame_b);
@@ -89,20 +92,36 @@ impl InverseFft {
 }
 
 simd_dispatch!(
-    /// Builds `Z = A + iB` over the whole circle from two half spectra.
-    fn pack_pair(a: &[Complex32], b: &[Complex32], z: &mut [Complex32]) {
-        // Z[k] = A[k] + iB[k] for k ≤ n/2; Z[n − k] = conj(A[k]) + i·conj(B[k]).
-        let half = a.len() - 1;
+    /// Builds `Z = A + iB` over the whole circle from the half spectra `A = X · m_a` and
+    /// `B = X · m_b` (real masks): `Z[k] = A[k] + iB[k]` for k ≤ n/2 and
+    /// `Z[n − k] = conj(A[k]) + i·conj(B[k])`, with `A` and `B` rounded as `apply_mask` rounds
+    /// them.
+    fn pack_pair(x: &[Complex32], mask_a: &[f32], mask_b: &[f32], z: &mut [Complex32]) {
+        let half = x.len() - 1;
         let (low, high) = z.split_at_mut(half + 1);
-        for ((d, x), y) in low.iter_mut().zip(a).zip(b) {
-            *d = Complex32::new(x.re - y.im, x.im + y.re);
+        for (((d, x), &ma), &mb) in low.iter_mut().zip(x).zip(mask_a).zip(mask_b) {
+            let (a, b) = (
+                Complex32::new(x.re * ma, x.im * ma),
+                Complex32::new(x.re * mb, x.im * mb),
+            );
+            *d = Complex32::new(a.re - b.im, a.im + b.re);
         }
-        for ((d, x), y) in high.iter_mut().rev().zip(&a[1..half]).zip(&b[1..half]) {
-            *d = Complex32::new(x.re + y.im, y.re - x.im);
+        for (((d, x), &ma), &mb) in high
+            .iter_mut()
+            .rev()
+            .zip(&x[1..half])
+            .zip(&mask_a[1..half])
+            .zip(&mask_b[1..half])
+        {
+            let (a, b) = (
+                Complex32::new(x.re * ma, x.im * ma),
+                Complex32::new(x.re * mb, x.im * mb),
+            );
+            *d = Complex32::new(a.re + b.im, b.re - a.im);
         }
         // irfft ignores the imaginary parts of DC and Nyquist.
-        low[0] = Complex32::new(a[0].re, b[0].re);
-        low[half] = Complex32::new(a[half].re, b[half].re);
+        low[0] = Complex32::new(x[0].re * mask_a[0], x[0].re * mask_b[0]);
+        low[half] = Complex32::new(x[half].re * mask_a[half], x[half].re * mask_b[half]);
     }
 );
 

@@ -125,8 +125,12 @@ impl LineTracker {
             }
         }
         if peaks.len() > MAX_PEAKS {
-            peaks.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            // The strongest MAX_PEAKS, in order (the order is total: ties go to the lower bin).
+            let order =
+                |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            peaks.select_nth_unstable_by(MAX_PEAKS - 1, order);
             peaks.truncate(MAX_PEAKS);
+            peaks.sort_unstable_by(order);
         }
         vote(
             &peaks,
