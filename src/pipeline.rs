@@ -305,8 +305,6 @@ struct Pass {
     meters: Vec<Option<LoudnessMeter>>,
     /// Loudness of the master at the output rate (when measured).
     master_meter: Option<LoudnessMeter>,
-    /// The null residual's work buffer, reused from chunk to chunk.
-    null_sum: Vec<f64>,
 }
 
 /// `on_cpu` forces the CPU engine (after a GPU failure with `--fallback cpu`).
@@ -384,7 +382,6 @@ fn run_pass(
         frames_out: 0,
         warnings,
         master: vec![Vec::new(); channels],
-        null_sum: Vec::new(),
         meters: (0..stems_len)
             .map(|_| {
                 delivery
@@ -561,22 +558,31 @@ impl Pass {
             },
         );
         written?;
-        // Null residual at the output depth: Σ delivered stems − gain · master.
+        // Null residual at the output depth: Σ delivered stems − gain · master, in parallel runs
+        // of samples whose partial peaks and sums are combined in order (reproducible).
+        const RUN: usize = 1 << 14;
         let g = gain as f64;
-        let sum = &mut self.null_sum;
-        sum.resize(n, 0.0);
         for (ch, m) in master.iter_mut().enumerate() {
-            sum.iter_mut()
-                .zip(&m[..n])
-                .for_each(|(s, &mv)| *s = -g * mv as f64);
-            for stem in stem_out.iter() {
-                sum.iter_mut()
-                    .zip(&stem[ch])
-                    .for_each(|(s, &v)| *s += v as f64);
-            }
-            for &r in sum.iter() {
-                self.null_peak = self.null_peak.max(r.abs());
-                self.null_sq += r * r;
+            let stems: Vec<&[f32]> = stem_out.iter().map(|s| &s[ch][..n]).collect();
+            let partial: Vec<(f64, f64)> = m[..n]
+                .par_chunks(RUN)
+                .enumerate()
+                .map(|(run, m)| {
+                    let i0 = run * RUN;
+                    let (mut peak, mut sq) = (0.0f64, 0.0f64);
+                    for (i, &mv) in m.iter().enumerate() {
+                        let r = stems
+                            .iter()
+                            .fold(-g * mv as f64, |acc, s| acc + s[i0 + i] as f64);
+                        peak = peak.max(r.abs());
+                        sq += r * r;
+                    }
+                    (peak, sq)
+                })
+                .collect();
+            for (peak, sq) in partial {
+                self.null_peak = self.null_peak.max(peak);
+                self.null_sq += sq;
             }
             m.drain(..n);
         }

@@ -198,9 +198,6 @@ struct BlockWork {
     perc_points: Vec<f32>,
     steady: Vec<f32>,
     stem_frames: Vec<f32>,
-    /// Overlap-added samples of a slab, `[stem][sample]`, and the remainder stem.
-    ola: Vec<f32>,
-    rest: Vec<f32>,
 }
 
 /// Bytes of inverse frames synthesised at once: small enough to stay in cache between the
@@ -260,7 +257,8 @@ impl BlockEngine for Separator {
                     &lines,
                     &mel,
                     emit_from,
-                    |stem, samples| out[stem][ch].extend_from_slice(samples),
+                    out,
+                    ch,
                 );
             }
             state.mel = mel;
@@ -277,7 +275,8 @@ impl BlockEngine for Separator {
                     &[],
                     &[],
                     emit_from,
-                    |stem, samples| out[stem][ch].extend_from_slice(samples),
+                    out,
+                    ch,
                 );
             }
         }
@@ -441,8 +440,8 @@ impl Separator {
             .collect()
     }
 
-    /// masks → stem spectra → ifft → overlap_add for one channel; hands each stem's completed
-    /// samples to `emit`.
+    /// masks → stem spectra → ifft → overlap_add for channel `ch`; appends each stem's completed
+    /// samples to `out[stem][ch]`.
     #[allow(clippy::too_many_arguments)]
     fn synthesise(
         &self,
@@ -453,7 +452,8 @@ impl Separator {
         lines: &[(f32, f32)],
         mel: &[f32],
         emit_from: u64,
-        mut emit: impl FnMut(usize, &[f32]),
+        out: &mut [Vec<Vec<f32>>],
+        ch: usize,
     ) {
         let StftParams { n_fft, hop_length } = self.params.stft;
 
@@ -490,7 +490,8 @@ impl Separator {
                     held_first,
                     emit_from,
                     count,
-                    &mut emit,
+                    out,
+                    ch,
                 );
                 emit_from = emit_to;
             }
@@ -592,28 +593,39 @@ impl Separator {
             );
     }
 
-    /// overlap_add: gathers samples `emit_from .. emit_from + count` of every inverted stem from
-    /// `work.stem_frames` (frames `held_first ..`) and hands them to `emit`; the last stem of a
-    /// set that has a remainder is the input minus the others.
+    /// overlap_add: appends samples `emit_from .. emit_from + count` of every stem to
+    /// `out[stem][ch]`: the inverted stems gathered from `work.stem_frames` (frames
+    /// `held_first ..`), and the last stem of a set that has a remainder as the input minus the
+    /// others (subtracted in stem order).
     #[allow(clippy::too_many_arguments)]
     fn overlap_stems(
         &self,
-        work: &mut BlockWork,
+        work: &BlockWork,
         signal: SignalView<'_>,
         n_frames: usize,
         held_first: usize,
         emit_from: u64,
         count: usize,
-        emit: &mut impl FnMut(usize, &[f32]),
+        out: &mut [Vec<Vec<f32>>],
+        ch: usize,
     ) {
         let StftParams { n_fft, hop_length } = self.params.stft;
         let inverted = self.params.stems.inverted();
         let frame_stride = inverted * n_fft;
         const SAMPLES_PER_TASK: usize = 4096;
-        work.ola.resize(inverted * count, 0.0);
+        let mut rows: Vec<&mut [f32]> = out
+            .iter_mut()
+            .map(|stem| {
+                let v = &mut stem[ch];
+                let len = v.len();
+                v.resize(len + count, 0.0);
+                &mut v[len..]
+            })
+            .collect();
+        let (inverted_rows, rest) = rows.split_at_mut(inverted);
         let stem_frames = &work.stem_frames;
-        work.ola
-            .par_chunks_mut(count)
+        inverted_rows
+            .par_iter_mut()
             .enumerate()
             .flat_map(|(stem, row)| {
                 row.par_chunks_mut(SAMPLES_PER_TASK)
@@ -634,17 +646,21 @@ impl Separator {
                     chunk,
                 );
             });
-        for (stem, row) in work.ola.chunks_exact(count).enumerate() {
-            emit(stem, row);
-        }
-        if self.params.stems.last_is_remainder() {
-            work.rest.clear();
-            work.rest
-                .extend((0..count).map(|i| signal.at((emit_from + i as u64) as i64)));
-            for row in work.ola.chunks_exact(count) {
-                work.rest.iter_mut().zip(row).for_each(|(r, &v)| *r -= v);
-            }
-            emit(inverted, &work.rest);
+        if let (true, Some(rest)) = (self.params.stems.last_is_remainder(), rest.first_mut()) {
+            let stems: Vec<&[f32]> = inverted_rows.iter().map(|r| &**r).collect();
+            rest.par_chunks_mut(SAMPLES_PER_TASK)
+                .enumerate()
+                .for_each(|(task, chunk)| {
+                    let i0 = task * SAMPLES_PER_TASK;
+                    for (i, r) in chunk.iter_mut().enumerate() {
+                        *r = signal.at((emit_from + (i0 + i) as u64) as i64);
+                    }
+                    for stem in &stems {
+                        for (r, &v) in chunk.iter_mut().zip(&stem[i0..]) {
+                            *r -= v;
+                        }
+                    }
+                });
         }
     }
 
