@@ -235,53 +235,54 @@ impl BlockEngine for Separator {
         if self.lines.is_some() {
             // Every channel's analysis first: the lines are tracked on their sum.
             state.works.resize_with(inputs.len(), BlockWork::default);
-            for (signal, work) in inputs.iter().zip(&mut state.works) {
-                self.analyse(*signal, block, work);
-            }
+            // The channels' analyses side by side: more parallel work between the barriers of
+            // each one's stages.
+            state
+                .works
+                .par_iter_mut()
+                .zip(inputs)
+                .for_each(|(work, signal)| self.analyse(*signal, block, work));
             let lines = self.track_lines(block, &state.works);
             // The melody comb depends on the frame alone: built once for every channel.
             let mut mel = std::mem::take(&mut state.mel);
             self.melody_combs(&lines, &mut mel);
-            for (ch, ((tail, signal), work)) in state
+            // Each channel's synthesis side by side, into its own output rows.
+            state
                 .tails
-                .iter_mut()
+                .par_iter_mut()
                 .zip(inputs)
                 .zip(&mut state.works)
-                .enumerate()
-            {
-                self.synthesise(
-                    tail,
-                    *signal,
-                    block,
-                    work,
-                    &lines,
-                    &mel,
-                    emit_from,
-                    out,
-                    ch,
-                );
-            }
+                .zip(channel_rows(out))
+                .for_each(|(((tail, signal), work), mut rows)| {
+                    self.synthesise(
+                        tail, *signal, block, work, &lines, &mel, emit_from, &mut rows,
+                    );
+                });
             state.mel = mel;
         } else {
             state.works.resize_with(1, BlockWork::default);
             let work = &mut state.works[0];
-            for (ch, (tail, signal)) in state.tails.iter_mut().zip(inputs).enumerate() {
+            for ((tail, signal), mut rows) in
+                state.tails.iter_mut().zip(inputs).zip(channel_rows(out))
+            {
                 self.analyse(*signal, block, work);
-                self.synthesise(
-                    tail,
-                    *signal,
-                    block,
-                    work,
-                    &[],
-                    &[],
-                    emit_from,
-                    out,
-                    ch,
-                );
+                self.synthesise(tail, *signal, block, work, &[], &[], emit_from, &mut rows);
             }
         }
         Ok(())
     }
+}
+
+/// The output rows of each channel: `[channel][stem]` borrowed from `out` (`[stem][channel]`).
+fn channel_rows(out: &mut [Vec<Vec<f32>>]) -> Vec<Vec<&mut Vec<f32>>> {
+    let channels = out.first().map_or(0, Vec::len);
+    let mut rows: Vec<Vec<&mut Vec<f32>>> = (0..channels).map(|_| Vec::new()).collect();
+    for stem in out.iter_mut() {
+        for (ch, row) in stem.iter_mut().enumerate() {
+            rows[ch].push(row);
+        }
+    }
+    rows
 }
 
 impl Separator {
@@ -440,8 +441,8 @@ impl Separator {
             .collect()
     }
 
-    /// masks → stem spectra → ifft → overlap_add for channel `ch`; appends each stem's completed
-    /// samples to `out[stem][ch]`.
+    /// masks → stem spectra → ifft → overlap_add for one channel; appends each stem's completed
+    /// samples to its row `out[stem]`.
     #[allow(clippy::too_many_arguments)]
     fn synthesise(
         &self,
@@ -452,8 +453,7 @@ impl Separator {
         lines: &[(f32, f32)],
         mel: &[f32],
         emit_from: u64,
-        out: &mut [Vec<Vec<f32>>],
-        ch: usize,
+        out: &mut [&mut Vec<f32>],
     ) {
         let StftParams { n_fft, hop_length } = self.params.stft;
 
@@ -491,7 +491,6 @@ impl Separator {
                     emit_from,
                     count,
                     out,
-                    ch,
                 );
                 emit_from = emit_to;
             }
@@ -593,8 +592,8 @@ impl Separator {
             );
     }
 
-    /// overlap_add: appends samples `emit_from .. emit_from + count` of every stem to
-    /// `out[stem][ch]`: the inverted stems gathered from `work.stem_frames` (frames
+    /// overlap_add: appends samples `emit_from .. emit_from + count` of every stem to its row
+    /// `out[stem]`: the inverted stems gathered from `work.stem_frames` (frames
     /// `held_first ..`), and the last stem of a set that has a remainder as the input minus the
     /// others (subtracted in stem order).
     #[allow(clippy::too_many_arguments)]
@@ -606,8 +605,7 @@ impl Separator {
         held_first: usize,
         emit_from: u64,
         count: usize,
-        out: &mut [Vec<Vec<f32>>],
-        ch: usize,
+        out: &mut [&mut Vec<f32>],
     ) {
         let StftParams { n_fft, hop_length } = self.params.stft;
         let inverted = self.params.stems.inverted();
@@ -615,8 +613,7 @@ impl Separator {
         const SAMPLES_PER_TASK: usize = 4096;
         let mut rows: Vec<&mut [f32]> = out
             .iter_mut()
-            .map(|stem| {
-                let v = &mut stem[ch];
+            .map(|v| {
                 let len = v.len();
                 v.resize(len + count, 0.0);
                 &mut v[len..]
