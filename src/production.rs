@@ -298,14 +298,15 @@ pub fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
 }
 
 simd_dispatch!(
-    /// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`, each
-    /// partial weighted by [`comb_fade`] of `fade_hz`.
+    /// Adds a comb on the partials of `f0` (0: none) into `w` (max-combined), up to `partials`,
+    /// each partial weighted by [`comb_fade`] of `fade_hz`.
     ///
-    /// With `harm` (the frame's harmonic magnitude), each partial's weight is limited by a falling
-    /// envelope model of the line: `model_1 = a_1`, `model_h = min(a_h, g · min(a_1 … a_{h−1}))`
-    /// with `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h` the partial's harmonic magnitude. Where another source
-    /// sits on a partial (chord tones on the bass's upper partials), `a_h` stands above the model and
-    /// the line only gets the share `(model_h / a_h)²` of it (power, as a Wiener mask).
+    /// With `harm` (the frame's harmonic magnitude), each partial's weight is limited by a
+    /// falling envelope model of the line: `model_1 = a_1`,
+    /// `model_h = min(a_h, g · min(a_1 … a_{h−1}))` with `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h`
+    /// the partial's harmonic magnitude. Where another source sits on a partial (chord tones on
+    /// the bass's upper partials), `a_h` stands above the model and the line only gets the share
+    /// `(model_h / a_h)²` of it (power, as a Wiener mask).
     pub fn add_comb(
         w: &mut [f32],
         harm: Option<&[f32]>,

@@ -27,7 +27,7 @@ impl InverseFft {
         }
     }
 
-    /// Scratch length `process` and `process_pair` need.
+    /// Scratch length `process` and `process_masked_pair` need.
     pub fn scratch_len(&self) -> usize {
         let n = self.pair.len();
         self.plan
