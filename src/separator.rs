@@ -455,7 +455,7 @@ impl Separator {
         emit_from: u64,
         out: &mut [&mut Vec<f32>],
     ) {
-        let StftParams { n_fft, hop_length } = self.params.stft;
+        let n_fft = self.params.stft.n_fft;
 
         // The block is synthesised in slabs of frames small enough that their inverse frames are
         // still in cache when overlap-add reads them back (a whole block of five stems' inverse
@@ -464,7 +464,7 @@ impl Separator {
         let inverted = self.params.stems.inverted();
         let frame_stride = inverted * n_fft;
         let slab = (SLAB_BYTES / (frame_stride * 4)).max(MIN_SLAB_FRAMES);
-        let keep_max = (n_fft - 1) / hop_length;
+        let keep_max = crate::stream::tail_frames(&self.params.stft);
         let mut emit_from = emit_from;
         let mut tail = state.frames;
         work.stem_frames.clear();
@@ -472,13 +472,7 @@ impl Separator {
         let mut s0 = block.start;
         while s0 < block.end {
             let s1 = (s0 + slab).min(block.end);
-            let emit_to = if s1 == block.end {
-                block.emit_to
-            } else {
-                ((s1 * hop_length) as u64)
-                    .saturating_sub((n_fft / 2) as u64)
-                    .min(block.emit_to)
-            };
+            let emit_to = block.emit_to_at(s1, &self.params.stft);
             self.invert_frames(work, block, s0..s1, tail, lines, mel);
             let held_first = s0 - tail;
             let count = emit_to.saturating_sub(emit_from) as usize;

@@ -32,6 +32,24 @@ pub struct Block {
     pub emit_to: u64,
 }
 
+/// Output samples below this are complete once frames `.. end` are done: every later frame starts
+/// at or after it (frames are centred, `n_fft / 2` before their hop position).
+pub fn complete_before(end: usize, stft: &StftParams) -> u64 {
+    ((end * stft.hop_length) as u64).saturating_sub((stft.n_fft / 2) as u64)
+}
+
+impl Block {
+    /// Output samples complete once the block's frames `.. end` are done (an engine working
+    /// through a block in parts): `emit_to` at the block's end.
+    pub fn emit_to_at(&self, end: usize, stft: &StftParams) -> u64 {
+        if end >= self.end {
+            self.emit_to
+        } else {
+            complete_before(end, stft).min(self.emit_to)
+        }
+    }
+}
+
 /// Something that turns blocks of frames into stem samples.
 pub trait BlockEngine {
     /// Per-track state the engine keeps between blocks.
@@ -167,9 +185,7 @@ impl<'a, E: BlockEngine> BlockStream<'a, E> {
         let emit_to = if last && end == n_frames {
             self.received
         } else {
-            ((end * hop_length) as u64)
-                .saturating_sub((n_fft / 2) as u64)
-                .min(self.received)
+            complete_before(end, &params.stft).min(self.received)
         };
         Some(Block {
             start,

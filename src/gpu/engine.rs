@@ -652,17 +652,11 @@ impl BlockEngine for GpuSeparator {
                 self.params.stft.n_fft
             )));
         }
-        let hop = self.params.stft.hop_length as u64;
-        let half = (self.params.stft.n_fft / 2) as u64;
         let mut from = emit_from;
         let mut start = block.start;
         while start < block.end {
             let end = (start + cap).min(block.end);
-            let to = if end == block.end {
-                block.emit_to
-            } else {
-                (end as u64 * hop).saturating_sub(half).min(block.emit_to)
-            };
+            let to = block.emit_to_at(end, &self.params.stft);
             if to > from {
                 self.run_part(inputs, start, end, block.n_frames, from, to, out)?;
                 from = to;
