@@ -556,17 +556,19 @@ impl Separator {
                         ifft,
                         ..
                     } = s;
-                    let rows: [&[f32]; 4] = match &self.params.stems {
-                        StemSet::Hpr { .. } => [mask_h, mask_p, &[], &[]],
-                        StemSet::Production { .. } => {
-                            let mut m = masks.chunks_exact(bins);
-                            std::array::from_fn(|_| m.next().unwrap_or(&[]))
-                        }
+                    // Each inverted stem's mask: hpr's are the HPSS masks themselves.
+                    let hpr = [&mask_h[..], &mask_p[..]];
+                    let (from_hpr, from_masks) = match &self.params.stems {
+                        StemSet::Hpr { .. } => (inverted, 0),
+                        StemSet::Production { .. } => (0, inverted),
                     };
+                    let mut rows = hpr[..from_hpr]
+                        .iter()
+                        .copied()
+                        .chain(masks.chunks_exact(bins).take(from_masks));
                     // Two stems per complex inverse transform (the masks applied as the
                     // transform's input is packed); an odd one alone.
                     let mut frames = out.chunks_exact_mut(n_fft);
-                    let mut rows = rows[..inverted].iter();
                     while let (Some(fa), Some(ma)) = (frames.next(), rows.next()) {
                         match (frames.next(), rows.next()) {
                             (Some(fb), Some(mb)) => self.ifft.process_masked_pair(
