@@ -463,7 +463,7 @@ impl Separator {
         // whatever the slab, so the output does not depend on the slab size.
         let inverted = self.params.stems.inverted();
         let frame_stride = inverted * n_fft;
-        let slab = (SLAB_BYTES / (frame_stride * 4)).max(MIN_SLAB_FRAMES);
+        let slab = (SLAB_BYTES / (frame_stride * std::mem::size_of::<f32>())).max(MIN_SLAB_FRAMES);
         let keep_max = crate::stream::tail_frames(&self.params.stft);
         let mut emit_from = emit_from;
         let mut tail = state.frames;

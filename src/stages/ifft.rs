@@ -1,10 +1,10 @@
 //! Stage `ifft`: inverse real FFT of stem spectra, scaled by 1/n_fft (as `scipy.fft.irfft`) and
 //! multiplied by the synthesis window, ready for overlap-add. Twin of `shaders/ifft.wgsl`.
 //!
-//! Two stems of one spectrum can be inverted at once (`process_masked_pair`): the real signals `x` and `y` are the real
-//! and imaginary parts of the inverse complex FFT of `X + iY`, one complex transform of `n_fft`
-//! points instead of two real ones (each a complex transform of `n_fft / 2` points plus a
-//! scalar twiddle pass that costs about as much again).
+//! Two stems of one spectrum can be inverted at once (`process_masked_pair`): the real signals
+//! `x` and `y` are the real and imaginary parts of the inverse complex FFT of `X + iY`, one
+//! complex transform of `n_fft` points instead of two real ones (each a complex transform of
+//! `n_fft / 2` points plus a scalar twiddle pass that costs about as much again).
 
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner};

@@ -132,16 +132,7 @@ impl LineTracker {
             peaks.truncate(MAX_PEAKS);
             peaks.sort_unstable_by(order);
         }
-        vote(
-            &peaks,
-            mag,
-            self.bin_hz,
-            self.params.lo_hz,
-            &self.log2_h,
-            self.params.decay,
-            self.grid.len(),
-            out,
-        );
+        vote(self, &peaks, mag, out);
         // Move the grid's cells to the front.
         out.copy_within(SALIENCE_PAD..SALIENCE_PAD + self.grid.len(), 0);
         out.truncate(self.grid.len());
@@ -300,17 +291,9 @@ pub fn low_weight(f: f32, cutoff_hz: f32, width_semitones: f32) -> f32 {
 simd_dispatch!(
     /// The votes of `peaks` (bin, magnitude) for the f0s they could be partials of, into `out`
     /// (the grid with `SALIENCE_PAD` guard cells each side); see [`LineTracker::salience`].
-    #[allow(clippy::too_many_arguments)]
-    fn vote(
-        peaks: &[(usize, f32)],
-        mag: &[f32],
-        bin_hz: f32,
-        lo_hz: f32,
-        log2_h: &[f32],
-        decay: f32,
-        grid_len: usize,
-        out: &mut [f32],
-    ) {
+    fn vote(tracker: &LineTracker, peaks: &[(usize, f32)], mag: &[f32], out: &mut [f32]) {
+        let (bin_hz, lo_hz, decay) = (tracker.bin_hz, tracker.params.lo_hz, tracker.params.decay);
+        let grid_len = tracker.grid.len();
         let spread = STEPS_PER_SEMITONE; // ±1 semitone
         let steps_per_octave = 12.0 * STEPS_PER_SEMITONE;
         for &(b, m) in peaks {
@@ -326,7 +309,7 @@ simd_dispatch!(
             // Grid position of f_p / h: one log2 per peak, log2(h) from a table.
             let g1 = steps_per_octave * (f_p / lo_hz).log2();
             let mut w = m;
-            for lh in log2_h {
+            for lh in &tracker.log2_h {
                 let g = g1 - steps_per_octave * lh;
                 if g < -spread {
                     break;
