@@ -52,7 +52,11 @@ struct Params {
     steady_kernel: u32,
     steady_margin: f32,
     comb_growth: f32,
+    comb_plaw: f32,
+    tonal_window: u32,
+    tonal_threshold: f32,
     _pad0: u32,
+    _pad1: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).
@@ -62,6 +66,11 @@ struct PassParams {
     inverse: u32,
     rows_mode: u32,
 }
+
+// The tonal shift's fixed-point ratio scale and ramp width (src/production.rs, TONAL_ONE and
+// TONAL_SOFT).
+const TONAL_ONE: f32 = 1048576.0;
+const TONAL_SOFT: f32 = 0.05;
 
 // Frames between the steady estimate's grid points (src/production.rs, STEADY_STEP).
 const STEADY_STEP: u32 = 4u;

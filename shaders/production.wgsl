@@ -8,7 +8,8 @@
 // core) and uploads one (bass f0, melody f0) pair per output frame.
 //
 // production: the HPSS masks (as mask.wgsl), the percussive one times the steady gate (the
-// steady estimate from median.wgsl's median_steady; stages::mask::steady_gate), the bass weight max(low register, comb on the bass
+// steady estimate from median.wgsl's median_steady; stages::mask::steady_gate), the tonal shift
+// (production::tonal_weights, tonal_shift), the bass weight max(low register, comb on the bass
 // line's partials, each limited to its share of the partial) and the melody comb, then each
 // inverted stem's mask applied to the spectrum (production::production_masks, add_comb).
 
@@ -22,7 +23,8 @@
 
 @group(0) @binding(9) var<storage, read> steady: array<f32>;                 // [channel][steady_rows][bins]
 
-// line_input's own bindings (a separate entry point, a separate bind group).
+// line_input's own bindings (a separate entry point, a separate bind group); production reads mag
+// too (the tonal ratios).
 @group(0) @binding(7) var<storage, read> mag: array<f32>;                    // [channel][held_frames][bins]
 @group(0) @binding(8) var<storage, read_write> line_in: array<f32>;          // [harm_frames][line_bins + bins]
 
@@ -69,8 +71,9 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 
 // add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
 // partial when `shared_row`, reading the harmonic row at harm[base ..]: the falling envelope
-// model model_1 = a_1, model_h = min(a_h, comb_growth · min(a_1 … a_{h−1})), share
-// (model_h / a_h)²).
+// model model_1 = a_1, model_h = min(a_h, comb_growth · min(a_1 … a_{h−1})), from h = 3 also at
+// most comb_plaw · m_1 · h^(−α) with α = max(log2(m_1 / m_2), 0); from h = 2, where bin b's
+// harmonic magnitude stands above model_h the bump gives the share (model_h / harm[b])²).
 // comb_fade of the twin (pitch::low_weight over ±3 semitones): a partial's weight fading out
 // around fade_hz (≤ 0: no fade).
 fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
@@ -98,15 +101,31 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
     }
     // The envelope model runs over every partial from the first; the bumps only from h_lo.
     var run = 0.0;
+    let hb = select(0.0, harm[base + b], shared_row);
+    var m1 = 0.0;
+    var m2 = 0.0;
+    var alpha = 0.0;
     let h_first = select(u32(h_lo), 1u, shared_row);
     for (var h = h_first; f32(h) <= h_hi; h++) {
         var share = 1.0;
         if shared_row {
             let a = partial_amp(base, h, f0);
-            let model = select(min(a, params.comb_growth * run), a, h == 1u);
+            var model = select(min(a, params.comb_growth * run), a, h == 1u);
+            if h > 2u && m2 > 0.0 {
+                model = min(model, params.comb_plaw * m1 * pow(f32(h), -alpha));
+            }
+            if h == 1u {
+                m1 = model;
+            }
+            if h == 2u {
+                m2 = model;
+                if m2 > 0.0 {
+                    alpha = max(log2(m1 / m2), 0.0);
+                }
+            }
             run = select(min(run, a), a, h == 1u);
-            if a > 0.0 && h > 1u {
-                share = (model / a) * (model / a);
+            if h > 1u && hb > model {
+                share = (model / hb) * (model / hb);
             }
         }
         if f32(h) < h_lo {
@@ -126,6 +145,26 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
     return w;
 }
 
+// The tonal weight of output frame j, bin b, channel ch (production::tonal_weights): the exact
+// integer sum of the tonal ratios (production::tonal_ratio_q) of the harmonic rows within
+// ±tonal_window of its own. The harmonic rows hold every signal frame within that reach, so the
+// window ends where they end.
+fn tonal_weight(ch: u32, j: u32, b: u32) -> f32 {
+    let centre = params.harm_offset + j;
+    let lo = select(0u, centre - params.tonal_window, centre > params.tonal_window);
+    let hi = min(centre + params.tonal_window + 1u, params.harm_frames);
+    var sum = 0u;
+    for (var r = lo; r < hi; r++) {
+        let m = mag[(ch * params.held_frames + params.harm_held + r) * params.bins + b];
+        let h = harm[(ch * params.harm_frames + r) * params.bins + b];
+        let top = max(m, h);
+        let ratio = select(0.0, min(m, h) / top, top > 0.0);
+        sum += u32(ratio * TONAL_ONE + 0.5);
+    }
+    let stability = f32(sum) / (f32(hi - lo) * TONAL_ONE);
+    return clamp((stability - params.tonal_threshold) * (1.0 / TONAL_SOFT), 0.0, 1.0);
+}
+
 // Dispatch (ceil(bins/64), out_frames, channels).
 @compute @workgroup_size(64)
 fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -139,7 +178,7 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = perc[(ch * params.out_frames + j) * params.bins + b];
     let settings = mask_settings();
     let hp = hpss_mask_pair(harm[harm_base + b], q, settings);
-    let h = hp.x;
+    var h = hp.x;
     var p = hp.y;
     if params.steady_margin > 0.0 {
         // The nearest grid point's steady estimate (production::SteadyGrid::row).
@@ -147,6 +186,9 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
                       params.steady_rows - 1u);
         let s = steady[(ch * params.steady_rows + row) * params.bins + b];
         p *= steady_gate(q, s, params.steady_margin, settings);
+    }
+    if params.tonal_window > 0u {
+        h += tonal_weight(ch, j, b) * max(1.0 - h - p, 0.0);
     }
     let line = lines[j];
     let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b]);

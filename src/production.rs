@@ -10,6 +10,13 @@
 //! harmony = M_H · (1 − b) · (1 − m)  (the harmonic remainder: chords, pads)
 //! ```
 //!
+//! Before the split, the tonal shift moves the fx share of steady tones to the harmonic side:
+//! `M_H ← M_H + x·(1 − M_H − M_P·g)`, `x` rising from 0 to 1 as the bin's tonal stability (the
+//! mean over ±`tonal_ms` of `min(|X|, H) / max(|X|, H)`) goes from θ to θ + [`TONAL_SOFT`].
+//! A held organ or synth chord crowds its partials so closely that the frequency median reads
+//! them as broadband; its magnitude then still sits on its own time median frame after frame,
+//! which neither noise (Rayleigh-distributed from frame to frame) nor a riser does.
+//!
 //! The steady gate `g = softmask(P, γ·S)` takes from the drums what is as loud in the
 //! percussive estimate `P` (the frequency median) half a second around as it is now: `S` is the
 //! median of `P` along time. A drum hit stands out of its own surroundings (`P ≫ S`); a noise
@@ -56,6 +63,11 @@ pub struct ProductionSpec {
     pub steady_margin: f32,
     /// Percussive (frequency) median length for the production stems.
     pub percussive_kernel: Kernel,
+    /// Each side of a frame, the span its tonal stability is averaged over, ms.
+    pub tonal_ms: f32,
+    /// Tonal stability θ above which a bin's fx share moves to the harmonic side (all of it from
+    /// θ + [`TONAL_SOFT`]); 1: off.
+    pub tonal_threshold: f32,
 }
 
 impl Default for ProductionSpec {
@@ -75,6 +87,8 @@ impl Default for ProductionSpec {
             steady_ms: 500.0,
             steady_margin: 1.5,
             percussive_kernel: Kernel::Hertz(350.0),
+            tonal_ms: 170.0,
+            tonal_threshold: 0.8,
         }
     }
 }
@@ -103,6 +117,10 @@ pub struct ProductionParams {
     pub steady_kernel: usize,
     /// See [`ProductionSpec::steady_margin`].
     pub steady_margin: f32,
+    /// Frames each side of a frame in its tonal stability ([`ProductionSpec::tonal_ms`]).
+    pub tonal_window: usize,
+    /// See [`ProductionSpec::tonal_threshold`].
+    pub tonal_threshold: f32,
 }
 
 impl ProductionSpec {
@@ -148,6 +166,18 @@ impl ProductionSpec {
                 format!("expected 0 (off) to 100, got {}", self.steady_margin),
             ));
         }
+        if !(self.tonal_ms.is_finite() && (10.0..=1000.0).contains(&self.tonal_ms)) {
+            return Err(Error::param(
+                "--tonal-window",
+                format!("expected 10 to 1000 ms, got {}", self.tonal_ms),
+            ));
+        }
+        if !(self.tonal_threshold.is_finite() && (0.0..=1.0).contains(&self.tonal_threshold)) {
+            return Err(Error::param(
+                "--tonal-threshold",
+                format!("expected 0 to 1 (1: off), got {}", self.tonal_threshold),
+            ));
+        }
         if !(self.track_ms.is_finite() && (0.0..=2000.0).contains(&self.track_ms)) {
             return Err(Error::param(
                 "--track-window",
@@ -188,6 +218,21 @@ impl ProductionSpec {
                 | 1)
             .min(crate::params::MAX_KERNEL),
             steady_margin: self.steady_margin,
+            tonal_window: (self.tonal_ms / 1000.0 * sample_rate as f32 / stft.hop_length as f32)
+                .round()
+                .max(1.0) as usize,
+            tonal_threshold: self.tonal_threshold,
+        }
+    }
+}
+
+impl ProductionParams {
+    /// Frames each side of a frame that the tonal shift reads (0 when it is off).
+    pub fn tonal_reach(&self) -> usize {
+        if self.tonal_threshold < 1.0 {
+            self.tonal_window
+        } else {
+            0
         }
     }
 }
@@ -278,6 +323,106 @@ pub const COMB_LOBE_BINS: f32 = 1.5;
 /// 4th to 6th partials, say) is shared: see [`add_comb`].
 pub const BASS_ENVELOPE_GROWTH: f32 = 1.5;
 
+/// The bass envelope model's power-law bound: from partial 3 on, partial h is at most this many
+/// times `m_1 · h^(−α)`, the power law through the model's first two partials
+/// (`α = log2(m_1 / m_2)`, at least 0). A chord tone a semitone from the bass's 3rd partial, or
+/// exactly on its 4th to 6th, stands far above that law and is mostly left to the harmony.
+pub const BASS_POWER_LAW_GROWTH: f32 = 1.2;
+
+/// Width of the tonal shift's ramp in stability: none of a bin's fx share moves at stability θ,
+/// all of it from θ + `TONAL_SOFT` (linear between).
+pub const TONAL_SOFT: f32 = 0.05;
+
+/// Fixed-point scale of the tonal ratios (`round(ratio · TONAL_ONE)` as u32): sums over any
+/// window are exact, so a frame's stability does not depend on where its block starts, and both
+/// engines get the same sums from the same ratios.
+pub const TONAL_ONE: f32 = 1_048_576.0;
+
+/// Stage `tonal_ratio` (the ratio read by `tonal_weight` in `shaders/production.wgsl`): one
+/// frame's `round(min(m, h) / max(m, h) · TONAL_ONE)` per bin (0 where both are 0), from its
+/// magnitude `mag` and harmonic estimate `harm`.
+pub fn tonal_ratio(mag: &[f32], harm: &[f32], out: &mut [u32]) {
+    for ((o, &m), &h) in out.iter_mut().zip(mag).zip(harm) {
+        *o = tonal_ratio_q(m, h);
+    }
+}
+
+/// One bin of [`tonal_ratio`].
+#[inline(always)]
+pub fn tonal_ratio_q(m: f32, h: f32) -> u32 {
+    let hi = m.max(h);
+    let r = if hi > 0.0 { m.min(h) / hi } else { 0.0 };
+    (r * TONAL_ONE + 0.5) as u32
+}
+
+/// The tonal shift's weight of a bin whose ratios over its window sum to `sum` over `n` frames:
+/// its stability `sum / (n · TONAL_ONE)` mapped through the ramp from `threshold` to
+/// `threshold + TONAL_SOFT`.
+#[inline(always)]
+pub fn tonal_weight(sum: u32, n: u32, threshold: f32) -> f32 {
+    let stability = sum as f32 / (n as f32 * TONAL_ONE);
+    ((stability - threshold) * (1.0 / TONAL_SOFT)).clamp(0.0, 1.0)
+}
+
+/// Stage `tonal` (twin of the tonal weight in `shaders/production.wgsl`): the tonal weights of
+/// output frames `first .. first + out.len() / bins` of an `n_frames` signal, each averaging the
+/// ratio rows of frames within ±`window` of it (and inside the signal). `ratios` holds the ratio
+/// rows ([`tonal_ratio`]) of frames `ratios_first ..`, which must cover every frame read. Running
+/// integer sums (exact), one per bin.
+///
+/// # Panics
+/// If a window reaches a frame `ratios` does not hold.
+#[allow(clippy::too_many_arguments)]
+pub fn tonal_weights(
+    ratios: &[u32],
+    ratios_first: usize,
+    bins: usize,
+    n_frames: usize,
+    first: usize,
+    window: usize,
+    threshold: f32,
+    out: &mut [f32],
+    sum: &mut Vec<u32>,
+) {
+    let frames = out.len() / bins;
+    if frames == 0 {
+        return;
+    }
+    let row = |t: usize| {
+        let r = t
+            .checked_sub(ratios_first)
+            .expect("tonal window reaches before the ratio rows");
+        &ratios[r * bins..(r + 1) * bins]
+    };
+    sum.clear();
+    sum.resize(bins, 0);
+    let (mut lo, mut hi) = (first.saturating_sub(window), first.saturating_sub(window));
+    for (j, out) in out.chunks_exact_mut(bins).enumerate() {
+        let t = first + j;
+        let (want_lo, want_hi) = (t.saturating_sub(window), (t + window + 1).min(n_frames));
+        while hi < want_hi {
+            sum.iter_mut().zip(row(hi)).for_each(|(s, &q)| *s += q);
+            hi += 1;
+        }
+        while lo < want_lo {
+            sum.iter_mut().zip(row(lo)).for_each(|(s, &q)| *s -= q);
+            lo += 1;
+        }
+        let n = (hi - lo) as u32;
+        for (o, &s) in out.iter_mut().zip(sum.iter()) {
+            *o = tonal_weight(s, n, threshold);
+        }
+    }
+}
+
+/// The tonal shift: each bin's fx share `max(1 − M_H − M_P, 0)` (with `mask_p` already gated)
+/// moves to the harmonic mask in proportion `tonal`; the three still partition unity.
+pub fn tonal_shift(tonal: &[f32], mask_h: &mut [f32], mask_p: &[f32]) {
+    for ((h, &p), &x) in mask_h.iter_mut().zip(mask_p).zip(tonal) {
+        *h += x * (1.0 - *h - p).max(0.0);
+    }
+}
+
 /// σ of the comb bump around a partial at `centre` Hz.
 #[inline]
 pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
@@ -304,9 +449,11 @@ simd_dispatch!(
     /// With `harm` (the frame's harmonic magnitude), each partial's weight is limited by a
     /// falling envelope model of the line: `model_1 = a_1`,
     /// `model_h = min(a_h, g · min(a_1 … a_{h−1}))` with `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h`
-    /// the partial's harmonic magnitude. Where another source sits on a partial (chord tones on
-    /// the bass's upper partials), `a_h` stands above the model and the line only gets the share
-    /// `(model_h / a_h)²` of it (power, as a Wiener mask).
+    /// the partial's harmonic magnitude; from partial 3 on also at most
+    /// [`BASS_POWER_LAW_GROWTH`]` · m_1 · h^(−α)`, `α = max(log2(m_1 / m_2), 0)`. Where another
+    /// source sits on or beside a partial (chord tones on the bass's upper partials), a bin of
+    /// the partial's bump whose harmonic magnitude stands above the model gives the line only the
+    /// share `(model_h / harm[b])²` of it (power, as a Wiener mask).
     pub fn add_comb(
         w: &mut [f32],
         harm: Option<&[f32]>,
@@ -331,6 +478,8 @@ simd_dispatch!(
             }
         };
         let mut run = 0.0f32;
+        // The model's first two partials, and the power law's exponent through them.
+        let (mut m1, mut m2, mut alpha) = (0.0f32, 0.0f32, 0.0f32);
         for h in 1..=partials {
             let centre = h as f32 * f0;
             let sigma = comb_sigma(centre, ratio, lobe_hz);
@@ -340,31 +489,57 @@ simd_dispatch!(
             }
             let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins - 1);
             let fade = comb_fade(centre, fade_hz);
-            let share = if harm.is_some() {
+            // Bins of the bump above `cap` give the line the share (cap / harm[b])².
+            let cap = if harm.is_some() {
                 let a = amp(h);
-                let model = if h == 1 {
+                let mut model = if h == 1 {
                     a
                 } else {
                     a.min(BASS_ENVELOPE_GROWTH * run)
                 };
+                if h > 2 && m2 > 0.0 {
+                    model = model.min(BASS_POWER_LAW_GROWTH * m1 * (h as f32).powf(-alpha));
+                }
+                match h {
+                    1 => m1 = model,
+                    2 => {
+                        m2 = model;
+                        if m2 > 0.0 {
+                            alpha = (m1 / m2).log2().max(0.0);
+                        }
+                    }
+                    _ => {}
+                }
                 run = if h == 1 { a } else { run.min(a) };
-                if a > 0.0 && h > 1 {
-                    (model / a) * (model / a)
+                if h > 1 {
+                    model
                 } else {
-                    1.0
+                    f32::INFINITY
                 }
             } else {
-                1.0
+                f32::INFINITY
             };
             // The bump of `comb_weight` around this partial (bins within 3σ of it).
             // Branch-free (it vectorises): `bump` with its zero outside ±3σ as a max.
             let inv = 1.0 / sigma;
-            let k = share * fade;
-            for (i, v) in w[lo..=hi].iter_mut().enumerate() {
+            let bump = |i: usize| {
                 let d = ((lo + i) as f32 * bin_hz - centre) * inv;
                 let x = (1.0 - d * d / 9.0).max(0.0);
                 let x2 = x * x;
-                *v = v.max(k * (x2 * x2));
+                x2 * x2
+            };
+            match harm {
+                Some(harm) if cap.is_finite() => {
+                    for (i, (v, &hb)) in w[lo..=hi].iter_mut().zip(&harm[lo..=hi]).enumerate() {
+                        let r = if hb > cap { cap / hb } else { 1.0 };
+                        *v = v.max(fade * (r * r) * bump(i));
+                    }
+                }
+                _ => {
+                    for (i, v) in w[lo..=hi].iter_mut().enumerate() {
+                        *v = v.max(fade * bump(i));
+                    }
+                }
             }
         }
     }
@@ -450,6 +625,100 @@ pub fn line_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tonal_weights_match_a_direct_mean() {
+        // Random ratios (exact 0 and 1 included) and windows; every output frame against the
+        // direct mean of its window's ratios inside the signal, in f64.
+        let mut rng = crate::rng::Rng::new(5);
+        let bins = 37;
+        for case in 0..300 {
+            let n_frames = 1 + (rng.uniform() * 90.0) as usize;
+            let window = 1 + (rng.uniform() * 20.0) as usize;
+            let first = (rng.uniform() * n_frames as f32) as usize % n_frames;
+            let frames =
+                1 + (rng.uniform() * (n_frames - first) as f32) as usize % (n_frames - first);
+            let threshold = [0.0, 0.5, 0.85, 0.97][case % 4];
+            let lo = first.saturating_sub(window);
+            let hi = (first + frames + window).min(n_frames);
+            let ratio_f: Vec<f32> = (0..(hi - lo) * bins)
+                .map(|i| match i % 11 {
+                    0 => 0.0,
+                    1 => 1.0,
+                    _ => rng.uniform(),
+                })
+                .collect();
+            let mut q = vec![0u32; ratio_f.len()];
+            tonal_ratio(&ratio_f, &vec![1.0; ratio_f.len()], &mut q);
+            let mut out = vec![f32::NAN; frames * bins];
+            tonal_weights(
+                &q,
+                lo,
+                bins,
+                n_frames,
+                first,
+                window,
+                threshold,
+                &mut out,
+                &mut Vec::new(),
+            );
+            for j in 0..frames {
+                let t = first + j;
+                let (a, b) = (t.saturating_sub(window), (t + window + 1).min(n_frames));
+                for k in 0..bins {
+                    let mean = (a..b)
+                        .map(|u| ratio_f[(u - lo) * bins + k] as f64)
+                        .sum::<f64>()
+                        / (b - a) as f64;
+                    let want = ((mean - threshold as f64) / TONAL_SOFT as f64).clamp(0.0, 1.0);
+                    let got = out[j * bins + k] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "case {case} frame {t} bin {k} (window {window}, {n_frames} frames): \
+                         {got} vs direct {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tonal_ratio_is_the_smaller_over_the_larger() {
+        assert_eq!(tonal_ratio_q(0.0, 0.0), 0);
+        assert_eq!(tonal_ratio_q(0.0, 2.0), 0);
+        assert_eq!(tonal_ratio_q(3.0, 3.0), TONAL_ONE as u32);
+        assert_eq!(tonal_ratio_q(1.0, 4.0), tonal_ratio_q(4.0, 1.0));
+        assert_eq!(tonal_ratio_q(1.0, 4.0), (TONAL_ONE / 4.0) as u32);
+    }
+
+    #[test]
+    fn bass_comb_leaves_a_chord_tone_above_its_power_law() {
+        // A bass at 65.4 Hz whose partials fall 12 dB per octave (a_h = h^−2), on one bin each,
+        // and a chord tone 8 times its 4th partial sitting on that partial: partials 1-3 and 5-6
+        // keep their whole bump, the 4th keeps only the share of the power law times
+        // BASS_POWER_LAW_GROWTH (the older bound alone, 1.5 × a_3, would have kept 5 times more).
+        let (bins, bin_hz) = (1025, 1.0);
+        let f0 = 65.0;
+        let mut harm = vec![0.0f32; bins];
+        for h in 1..=6 {
+            let b = (h as f32 * f0) as usize;
+            harm[b] = 1.0 / (h * h) as f32;
+        }
+        harm[260] += 8.0 / 16.0;
+        let mut w = vec![0.0f32; bins];
+        add_comb(&mut w, Some(&harm), f0, 6, 0.0, 1.0, bin_hz);
+        for h in [1usize, 2, 3, 5, 6] {
+            let v = w[h * 65];
+            assert!((v - 1.0).abs() < 1e-3, "partial {h}: weight {v}");
+        }
+        let model = BASS_POWER_LAW_GROWTH / 16.0;
+        let want = (model / (9.0 / 16.0)).powi(2);
+        assert!(
+            (w[260] - want).abs() < 1e-3 * want,
+            "partial 4 under a chord tone: weight {} vs {want}",
+            w[260]
+        );
+    }
 
     #[test]
     fn steady_grid_reads_within_its_halo() {

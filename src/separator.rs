@@ -9,8 +9,8 @@
 use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
-    add_comb, line_candidates, line_input, low_register, production_masks, ProductionParams,
-    ProductionSpec, SteadyGrid, STEADY_STEP,
+    add_comb, line_candidates, line_input, low_register, production_masks, tonal_ratio,
+    tonal_shift, tonal_weights, ProductionParams, ProductionSpec, SteadyGrid, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -45,16 +45,26 @@ pub struct SeparationParams {
 }
 
 impl SeparationParams {
-    /// Frames each side of a frame that the pitch lines look at (0 without lines).
+    /// Frames each side of a frame whose harmonic estimate it reads: the pitch lines' context
+    /// and the tonal shift's window (0 without lines).
     pub fn context_frames(&self) -> usize {
         if self.stems.needs_lines() {
             self.production
                 .bass
                 .window
                 .max(self.production.melody.window)
+                .max(self.production.tonal_reach())
         } else {
             0
         }
+    }
+
+    /// The production stems' tonal shift: (window in frames each side, threshold), `None` when
+    /// off.
+    pub fn tonal(&self) -> Option<(usize, f32)> {
+        let p = &self.production;
+        (self.stems.needs_lines() && p.tonal_reach() > 0)
+            .then_some((p.tonal_window, p.tonal_threshold))
     }
 
     /// The production stems' steady gate: (steady kernel in frames, margin), `None` when off.
@@ -197,6 +207,11 @@ struct BlockWork {
     grid: SteadyGrid,
     perc_points: Vec<f32>,
     steady: Vec<f32>,
+    /// With the tonal shift: the tonal ratios of frames `tonal_first ..` and the tonal weights
+    /// of the output frames.
+    tonal_ratios: Vec<u32>,
+    tonal_first: usize,
+    tonal: Vec<f32>,
     stem_frames: Vec<f32>,
 }
 
@@ -402,6 +417,47 @@ impl Separator {
                     );
                 });
         }
+        // The tonal weights: each output frame's mean ratio over ±window frames (exact integer
+        // sums), in tasks of frame runs that each start their own sums.
+        if let Some((window, threshold)) = self.params.tonal() {
+            let t_lo = block.start.saturating_sub(window);
+            let t_hi = (block.end + window).min(block.n_frames);
+            work.tonal_first = t_lo;
+            work.tonal_ratios.resize((t_hi - t_lo) * bins, 0);
+            let (mag, harm) = (&work.mag, &work.harm);
+            work.tonal_ratios
+                .par_chunks_mut(FRAMES_PER_TASK * bins)
+                .enumerate()
+                .for_each(|(task, rows)| {
+                    for (i, row) in rows.chunks_exact_mut(bins).enumerate() {
+                        let t = t_lo + task * FRAMES_PER_TASK + i;
+                        let m = (t - block.held_lo) * bins;
+                        let h = (t - harm_first) * bins;
+                        tonal_ratio(&mag[m..m + bins], &harm[h..h + bins], row);
+                    }
+                });
+            work.tonal.resize(out_frames * bins, 0.0);
+            let task_frames = out_frames
+                .div_ceil(rayon::current_num_threads())
+                .clamp(FRAMES_PER_TASK, 512);
+            let ratios = &work.tonal_ratios;
+            work.tonal
+                .par_chunks_mut(task_frames * bins)
+                .enumerate()
+                .for_each_init(Vec::new, |sum, (task, out)| {
+                    tonal_weights(
+                        ratios,
+                        t_lo,
+                        bins,
+                        block.n_frames,
+                        block.start + task * task_frames,
+                        window,
+                        threshold,
+                        out,
+                        sum,
+                    );
+                });
+        }
     }
 
     /// The bass and melody lines of the block's output frames, summed over channels: the bass on
@@ -527,6 +583,7 @@ impl Separator {
         work.stem_frames
             .resize((tail + frames.len()) * frame_stride, 0.0);
         let (spectra, harm, perc, steady) = (&work.spectra, &work.harm, &work.perc, &work.steady);
+        let tonal = self.params.tonal().map(|_| &work.tonal);
         let grid = work.grid;
         let gate = self.params.steady();
         work.stem_frames[tail * frame_stride..]
@@ -545,6 +602,9 @@ impl Separator {
                         let r = grid.row(block.start + j);
                         let steady = &steady[r * bins..(r + 1) * bins];
                         steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
+                    }
+                    if let Some(tonal) = tonal {
+                        tonal_shift(&tonal[j * bins..(j + 1) * bins], &mut s.mask_h, &s.mask_p);
                     }
                     let mel_w = mel.get(j * bins..(j + 1) * bins);
                     self.stem_masks(harm, lines.get(j).copied(), mel_w, s);

@@ -610,7 +610,10 @@ fn line_input_matches_cpu() {
 
 #[test]
 fn production_masks_match_cpu() {
-    use stemkit::production::{add_comb, low_register, production_masks, ProductionSpec};
+    use stemkit::production::{
+        add_comb, low_register, production_masks, tonal_ratio, tonal_shift, tonal_weights,
+        ProductionSpec,
+    };
     use stemkit::Stem;
     let Some(ctx) = gpu() else { return };
     let n_fft = 2048;
@@ -628,15 +631,17 @@ fn production_masks_match_cpu() {
         Stem::Harmony,
         Stem::Fx,
     ];
-    for (rate, cents, comb_fade, steady_margin) in [
-        (48000u32, 50.0f32, 400.0f32, 1.5f32),
-        (22050, 120.0, 1000.0, 0.0),
-        (44100, 500.0, 8000.0, 3.0),
+    for (rate, cents, comb_fade, steady_margin, tonal_threshold, tonal_ms) in [
+        (48000u32, 50.0f32, 400.0f32, 1.5f32, 0.85f32, 170.0f32),
+        (22050, 120.0, 1000.0, 0.0, 1.0, 170.0),
+        (44100, 500.0, 8000.0, 3.0, 0.6, 40.0),
     ] {
         let pp = ProductionSpec {
             comb_cents: cents,
             bass_comb_fade_hz: comb_fade,
             steady_margin,
+            tonal_threshold,
+            tonal_ms,
             ..Default::default()
         }
         .resolve(rate, &stft);
@@ -646,6 +651,41 @@ fn production_masks_match_cpu() {
             .map(|i| if i % 19 == 0 { 0.0 } else { rng.uniform() })
             .collect();
         let perc: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
+        // Magnitudes near the harmonic estimate in even bins (stable: tonal weights spread over
+        // the ramp), unrelated in odd ones.
+        let mag: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % bins % 2 == 0 {
+                    harm[i] * (1.0 - 0.3 * rng.uniform())
+                } else {
+                    rng.uniform()
+                }
+            })
+            .collect();
+        let mut ratios = vec![0u32; n];
+        for (r, o) in ratios.chunks_exact_mut(bins).enumerate() {
+            tonal_ratio(
+                &mag[r * bins..(r + 1) * bins],
+                &harm[r * bins..(r + 1) * bins],
+                o,
+            );
+        }
+        let mut tonal = vec![0.0f32; n];
+        tonal_weights(
+            &ratios,
+            0,
+            bins,
+            rows,
+            0,
+            pp.tonal_window,
+            pp.tonal_threshold,
+            &mut tonal,
+            &mut Vec::new(),
+        );
+        if tonal_threshold < 1.0 {
+            let ramp = tonal.iter().filter(|&&x| x > 0.0 && x < 1.0).count();
+            assert!(ramp > n / 20, "only {ramp} tonal weights inside the ramp");
+        }
         // The steady estimate on its grid: rows for frames t0 .. t0 + rows, t0 off the grid.
         let t0 = 4 * rate as usize % 7 + 1;
         let grid = stemkit::production::SteadyGrid::new(t0, t0 + rows, usize::MAX / 4, 13);
@@ -680,7 +720,7 @@ fn production_masks_match_cpu() {
             };
             let got = runner
                 .production(
-                    &spectra, &harm, &perc, &steady, t0, &lines, &low, &hpss, &pp, &stems,
+                    &spectra, &mag, &harm, &perc, &steady, t0, &lines, &low, &hpss, &pp, &stems,
                 )
                 .unwrap();
             let mut want = vec![Complex32::default(); n * stems.len()];
@@ -703,6 +743,9 @@ fn production_masks_match_cpu() {
                     hpss.power,
                     &mut mp,
                 );
+                if tonal_threshold < 1.0 {
+                    tonal_shift(&tonal[row.clone()], &mut mh, &mp);
+                }
                 let mut bw = low.clone();
                 add_comb(
                     &mut bw,
@@ -732,7 +775,7 @@ fn production_masks_match_cpu() {
             // Masks in [0, 1] from a few roundings each (WGSL division is within 2.5 ULP and
             // may fuse multiply-adds): relative L2 error at float precision.
             assert_close(
-                &format!("production masks at {rate} Hz, {cents} cents, steady margin {steady_margin}, power {power}"),
+                &format!("production masks at {rate} Hz, {cents} cents, steady margin {steady_margin}, tonal {tonal_threshold}, power {power}"),
                 &flat(&got),
                 &flat(&want),
                 1e-6,

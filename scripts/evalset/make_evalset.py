@@ -32,6 +32,9 @@ STEMS = ["drums", "bass", "melody", "harmony", "fx"]
 MELODY_PROGRAMS = [73, 56, 65, 40, 80, 81, 71, 68, 11, 22]  # flute, trumpet, sax, violin, leads, clarinet, oboe, vibes, harmonica
 HARMONY_PROGRAMS = [0, 4, 16, 48, 49, 88, 89, 90, 91, 92, 24]  # pianos, organ, strings, pads, guitar
 BASS_PROGRAMS = [32, 33, 34, 35, 38, 39]
+# Highest key some melody patches sound in FluidR3_GM: above it FluidSynth renders silence (the
+# melody spans MIDI 72..106, so an alto sax in B had every note dropped). Others sound to 108.
+MELODY_TOP = {22: 96, 40: 101, 65: 84, 68: 96}
 MAJOR = [0, 2, 4, 5, 7, 9, 11]
 MINOR = [0, 2, 3, 5, 7, 8, 10]
 
@@ -186,11 +189,19 @@ def song(seed, out_dir, seconds):
                 melody.append((bar * 4 + t, min(length, 4 - t) * 0.95, pitch, 100))
             t += length
 
+    bass_prog = rng.choice(BASS_PROGRAMS)
+    mel_prog, mel_pan = rng.choice(MELODY_PROGRAMS), rng.randrange(50, 79)
+    # Notes above the patch's top key are folded down by octaves so that none renders silent.
+    top = MELODY_TOP.get(mel_prog, 127)
+    melody = [(s, l, p - 12 * ((p - top + 11) // 12) if p > top else p, v) for s, l, p, v in melody]
     parts = {
-        "bass": render_midi(midi_part(bass, rng.choice(BASS_PROGRAMS), 64, bpm), rate, frames),
-        "melody": render_midi(midi_part(melody, rng.choice(MELODY_PROGRAMS), rng.randrange(50, 79), bpm), rate, frames),
+        "bass": render_midi(midi_part(bass, bass_prog, 64, bpm), rate, frames),
+        "melody": render_midi(midi_part(melody, mel_prog, mel_pan, bpm), rate, frames),
         "harmony": render_midi(midi_part(harmony, rng.choice(HARMONY_PROGRAMS), rng.choice([30, 64, 98]), bpm), rate, frames),
     }
+    for name, y in parts.items():  # never normalise a silent render up to the target RMS
+        if float(np.sqrt(np.mean((y - np.median(y, axis=0)) ** 2))) < 1e-3:
+            raise SystemExit(f"seed {seed}: {name} rendered silent")
     parts["drums"], kit = drums(rng, rate, frames, bpm, bars)
     parts["fx"] = fx(nrng, rate, frames, bpm, bars)
     # Some GM patches render with a large DC offset or subsonic drift (one pad measured 87 % of

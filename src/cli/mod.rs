@@ -126,6 +126,13 @@ pub struct SeparationArgs {
     /// this many times its steady level; steady noise, risers and hiss go to fx (0: no gate).
     #[arg(long = "steady-margin", default_value = "1.5")]
     steady_margin: String,
+    /// Each side of a frame, the span its tonal stability is averaged over, e.g. 170ms.
+    #[arg(long = "tonal-window", default_value = "170ms")]
+    tonal_window: String,
+    /// Tonal stability (0-1) above which a bin's fx share moves to the harmonic stems: held
+    /// organ and synth chords stay whole (1: off).
+    #[arg(long = "tonal-threshold", default_value = "0.8")]
+    tonal_threshold: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -59,6 +59,8 @@ impl SeparationArgs {
             track_ms: parse_unit("--track-window", &self.track_window, "ms")?,
             steady_ms: parse_unit("--steady-window", &self.steady_window, "ms")?,
             steady_margin: parse_unit("--steady-margin", &self.steady_margin, "")?,
+            tonal_ms: parse_unit("--tonal-window", &self.tonal_window, "ms")?,
+            tonal_threshold: parse_unit("--tonal-threshold", &self.tonal_threshold, "")?,
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -114,6 +116,8 @@ impl SeparationArgs {
                 "track_ms": spec.production.track_ms,
                 "steady_ms": spec.production.steady_ms,
                 "steady_margin": spec.production.steady_margin,
+                "tonal_ms": spec.production.tonal_ms,
+                "tonal_threshold": spec.production.tonal_threshold,
             },
             "device": engines.device_name(),
         })

@@ -182,8 +182,14 @@ pub struct GpuParams {
     pub steady_margin: f32,
     /// The bass envelope model's growth per partial (`production::BASS_ENVELOPE_GROWTH`).
     pub comb_growth: f32,
+    /// The bass envelope model's power-law bound (`production::BASS_POWER_LAW_GROWTH`).
+    pub comb_plaw: f32,
+    /// Frames each side of a frame in its tonal stability; 0: no tonal shift.
+    pub tonal_window: u32,
+    /// The tonal shift's threshold θ (`production::tonal_weight`).
+    pub tonal_threshold: f32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 1],
+    pub _pad: [u32; 2],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -322,6 +328,9 @@ mod tests {
             ("steady_kernel", offset_of!(GpuParams, steady_kernel)),
             ("steady_margin", offset_of!(GpuParams, steady_margin)),
             ("comb_growth", offset_of!(GpuParams, comb_growth)),
+            ("comb_plaw", offset_of!(GpuParams, comb_plaw)),
+            ("tonal_window", offset_of!(GpuParams, tonal_window)),
+            ("tonal_threshold", offset_of!(GpuParams, tonal_threshold)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

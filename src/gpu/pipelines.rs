@@ -320,6 +320,7 @@ pub static STAGES: [StageDesc; 16] = [
             b(4, "low", Read),
             b(5, "lines", Read),
             b(6, "stem_spectra", ReadWrite),
+            b(7, "mag", Read),
             b(9, "steady", Read),
         ],
         workgroup_bytes: none,

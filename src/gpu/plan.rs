@@ -196,6 +196,9 @@ pub fn production_fields(sep: &SeparationParams) -> GpuParams {
         comb_lobe_hz: crate::production::COMB_LOBE_BINS * bin_hz,
         bass_comb_fade_hz: p.bass_comb_fade_hz,
         comb_growth: crate::production::BASS_ENVELOPE_GROWTH,
+        comb_plaw: crate::production::BASS_POWER_LAW_GROWTH,
+        tonal_window: sep.tonal().map_or(0, |(w, _)| w as u32),
+        tonal_threshold: sep.tonal().map_or(1.0, |(_, t)| t),
         stem_kinds: stem_kind::pack(&stems[..sep.stems.inverted()]),
         line_bins: if sep.stems.needs_lines() {
             p.bass.bins_read(bins, bin_hz) as u32

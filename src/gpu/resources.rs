@@ -425,6 +425,7 @@ impl Resources {
                 buf(Buf::Low),
                 buf(Buf::Lines),
                 buf(Buf::StemSpectra),
+                buf(Buf::Mag),
                 buf(Buf::Steady),
             ],
         )]);

@@ -362,11 +362,14 @@ impl StageRunner {
     /// melody) f0 of each frame, `low` the low-register weight per bin; the percussive mask takes
     /// the steady gate of `production.steady_margin` (`crate::stages::mask::steady_gate`), frame
     /// `t0 + j` reading row `SteadyGrid::row` of `steady` (the grid's rows from frame `t0`'s
-    /// point). Returns `[row][stem][bins]` for `stems`.
+    /// point); with the tonal shift on (`production.tonal_threshold` < 1) the harmonic mask
+    /// takes it, the tonal ratios read from `mag` and `harm` (the rows are the whole signal).
+    /// Returns `[row][stem][bins]` for `stems`.
     #[allow(clippy::too_many_arguments)]
     pub fn production(
         &self,
         spectra: &[Complex32],
+        mag: &[f32],
         harm: &[f32],
         perc: &[f32],
         steady: &[f32],
@@ -389,6 +392,9 @@ impl StageRunner {
                 / self.n_fft as f32,
             bass_comb_fade_hz: production.bass_comb_fade_hz,
             comb_growth: crate::production::BASS_ENVELOPE_GROWTH,
+            comb_plaw: crate::production::BASS_POWER_LAW_GROWTH,
+            tonal_window: production.tonal_reach() as u32,
+            tonal_threshold: production.tonal_threshold,
             stem_kinds: crate::gpu::params::stem_kind::pack(stems),
             steady_kernel: 1,
             steady_margin: production.steady_margin,
@@ -404,6 +410,7 @@ impl StageRunner {
             p,
             &[
                 (Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra))),
+                (Buf::Mag, bytemuck::cast_slice(mag)),
                 (Buf::Harm, bytemuck::cast_slice(harm)),
                 (Buf::Perc, bytemuck::cast_slice(perc)),
                 (Buf::Lines, bytemuck::cast_slice(&lines)),
