@@ -46,25 +46,31 @@ pub struct SeparationParams {
 
 impl SeparationParams {
     /// Frames each side of a frame whose harmonic estimate it reads: the pitch lines' context
-    /// and the tonal shift's window (0 without lines).
+    /// and the tonal shift's window (0 when the set needs neither).
     pub fn context_frames(&self) -> usize {
-        if self.stems.needs_lines() {
+        let lines = if self.stems.needs_lines() {
             self.production
                 .bass
                 .window
                 .max(self.production.melody.window)
-                .max(self.production.tonal_reach())
         } else {
             0
-        }
+        };
+        lines.max(self.tonal().map_or(0, |(w, _)| w))
     }
 
     /// The production stems' tonal shift: (window in frames each side, threshold), `None` when
-    /// off.
+    /// off or when it cannot change the set's stems (hpr; drums and their rest). Any set with
+    /// fx or a harmonic stem takes it, so a subset's stems equal the full set's.
     pub fn tonal(&self) -> Option<(usize, f32)> {
         let p = &self.production;
-        (self.stems.needs_lines() && p.tonal_reach() > 0)
-            .then_some((p.tonal_window, p.tonal_threshold))
+        let moves = match &self.stems {
+            StemSet::Production { stems } => stems
+                .iter()
+                .any(|s| matches!(s, Stem::Fx | Stem::Bass | Stem::Melody | Stem::Harmony)),
+            StemSet::Hpr { .. } => false,
+        };
+        (moves && p.tonal_reach() > 0).then_some((p.tonal_window, p.tonal_threshold))
     }
 
     /// The production stems' steady gate: (steady kernel in frames, margin), `None` when off.
@@ -207,10 +213,9 @@ struct BlockWork {
     grid: SteadyGrid,
     perc_points: Vec<f32>,
     steady: Vec<f32>,
-    /// With the tonal shift: the tonal ratios of frames `tonal_first ..` and the tonal weights
-    /// of the output frames.
+    /// With the tonal shift: the tonal ratios of the output frames and ±window around them, and
+    /// the tonal weights of the output frames.
     tonal_ratios: Vec<u32>,
-    tonal_first: usize,
     tonal: Vec<f32>,
     stem_frames: Vec<f32>,
 }
@@ -422,7 +427,6 @@ impl Separator {
         if let Some((window, threshold)) = self.params.tonal() {
             let t_lo = block.start.saturating_sub(window);
             let t_hi = (block.end + window).min(block.n_frames);
-            work.tonal_first = t_lo;
             work.tonal_ratios.resize((t_hi - t_lo) * bins, 0);
             let (mag, harm) = (&work.mag, &work.harm);
             work.tonal_ratios
