@@ -117,7 +117,8 @@ pub struct ProductionParams {
     pub steady_kernel: usize,
     /// See [`ProductionSpec::steady_margin`].
     pub steady_margin: f32,
-    /// Frames each side of a frame in its tonal stability ([`ProductionSpec::tonal_ms`]).
+    /// Frames each side of a frame in its tonal stability ([`ProductionSpec::tonal_ms`], at most
+    /// [`MAX_TONAL_WINDOW`]).
     pub tonal_window: usize,
     /// See [`ProductionSpec::tonal_threshold`].
     pub tonal_threshold: f32,
@@ -220,7 +221,7 @@ impl ProductionSpec {
             steady_margin: self.steady_margin,
             tonal_window: (self.tonal_ms / 1000.0 * sample_rate as f32 / stft.hop_length as f32)
                 .round()
-                .max(1.0) as usize,
+                .clamp(1.0, MAX_TONAL_WINDOW as f32) as usize,
             tonal_threshold: self.tonal_threshold,
         }
     }
@@ -328,6 +329,10 @@ pub const BASS_ENVELOPE_GROWTH: f32 = 1.5;
 /// (`α = log2(m_1 / m_2)`, at least 0). A chord tone a semitone from the bass's 3rd partial, or
 /// exactly on its 4th to 6th, stands far above that law and is mostly left to the harmony.
 pub const BASS_POWER_LAW_GROWTH: f32 = 1.2;
+
+/// Most frames each side of a frame in its tonal stability (10 s at 48 kHz and hop 512; only tiny
+/// hops reach it): bounds the harmonic context a block holds and the GPU's loop per bin.
+pub const MAX_TONAL_WINDOW: usize = 1024;
 
 /// Width of the tonal shift's ramp in stability: none of a bin's fx share moves at stability θ,
 /// all of it from θ + `TONAL_SOFT` (linear between).
