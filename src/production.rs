@@ -76,7 +76,7 @@ impl Default for ProductionSpec {
             bass_range_hz: (30.0, 260.0),
             melody_range_hz: (100.0, 2000.0),
             bass_cutoff_hz: 100.0,
-            bass_comb_fade_hz: 400.0,
+            bass_comb_fade_hz: 600.0,
             comb_cents: 50.0,
             track_ms: 100.0,
             melody_voicing: 0.02,

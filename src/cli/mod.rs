@@ -111,7 +111,7 @@ pub struct SeparationArgs {
     bass_cutoff: String,
     /// The bass stem's share of the bass line's partials fades out around this frequency (half
     /// there, over ±3 semitones).
-    #[arg(long = "bass-comb-fade", default_value = "400hz")]
+    #[arg(long = "bass-comb-fade", default_value = "600hz")]
     bass_comb_fade: String,
     /// Width (σ) of the comb around each partial of the bass and melody lines, in cents.
     #[arg(long = "comb-width", default_value = "50")]
