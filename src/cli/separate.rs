@@ -98,6 +98,7 @@ impl SeparationArgs {
 
     /// The settings as JSON for the report.
     pub(crate) fn to_json(&self, spec: &SeparationSpec, engines: &Engines) -> serde_json::Value {
+        let p = &spec.production;
         serde_json::json!({
             "stems": spec.stems,
             "n_fft": spec.stft.n_fft,
@@ -105,19 +106,19 @@ impl SeparationArgs {
             "harmonic_kernel": spec.resolve(48000).map(|p| p.hpss.harmonic_kernel).unwrap_or_default(),
             "percussive_kernel": spec.resolve(48000).map(|p| p.hpss.percussive_kernel).unwrap_or_default(),
             "kernels_as_given": [spec.harmonic_kernel.map(|k| k.to_string()), spec.percussive_kernel.map(|k| k.to_string())],
-            "power": spec.resolve(48000).map(|p| if p.hpss.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(p.hpss.power) }).unwrap_or_default(),
-            "margin": spec.resolve(48000).map(|p| [p.hpss.margin_harmonic, p.hpss.margin_percussive]).unwrap_or_default(),
+            "power": spec.resolve(48000).map(|p| if p.hpss.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(short(p.hpss.power)) }).unwrap_or_default(),
+            "margin": spec.resolve(48000).map(|p| [short(p.hpss.margin_harmonic), short(p.hpss.margin_percussive)]).unwrap_or_default(),
             "production": {
-                "bass_range_hz": spec.production.bass_range_hz,
-                "melody_range_hz": spec.production.melody_range_hz,
-                "bass_cutoff_hz": spec.production.bass_cutoff_hz,
-                "bass_comb_fade_hz": spec.production.bass_comb_fade_hz,
-                "comb_cents": spec.production.comb_cents,
-                "track_ms": spec.production.track_ms,
-                "steady_ms": spec.production.steady_ms,
-                "steady_margin": spec.production.steady_margin,
-                "tonal_ms": spec.production.tonal_ms,
-                "tonal_threshold": spec.production.tonal_threshold,
+                "bass_range_hz": [short(p.bass_range_hz.0), short(p.bass_range_hz.1)],
+                "melody_range_hz": [short(p.melody_range_hz.0), short(p.melody_range_hz.1)],
+                "bass_cutoff_hz": short(p.bass_cutoff_hz),
+                "bass_comb_fade_hz": short(p.bass_comb_fade_hz),
+                "comb_cents": short(p.comb_cents),
+                "track_ms": short(p.track_ms),
+                "steady_ms": short(p.steady_ms),
+                "steady_margin": short(p.steady_margin),
+                "tonal_ms": short(p.tonal_ms),
+                "tonal_threshold": short(p.tonal_threshold),
             },
             "device": engines.device_name(),
         })
@@ -154,6 +155,12 @@ fn parse_range(what: &'static str, text: &str) -> Result<(f32, f32)> {
 }
 
 /// A number with an optional unit suffix (`100ms`, `100hz`, `35cents`, or a bare number).
+/// An f32 setting as the f64 of its shortest decimal form (0.8, not 0.800000011920929), for the
+/// report.
+fn short(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
+}
+
 fn parse_unit(what: &'static str, text: &str, unit: &str) -> Result<f32> {
     let t = text.trim().to_ascii_lowercase();
     let t = t.strip_suffix(unit).unwrap_or(&t).trim();
