@@ -48,6 +48,10 @@ pub struct ProductionSpec {
     pub track_ms: f32,
     /// Melody voicing threshold: line salience over the register's summed magnitude.
     pub melody_voicing: f32,
+    /// The melody's salience is lifted by this many dB per octave of f0: of two lines that the
+    /// spectrum supports alike, the higher is taken (a melody is usually the top voice, and a
+    /// line's upper partials also vote for f0s an octave or a fifth below it).
+    pub melody_lift_db: f32,
     /// Bass voicing threshold, likewise.
     pub bass_voicing: f32,
     /// HPSS margins used for the production stems (the fx stem is their residual).
@@ -80,6 +84,7 @@ impl Default for ProductionSpec {
             comb_cents: 50.0,
             track_ms: 100.0,
             melody_voicing: 0.02,
+            melody_lift_db: 1.8,
             bass_voicing: 0.10,
             margin: (1.2, 1.0),
             power: 4.0,
@@ -179,6 +184,15 @@ impl ProductionSpec {
                 format!("expected 0 to 1 (1: off), got {}", self.tonal_threshold),
             ));
         }
+        if !(self.melody_lift_db.is_finite() && (-12.0..=12.0).contains(&self.melody_lift_db)) {
+            return Err(Error::param(
+                "--melody-lift",
+                format!(
+                    "expected -12 to 12 dB per octave, got {}",
+                    self.melody_lift_db
+                ),
+            ));
+        }
         if !(self.track_ms.is_finite() && (0.0..=2000.0).contains(&self.track_ms)) {
             return Err(Error::param(
                 "--track-window",
@@ -202,11 +216,15 @@ impl ProductionSpec {
             window,
             voicing,
             register_hi_hz: register_hi.min(nyquist),
+            lift: 0.0,
         };
         ProductionParams {
             sample_rate,
             bass: line(self.bass_range_hz, 6, self.bass_voicing, 1200.0),
-            melody: line(self.melody_range_hz, 10, self.melody_voicing, 8000.0),
+            melody: LineParams {
+                lift: self.melody_lift_db / LIFT_DB_PER_UNIT,
+                ..line(self.melody_range_hz, 10, self.melody_voicing, 8000.0)
+            },
             bass_cutoff_hz: self.bass_cutoff_hz,
             comb_cents: self.comb_cents,
             bass_partials: 8,
@@ -435,6 +453,48 @@ pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
     (c * c + lobe_hz * lobe_hz).sqrt()
 }
 
+/// The bass line's falling envelope model, fed its partials' magnitudes `a_1, a_2, …` in order:
+/// `model_1 = a_1`, `model_h = min(a_h, g · min(a_1 … a_{h−1}))` with `g` =
+/// [`BASS_ENVELOPE_GROWTH`]; from partial 3 on also at most
+/// [`BASS_POWER_LAW_GROWTH`]` · model_1 · h^(−α)`, `α = max(log2(model_1 / model_2), 0)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Envelope {
+    h: usize,
+    run: f32,
+    m1: f32,
+    m2: f32,
+    alpha: f32,
+}
+
+impl Envelope {
+    /// The model of the next partial, whose magnitude is `a`.
+    #[inline]
+    pub fn next(&mut self, a: f32) -> f32 {
+        self.h += 1;
+        let h = self.h;
+        let mut model = if h == 1 {
+            a
+        } else {
+            a.min(BASS_ENVELOPE_GROWTH * self.run)
+        };
+        if h > 2 && self.m2 > 0.0 {
+            model = model.min(BASS_POWER_LAW_GROWTH * self.m1 * (h as f32).powf(-self.alpha));
+        }
+        match h {
+            1 => self.m1 = model,
+            2 => {
+                self.m2 = model;
+                if model > 0.0 {
+                    self.alpha = (self.m1 / model).log2().max(0.0);
+                }
+            }
+            _ => {}
+        }
+        self.run = if h == 1 { a } else { self.run.min(a) };
+        model
+    }
+}
+
 /// Weight of a comb partial at `centre` Hz that fades out around `fade_hz`: the
 /// [`crate::stages::pitch::low_weight`] boundary (half there, over ±3 semitones); `fade_hz` ≤ 0:
 /// no fade.
@@ -482,9 +542,7 @@ simd_dispatch!(
                 _ => 0.0,
             }
         };
-        let mut run = 0.0f32;
-        // The model's first two partials, and the power law's exponent through them.
-        let (mut m1, mut m2, mut alpha) = (0.0f32, 0.0f32, 0.0f32);
+        let mut envelope = Envelope::default();
         for h in 1..=partials {
             let centre = h as f32 * f0;
             let sigma = comb_sigma(centre, ratio, lobe_hz);
@@ -496,26 +554,7 @@ simd_dispatch!(
             let fade = comb_fade(centre, fade_hz);
             // Bins of the bump above `cap` give the line the share (cap / harm[b])².
             let cap = if harm.is_some() {
-                let a = amp(h);
-                let mut model = if h == 1 {
-                    a
-                } else {
-                    a.min(BASS_ENVELOPE_GROWTH * run)
-                };
-                if h > 2 && m2 > 0.0 {
-                    model = model.min(BASS_POWER_LAW_GROWTH * m1 * (h as f32).powf(-alpha));
-                }
-                match h {
-                    1 => m1 = model,
-                    2 => {
-                        m2 = model;
-                        if m2 > 0.0 {
-                            alpha = (m1 / m2).log2().max(0.0);
-                        }
-                    }
-                    _ => {}
-                }
-                run = if h == 1 { a } else { run.min(a) };
+                let model = envelope.next(amp(h));
                 if h > 1 {
                     model
                 } else {
@@ -595,12 +634,46 @@ pub fn line_input<'a>(mut rows: impl Iterator<Item = &'a [f32]>, sum: &mut [f32]
     }
 }
 
+/// The bass-register candidates (strongest first, on the magnitude) taken out of the melody's
+/// input: the bass line and, often, its octave or the chord's root, whose upper partials would
+/// otherwise vote for f0s in the melody's range.
+pub const CLEARED_BASS_CANDIDATES: usize = 2;
+
+/// Bins each side of a partial that [`clear_line`] clears: a Hann window's main lobe.
+pub const CLEAR_REACH_BINS: usize = 2;
+
+/// dB per octave of [`ProductionSpec::melody_lift_db`] per unit of [`LineParams::lift`] (the
+/// exponent of f0): `20 · log10(2)`.
+pub const LIFT_DB_PER_UNIT: f32 = 6.0206;
+
+/// Takes the line at `f0` out of the magnitude row `mag`: from the bins within `reach` of each of
+/// its first `partials` partials, the partial's [`Envelope`] model (floored at 0). What stands
+/// above the model (a melody's fundamental on the bass's 6th partial, say) stays.
+pub fn clear_line(mag: &mut [f32], f0: f32, partials: usize, reach: usize, bin_hz: f32) {
+    let bins = mag.len();
+    let mut envelope = Envelope::default();
+    for h in 1..=partials {
+        let at = h as f32 * f0 / bin_hz;
+        let lo = at.floor() as usize;
+        if lo + 1 >= bins {
+            break;
+        }
+        let model = envelope.next(mag[lo].max(mag[lo + 1]));
+        let centre = at.round() as usize;
+        for v in &mut mag[centre.saturating_sub(reach)..(centre + reach + 1).min(bins)] {
+            *v = (*v - model).max(0.0);
+        }
+    }
+}
+
 /// One frame's bass and melody candidates from its channel-summed harmonic estimate
 /// `harm_sum` and magnitude `mag_sum` (which it overwrites): the bass on the harmonic estimate
 /// (steady); the melody on the magnitude itself (the time median smooths away notes shorter than
 /// half its kernel, and a melody is made of such notes), searched for in what the bass leaves:
-/// the partials of the magnitude's strongest bass candidate are taken out first (else the bass's
-/// upper partials read as a melody an octave or two above it). Both engines run this on the CPU.
+/// the partials of the magnitude's [`CLEARED_BASS_CANDIDATES`] strongest bass candidates are
+/// taken out first, each down to its envelope model ([`clear_line`]; else the bass's upper
+/// partials read as a melody an octave or two above it, and zeroing them outright would also
+/// take a melody's fundamental that sits on one). Both engines run this on the CPU.
 pub fn line_candidates(
     trackers: (&LineTracker, &LineTracker),
     params: &ProductionParams,
@@ -610,19 +683,10 @@ pub fn line_candidates(
     scratch: &mut Vec<f32>,
 ) -> (FrameCandidates, FrameCandidates) {
     let (bass, melody) = trackers;
-    let bins = mag_sum.len();
     let b = bass.candidates(harm_sum, scratch);
     let on_mag = bass.candidates(mag_sum, scratch);
-    if let Some(&(fb, _)) = on_mag.points.first() {
-        for h in 1..=params.bass_partials {
-            let centre = (h as f32 * fb / bin_hz).round() as usize;
-            if centre >= bins {
-                break;
-            }
-            for v in &mut mag_sum[centre.saturating_sub(1)..(centre + 2).min(bins)] {
-                *v = 0.0;
-            }
-        }
+    for &(fb, _) in on_mag.points.iter().take(CLEARED_BASS_CANDIDATES) {
+        clear_line(mag_sum, fb, params.bass_partials, CLEAR_REACH_BINS, bin_hz);
     }
     (b, melody.candidates(mag_sum, scratch))
 }
@@ -723,6 +787,52 @@ mod tests {
             "partial 4 under a chord tone: weight {} vs {want}",
             w[260]
         );
+    }
+
+    #[test]
+    fn clearing_a_line_keeps_a_melody_on_its_partial() {
+        // The same bass (a_h = h^−2 on one bin each, 65 Hz on 1 Hz bins) with a melody's
+        // fundamental, 8 times the bass's 6th partial, on that partial, and a neighbour bin on
+        // each side of every partial: the bass's bins are cleared to 0, the melody's bin keeps its
+        // excess over the envelope model (the power law: a_6 = 1.2 · 6^−2), bins farther than the
+        // reach are untouched.
+        let (bins, bin_hz, f0) = (1025, 1.0, 65.0);
+        let mut mag = vec![0.0f32; bins];
+        for h in 1..=8 {
+            let b = h * 65;
+            mag[b] = 1.0 / (h * h) as f32;
+            mag[b - 1] = 0.5 * mag[b];
+            mag[b + 1] = 0.5 * mag[b];
+        }
+        mag[390] += 8.0 / 36.0;
+        mag[700] = 0.3; // far from every partial
+        let before = mag.clone();
+        clear_line(&mut mag, f0, 8, CLEAR_REACH_BINS, bin_hz);
+        for h in 1..=8usize {
+            for (b, &v) in mag.iter().enumerate().skip(h * 65 - 1).take(3) {
+                if b != 390 {
+                    assert_eq!(v, 0.0, "partial {h}, bin {b}: {v} left");
+                }
+            }
+        }
+        let model = BASS_POWER_LAW_GROWTH / 36.0;
+        let want = before[390] - model;
+        assert!(
+            (mag[390] - want).abs() < 1e-6,
+            "melody on partial 6: {} left, want {want}",
+            mag[390]
+        );
+        assert_eq!(mag[700], 0.3);
+        // The model of each partial is the comb's: the envelope fed a_1, a_2, … in order.
+        let mut e = Envelope::default();
+        let models: Vec<f32> = [1.0f32, 0.25, 1.0, 0.02]
+            .iter()
+            .map(|&a| e.next(a))
+            .collect();
+        assert_eq!(models[..2], [1.0, 0.25]);
+        let law3 = BASS_POWER_LAW_GROWTH * 3f32.powf(-2.0);
+        assert!((models[2] - law3).abs() < 1e-6, "{models:?}");
+        assert_eq!(models[3], 0.02);
     }
 
     #[test]

@@ -116,6 +116,14 @@ pub struct SeparationArgs {
     /// Width (σ) of the comb around each partial of the bass and melody lines, in cents.
     #[arg(long = "comb-width", default_value = "50")]
     comb_width: String,
+    /// The melody's pitch salience is lifted by this many dB per octave of f0: of two lines the
+    /// spectrum supports alike, the higher is the melody (0: flat).
+    #[arg(
+        long = "melody-lift",
+        default_value = "1.8db",
+        allow_hyphen_values = true
+    )]
+    melody_lift: String,
     /// Each side of a frame, the span whose pitch candidates decide its point of a line (e.g. 100ms).
     #[arg(long = "track-window", default_value = "100ms")]
     track_window: String,

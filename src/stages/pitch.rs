@@ -36,6 +36,8 @@ pub struct LineParams {
     pub voicing: f32,
     /// Highest frequency the register's magnitude is summed to for voicing, Hz.
     pub register_hi_hz: f32,
+    /// The salience at f0 is multiplied by `(f0 / lo_hz)^lift` (0: flat).
+    pub lift: f32,
 }
 
 impl LineParams {
@@ -67,6 +69,8 @@ pub struct LineTracker {
     log2_h: Vec<f32>,
     bin_hz: f32,
     bins: usize,
+    /// `(f0 / lo_hz)^lift` for each grid point (`None` when `lift` is 0).
+    lift: Option<Vec<f32>>,
 }
 
 /// One frame's candidates: (grid index, salience), strongest first; and the voicing reference.
@@ -85,10 +89,16 @@ impl LineTracker {
     pub fn new(params: LineParams, bins: usize, bin_hz: f32) -> Self {
         let semis = 12.0 * (params.hi_hz / params.lo_hz).log2();
         let n = (semis * STEPS_PER_SEMITONE).ceil().max(1.0) as usize + 1;
-        let grid = (0..n)
+        let grid: Vec<f32> = (0..n)
             .map(|i| params.lo_hz * 2f32.powf(i as f32 / (12.0 * STEPS_PER_SEMITONE)))
             .collect();
+        let lift = (params.lift != 0.0).then(|| {
+            grid.iter()
+                .map(|f| (f / params.lo_hz).powf(params.lift))
+                .collect()
+        });
         LineTracker {
+            lift,
             log2_h: (1..=params.harmonics).map(|h| (h as f32).log2()).collect(),
             params,
             grid,
@@ -138,9 +148,13 @@ impl LineTracker {
         out.truncate(self.grid.len());
     }
 
-    /// The strongest local maxima of one frame's salience, and its register sum.
+    /// The strongest local maxima of one frame's salience (lifted by `(f0 / lo_hz)^lift`), and
+    /// its register sum.
     pub fn candidates(&self, mag: &[f32], scratch: &mut Vec<f32>) -> FrameCandidates {
         self.salience(mag, scratch);
+        if let Some(lift) = &self.lift {
+            scratch.iter_mut().zip(lift).for_each(|(v, l)| *v *= l);
+        }
         let s = &scratch[..];
         let mut points: Vec<(f32, f32)> = (0..s.len())
             .filter(|&i| {
@@ -378,6 +392,7 @@ mod tests {
             window: 4,
             voicing: 0.1,
             register_hi_hz: 8000.0,
+            lift: 0.0,
         }
     }
 
@@ -394,6 +409,39 @@ mod tests {
                 semis.abs() < 0.6,
                 "f0 {f0}: found {f} ({semis:.2} semitones off)"
             );
+        }
+    }
+
+    #[test]
+    fn lift_scales_the_salience_by_f0() {
+        // The strongest lifted candidate is the grid point that maximises the flat salience ×
+        // (f0 / lo)^lift, with that value, for tones across the range.
+        let bin_hz = 48000.0 / 2048.0;
+        let flat = LineTracker::new(params(), 1025, bin_hz);
+        let lifted = LineTracker::new(
+            LineParams {
+                lift: 0.3,
+                ..params()
+            },
+            1025,
+            bin_hz,
+        );
+        let spectra: Vec<Vec<f32>> = [150.0f32, 330.0, 523.0, 1500.0]
+            .iter()
+            .map(|&f0| tone_spectrum(f0, 10, 1025, bin_hz))
+            .collect();
+        for mag in &spectra {
+            let mut s = Vec::new();
+            flat.salience(mag, &mut s);
+            let (i, want) = s
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (i, v * (flat.grid[i] / 100.0).powf(0.3)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            let (f, got) = lifted.candidates(mag, &mut Vec::new()).points[0];
+            assert_eq!(f, flat.grid[i]);
+            assert!((got - want).abs() <= 1e-5 * want, "{f}: {got} vs {want}");
         }
     }
 
