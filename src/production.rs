@@ -339,13 +339,17 @@ pub const COMB_LOBE_BINS: f32 = 1.5;
 
 /// The bass line's envelope model: its partial h is at most this many times the smallest
 /// magnitude of partials 1 … h − 1. A partial that stands above that (a chord tone on the bass's
-/// 4th to 6th partials, say) is shared: see [`add_comb`].
-pub const BASS_ENVELOPE_GROWTH: f32 = 1.5;
+/// 4th to 6th partials, say) is shared: see [`add_comb`]. (1.5 until the eighth session: picked
+/// and finger basses often have a 2nd or 3rd partial twice their fundamental, and lost them to
+/// the harmony.)
+pub const BASS_ENVELOPE_GROWTH: f32 = 2.5;
 
 /// The bass envelope model's power-law bound: from partial 3 on, partial h is at most this many
-/// times `m_1 · h^(−α)`, the power law through the model's first two partials
-/// (`α = log2(m_1 / m_2)`, at least 0). A chord tone a semitone from the bass's 3rd partial, or
-/// exactly on its 4th to 6th, stands far above that law and is mostly left to the harmony.
+/// times `max(m_1, m_2) · h^(−α)`, the power law through the model's first two partials
+/// (`α = log2(m_1 / m_2)`, at least 0: a bass whose 2nd partial is the stronger, as picked and
+/// finger basses often have, gets a flat law at that 2nd partial's level, not at its weaker
+/// fundamental's). A chord tone a semitone from the bass's 3rd partial, or exactly on its 4th to
+/// 6th, stands far above that law and is mostly left to the harmony.
 pub const BASS_POWER_LAW_GROWTH: f32 = 1.2;
 
 /// Most frames each side of a frame in its tonal stability (10 s at 48 kHz and hop 512; only tiny
@@ -456,7 +460,8 @@ pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
 /// The bass line's falling envelope model, fed its partials' magnitudes `a_1, a_2, …` in order:
 /// `model_1 = a_1`, `model_h = min(a_h, g · min(a_1 … a_{h−1}))` with `g` =
 /// [`BASS_ENVELOPE_GROWTH`]; from partial 3 on also at most
-/// [`BASS_POWER_LAW_GROWTH`]` · model_1 · h^(−α)`, `α = max(log2(model_1 / model_2), 0)`.
+/// [`BASS_POWER_LAW_GROWTH`]` · max(model_1, model_2) · h^(−α)`,
+/// `α = max(log2(model_1 / model_2), 0)`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Envelope {
     h: usize,
@@ -478,7 +483,8 @@ impl Envelope {
             a.min(BASS_ENVELOPE_GROWTH * self.run)
         };
         if h > 2 && self.m2 > 0.0 {
-            model = model.min(BASS_POWER_LAW_GROWTH * self.m1 * (h as f32).powf(-self.alpha));
+            model = model
+                .min(BASS_POWER_LAW_GROWTH * self.m1.max(self.m2) * (h as f32).powf(-self.alpha));
         }
         match h {
             1 => self.m1 = model,
@@ -515,7 +521,7 @@ simd_dispatch!(
     /// falling envelope model of the line: `model_1 = a_1`,
     /// `model_h = min(a_h, g · min(a_1 … a_{h−1}))` with `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h`
     /// the partial's harmonic magnitude; from partial 3 on also at most
-    /// [`BASS_POWER_LAW_GROWTH`]` · m_1 · h^(−α)`, `α = max(log2(m_1 / m_2), 0)`. Where another
+    /// [`BASS_POWER_LAW_GROWTH`]` · max(m_1, m_2) · h^(−α)`, `α = max(log2(m_1 / m_2), 0)`. Where another
     /// source sits on or beside a partial (chord tones on the bass's upper partials), a bin of
     /// the partial's bump whose harmonic magnitude stands above the model gives the line only the
     /// share `(model_h / harm[b])²` of it (power, as a Wiener mask).
@@ -765,7 +771,7 @@ mod tests {
         // A bass at 65.4 Hz whose partials fall 12 dB per octave (a_h = h^−2), on one bin each,
         // and a chord tone 8 times its 4th partial sitting on that partial: partials 1-3 and 5-6
         // keep their whole bump, the 4th keeps only the share of the power law times
-        // BASS_POWER_LAW_GROWTH (the older bound alone, 1.5 × a_3, would have kept 5 times more).
+        // BASS_POWER_LAW_GROWTH (the growth bound alone, 2.5 × a_3, would have kept 8 times more).
         let (bins, bin_hz) = (1025, 1.0);
         let f0 = 65.0;
         let mut harm = vec![0.0f32; bins];
@@ -833,6 +839,14 @@ mod tests {
         let law3 = BASS_POWER_LAW_GROWTH * 3f32.powf(-2.0);
         assert!((models[2] - law3).abs() < 1e-6, "{models:?}");
         assert_eq!(models[3], 0.02);
+        // A bright bass (2nd partial twice the fundamental): the law is flat at the 2nd
+        // partial's level, so a 3rd partial as strong as the 2nd stays whole, and the growth
+        // bound (2.5 × the smallest lower partial) caps a 4th that leaps above it.
+        let mut e = Envelope::default();
+        let models: Vec<f32> = [0.5f32, 1.0, 1.1, 3.0].iter().map(|&a| e.next(a)).collect();
+        assert_eq!(models[..3], [0.5, 1.0, 1.1], "{models:?}");
+        let cap4 = (BASS_ENVELOPE_GROWTH * 0.5).min(BASS_POWER_LAW_GROWTH * 1.0);
+        assert!((models[3] - cap4).abs() < 1e-6, "{models:?} vs {cap4}");
     }
 
     #[test]
