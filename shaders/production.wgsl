@@ -72,8 +72,8 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 // add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
 // partial when `shared_row`, reading the harmonic row at harm[base ..]: the falling envelope
 // model model_1 = a_1, model_h = min(a_h, comb_growth · min(a_1 … a_{h−1})), from h = 3 also at
-// most comb_plaw · max(m_1, m_2) · h^(−α) with α = max(log2(m_1 / m_2), 0); from h = 2, where bin b's
-// harmonic magnitude stands above model_h the bump gives the share (model_h / harm[b])²).
+// most comb_plaw · max(m_1, m_2) · h^(−α) with α = max(log2(m_1 / m_2), 0); from h = 2, where
+// bin b's harmonic magnitude stands above model_h the bump gives the share (model_h / harm[b])²).
 // comb_fade of the twin (pitch::low_weight over ±3 semitones): a partial's weight fading out
 // around fade_hz (≤ 0: no fade).
 fn comb_fade(centre: f32, fade_hz: f32) -> f32 {

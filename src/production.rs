@@ -521,10 +521,10 @@ simd_dispatch!(
     /// falling envelope model of the line: `model_1 = a_1`,
     /// `model_h = min(a_h, g · min(a_1 … a_{h−1}))` with `g` = [`BASS_ENVELOPE_GROWTH`] and `a_h`
     /// the partial's harmonic magnitude; from partial 3 on also at most
-    /// [`BASS_POWER_LAW_GROWTH`]` · max(m_1, m_2) · h^(−α)`, `α = max(log2(m_1 / m_2), 0)`. Where another
-    /// source sits on or beside a partial (chord tones on the bass's upper partials), a bin of
-    /// the partial's bump whose harmonic magnitude stands above the model gives the line only the
-    /// share `(model_h / harm[b])²` of it (power, as a Wiener mask).
+    /// [`BASS_POWER_LAW_GROWTH`]` · max(m_1, m_2) · h^(−α)`, `α = max(log2(m_1 / m_2), 0)`.
+    /// Where another source sits on or beside a partial (chord tones on the bass's upper
+    /// partials), a bin of the partial's bump whose harmonic magnitude stands above the model
+    /// gives the line only the share `(model_h / harm[b])²` of it (power, as a Wiener mask).
     pub fn add_comb(
         w: &mut [f32],
         harm: Option<&[f32]>,
@@ -771,7 +771,7 @@ mod tests {
         // A bass at 65.4 Hz whose partials fall 12 dB per octave (a_h = h^−2), on one bin each,
         // and a chord tone 8 times its 4th partial sitting on that partial: partials 1-3 and 5-6
         // keep their whole bump, the 4th keeps only the share of the power law times
-        // BASS_POWER_LAW_GROWTH (the growth bound alone, 2.5 × a_3, would have kept 8 times more).
+        // BASS_POWER_LAW_GROWTH (the growth bound alone, 2.5 × a_3, would have kept 14 times more).
         let (bins, bin_hz) = (1025, 1.0);
         let f0 = 65.0;
         let mut harm = vec![0.0f32; bins];
@@ -840,8 +840,8 @@ mod tests {
         assert!((models[2] - law3).abs() < 1e-6, "{models:?}");
         assert_eq!(models[3], 0.02);
         // A bright bass (2nd partial twice the fundamental): the law is flat at the 2nd
-        // partial's level, so a 3rd partial as strong as the 2nd stays whole, and the growth
-        // bound (2.5 × the smallest lower partial) caps a 4th that leaps above it.
+        // partial's level, so a 3rd partial as strong as the 2nd stays whole, and a 4th that
+        // leaps above it is held to the smaller bound: 1.2 × the flat law, under 2.5 × a_1.
         let mut e = Envelope::default();
         let models: Vec<f32> = [0.5f32, 1.0, 1.1, 3.0].iter().map(|&a| e.next(a)).collect();
         assert_eq!(models[..3], [0.5, 1.0, 1.1], "{models:?}");
