@@ -55,8 +55,12 @@ struct Params {
     comb_plaw: f32,
     tonal_window: u32,
     tonal_threshold: f32,
+    tail_bins: u32,
+    tail_frames: u32,
+    tail_rho: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

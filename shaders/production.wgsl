@@ -165,6 +165,31 @@ fn tonal_weight(ch: u32, j: u32, b: u32) -> f32 {
     return clamp((stability - params.tonal_threshold) * (1.0 / TONAL_SOFT), 0.0, 1.0);
 }
 
+// The drum tail (production::drum_tail): bin b's percussive estimate q held up along a drum's
+// decay, off the bass line's comb. Earlier frames' estimates come from perc within the output
+// frames and from a median of mag's held rows before them (the CPU twin's order and values).
+fn drum_tail(ch: u32, j: u32, b: u32, q: f32, f_bass: f32) -> f32 {
+    let held = params.out_offset + j;
+    let x = mag[(ch * params.held_frames + held) * params.bins + b];
+    var best = q;
+    var g = 1.0;
+    for (var back = 1u; back <= params.tail_frames; back++) {
+        g *= params.tail_rho;
+        var p = 0.0;
+        if back <= j {
+            p = perc[(ch * params.out_frames + j - back) * params.bins + b];
+        } else if back <= held {
+            let row = (ch * params.held_frames + held - back) * params.bins;
+            p = select_median(row, 1u, i32(b), i32(params.bins), params.percussive_kernel);
+        } else {
+            continue;
+        }
+        best = max(best, min(g * p, x));
+    }
+    let bass = comb(b, f_bass, params.bass_partials, params.bass_comb_fade_hz, false, 0u, 0.0);
+    return q + (best - q) * (1.0 - bass);
+}
+
 // Dispatch (ceil(bins/64), out_frames, channels).
 @compute @workgroup_size(64)
 fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -175,7 +200,11 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let harm_base = (ch * params.harm_frames + params.harm_offset + j) * params.bins;
-    let q = perc[(ch * params.out_frames + j) * params.bins + b];
+    var q = perc[(ch * params.out_frames + j) * params.bins + b];
+    let line = lines[j];
+    if b < params.tail_bins {
+        q = drum_tail(ch, j, b, q, line.x);
+    }
     let settings = mask_settings();
     let hp = hpss_mask_pair(harm[harm_base + b], q, settings);
     var h = hp.x;
@@ -190,7 +219,6 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     if params.tonal_window > 0u {
         h += tonal_weight(ch, j, b) * max(1.0 - h - p, 0.0);
     }
-    let line = lines[j];
     let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b]);
     let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0);
     let z = spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];

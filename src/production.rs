@@ -72,6 +72,12 @@ pub struct ProductionSpec {
     /// Tonal stability θ above which a bin's fx share moves to the harmonic side (all of it from
     /// θ + [`TONAL_SOFT`]); 1: off.
     pub tonal_threshold: f32,
+    /// Below this frequency a drum's decay is held in the drums (see [`drum_tail`]), Hz; 0: off.
+    pub drum_tail_hz: f32,
+    /// How far back a drum's decay is followed, ms.
+    pub drum_tail_ms: f32,
+    /// The fastest decay still followed, dB per second.
+    pub drum_tail_decay_db_s: f32,
 }
 
 impl Default for ProductionSpec {
@@ -94,6 +100,9 @@ impl Default for ProductionSpec {
             percussive_kernel: Kernel::Hertz(350.0),
             tonal_ms: 170.0,
             tonal_threshold: 0.8,
+            drum_tail_hz: 200.0,
+            drum_tail_ms: 120.0,
+            drum_tail_decay_db_s: 130.0,
         }
     }
 }
@@ -127,6 +136,12 @@ pub struct ProductionParams {
     pub tonal_window: usize,
     /// See [`ProductionSpec::tonal_threshold`].
     pub tonal_threshold: f32,
+    /// Bins whose percussive estimate follows a drum's decay ([`drum_tail`]; 0: off).
+    pub tail_bins: usize,
+    /// Frames back that [`drum_tail`] reads (at most [`MAX_TAIL_FRAMES`]).
+    pub tail_frames: usize,
+    /// The decay factor per frame that [`drum_tail`] allows.
+    pub tail_rho: f32,
 }
 
 impl ProductionSpec {
@@ -193,6 +208,15 @@ impl ProductionSpec {
                 ),
             ));
         }
+        for (what, v, hi) in [
+            ("--drum-tail", self.drum_tail_hz, 1000.0),
+            ("--drum-tail-window", self.drum_tail_ms, 300.0),
+            ("--drum-tail-decay", self.drum_tail_decay_db_s, 10000.0),
+        ] {
+            if !(v.is_finite() && (0.0..=hi).contains(&v)) {
+                return Err(Error::param(what, format!("expected 0 to {hi}, got {v}")));
+            }
+        }
         if !(self.track_ms.is_finite() && (0.0..=2000.0).contains(&self.track_ms)) {
             return Err(Error::param(
                 "--track-window",
@@ -241,6 +265,19 @@ impl ProductionSpec {
                 .round()
                 .clamp(1.0, MAX_TONAL_WINDOW as f32) as usize,
             tonal_threshold: self.tonal_threshold,
+            tail_bins: if self.drum_tail_hz > 0.0 && self.drum_tail_ms > 0.0 {
+                ((self.drum_tail_hz / (sample_rate as f32 / stft.n_fft as f32)).ceil() as usize)
+                    .min(stft.n_bins())
+            } else {
+                0
+            },
+            tail_frames:
+                ((self.drum_tail_ms / 1000.0 * sample_rate as f32 / stft.hop_length as f32).round()
+                    as usize)
+                    .min(MAX_TAIL_FRAMES),
+            tail_rho: 10f32.powf(
+                -self.drum_tail_decay_db_s * stft.hop_length as f32 / sample_rate as f32 / 20.0,
+            ),
         }
     }
 }
@@ -260,6 +297,46 @@ impl Default for ProductionParams {
     fn default() -> Self {
         ProductionSpec::default().resolve(48000, &StftParams::default())
     }
+}
+
+/// The most frames back that [`drum_tail`] reads.
+pub const MAX_TAIL_FRAMES: usize = 64;
+
+/// The median of the `k`-bin window around bin `b` of a magnitude row, with the reflect
+/// boundary: one value of `stages::median::median_freq` (exact selection, so the same value).
+pub fn freq_median_at(row: &[f32], b: usize, k: usize, scratch: &mut Vec<f32>) -> f32 {
+    scratch.clear();
+    scratch.extend((0..k as i64).map(|o| {
+        row[crate::stages::median::reflect_index(b as i64 + o - (k / 2) as i64, row.len())]
+    }));
+    let mid = k / 2;
+    *scratch.select_nth_unstable_by(mid, f32::total_cmp).1
+}
+
+/// The drum tail (twin of the tail in `production` in `shaders/production.wgsl`): a bin's
+/// percussive estimate `q` held up along a drum's decay. A kick's low body rings for 100–300 ms
+/// and, being narrow in frequency, stands only a little above its frequency median, so once its
+/// attack has passed the time median (the harmonic estimate) takes it and it goes to the bass.
+/// Here each earlier frame's percussive estimate `prev[k − 1]` (`None` before the signal),
+/// decayed by `rho^k`, also counts, up to the bin's magnitude `x`:
+/// `q' = max(q, max_k min(rho^k · P[t − k], x))`, and of the gain only the share `1 − bass`
+/// is taken, `bass` being the bass line's comb at the bin, so a held bass note keeps its own.
+pub fn drum_tail(
+    q: f32,
+    x: f32,
+    prev: impl Iterator<Item = Option<f32>>,
+    rho: f32,
+    bass: f32,
+) -> f32 {
+    let mut best = q;
+    let mut g = 1.0f32;
+    for p in prev {
+        g *= rho;
+        if let Some(p) = p {
+            best = best.max((g * p).min(x));
+        }
+    }
+    q + (best - q) * (1.0 - bass)
 }
 
 /// Frames between the points of the steady estimate's grid: it is taken every `STEADY_STEP`
@@ -847,6 +924,47 @@ mod tests {
         assert_eq!(models[..3], [0.5, 1.0, 1.1], "{models:?}");
         let cap4 = (BASS_ENVELOPE_GROWTH * 0.5).min(BASS_POWER_LAW_GROWTH * 1.0);
         assert!((models[3] - cap4).abs() < 1e-6, "{models:?} vs {cap4}");
+    }
+
+    #[test]
+    fn freq_median_at_is_the_stage_median() {
+        let mut rng = crate::rng::Rng::new(31);
+        let mut window = Vec::new();
+        for (bins, k) in [(1025usize, 17usize), (513, 16), (33, 31), (9, 25)] {
+            let row: Vec<f32> = (0..bins).map(|_| rng.uniform()).collect();
+            let mut want = vec![0.0; bins];
+            crate::stages::median::median_freq(
+                &row,
+                bins,
+                k,
+                &mut want,
+                &mut crate::stages::median::MedianScratch::default(),
+            );
+            for (b, &w) in want.iter().enumerate() {
+                let got = freq_median_at(&row, b, k, &mut window);
+                assert_eq!(got, w, "bins {bins}, k {k}: first difference at bin {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn drum_tail_holds_a_decay_and_leaves_a_bass_partial() {
+        let rho = 0.8f32;
+        // A kick 1.0 two frames back, now ringing at 0.7 with its frequency median 0.1: held
+        // up to min(0.8² · 1.0, 0.7) = 0.64.
+        let prev = [Some(0.2), Some(1.0), None];
+        let held = drum_tail(0.1, 0.7, prev.into_iter(), rho, 0.0);
+        assert!((held - 0.64).abs() < 1e-6, "held {held}");
+        // Never above the bin's magnitude.
+        let capped = drum_tail(0.1, 0.3, prev.into_iter(), rho, 0.0);
+        assert!((capped - 0.3).abs() < 1e-6, "capped {capped}");
+        // On the bass line's partial (comb 1) the estimate stays; half-way, half the gain.
+        assert_eq!(drum_tail(0.1, 0.7, prev.into_iter(), rho, 1.0), 0.1);
+        let half = drum_tail(0.1, 0.7, prev.into_iter(), rho, 0.5);
+        assert!((half - 0.37).abs() < 1e-6, "half {half}");
+        // Frames before the signal (None) count for nothing; a louder estimate now stays.
+        assert_eq!(drum_tail(0.1, 0.7, [None, None].into_iter(), rho, 0.0), 0.1);
+        assert_eq!(drum_tail(0.9, 1.0, prev.into_iter(), rho, 0.0), 0.9);
     }
 
     #[test]

@@ -9,8 +9,9 @@
 use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
-    add_comb, line_candidates, line_input, low_register, production_masks, tonal_ratio,
-    tonal_shift, tonal_weights, ProductionParams, ProductionSpec, SteadyGrid, STEADY_STEP,
+    add_comb, drum_tail, freq_median_at, line_candidates, line_input, low_register,
+    production_masks, tonal_ratio, tonal_shift, tonal_weights, ProductionParams, ProductionSpec,
+    SteadyGrid, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -86,7 +87,13 @@ impl SeparationParams {
         let (before, after) = crate::stream::halo(self.hpss.harmonic_kernel);
         let c = self.context_frames();
         let (sb, sa) = self.steady().map_or((0, 0), |(k, _)| SteadyGrid::halo(k));
-        ((before + c).max(sb), (after + c).max(sa))
+        let tail = match self.stems {
+            StemSet::Production { .. } if self.production.tail_bins > 0 => {
+                self.production.tail_frames
+            }
+            _ => 0,
+        };
+        ((before + c).max(sb).max(tail), (after + c).max(sa))
     }
 }
 
@@ -587,6 +594,12 @@ impl Separator {
         work.stem_frames
             .resize((tail + frames.len()) * frame_stride, 0.0);
         let (spectra, harm, perc, steady) = (&work.spectra, &work.harm, &work.perc, &work.steady);
+        let mag = &work.mag;
+        let production = &self.params.production;
+        let tail_bins = match self.params.stems {
+            StemSet::Production { .. } => production.tail_bins,
+            _ => 0,
+        };
         let tonal = self.params.tonal().map(|_| &work.tonal);
         let grid = work.grid;
         let gate = self.params.steady();
@@ -600,7 +613,11 @@ impl Separator {
                     let spectrum = &spectra[(offset + i) * bins..(offset + i + 1) * bins];
                     let hr = (harm_offset + i) * bins..(harm_offset + i + 1) * bins;
                     let harm = &harm[hr];
-                    let perc = &perc[j * bins..(j + 1) * bins];
+                    let mut perc = &perc[j * bins..(j + 1) * bins];
+                    if tail_bins > 0 {
+                        self.drum_tails(mag, &work.perc, j, offset + i, lines.get(j).copied(), s);
+                        perc = &s.perc;
+                    }
                     hpss_masks(harm, perc, &hpss, &mut s.mask_h, &mut s.mask_p);
                     if let Some((_, margin)) = gate {
                         let r = grid.row(block.start + j);
@@ -744,6 +761,62 @@ impl Separator {
 
     /// Fills `s.masks` (`[stem][bin]`) with the mask of every inverted stem (all but a
     /// remainder) of a production set; `hpr` uses `s.mask_h` and `s.mask_p` as they are.
+    /// Frame `j`'s percussive estimate (row `j` of the block's `block_perc`) into `s.perc`, its
+    /// lowest `tail_bins` held up along a drum's decay ([`drum_tail`]). `held` is the frame's row
+    /// in `mag`; earlier frames' estimates come from `block_perc` where the block has them and
+    /// from `mag` before it (the same exact medians).
+    fn drum_tails(
+        &self,
+        mag: &[f32],
+        block_perc: &[f32],
+        j: usize,
+        held: usize,
+        line: Option<(f32, f32)>,
+        s: &mut FrameScratch,
+    ) {
+        let p = &self.params.production;
+        let bins = self.params.stft.n_bins();
+        let (tail_bins, frames, k) = (
+            p.tail_bins,
+            p.tail_frames,
+            self.params.hpss.percussive_kernel,
+        );
+        let perc = &block_perc[j * bins..(j + 1) * bins];
+        let FrameScratch {
+            perc: out,
+            bass_w,
+            window,
+            ..
+        } = s;
+        out.clear();
+        out.extend_from_slice(perc);
+        let comb = &mut bass_w[..tail_bins];
+        comb.fill(0.0);
+        add_comb(
+            comb,
+            None,
+            line.map_or(0.0, |l| l.0),
+            p.bass_partials,
+            p.bass_comb_fade_hz,
+            p.comb_cents,
+            self.bin_hz,
+        );
+        let x = &mag[held * bins..(held + 1) * bins];
+        for b in 0..tail_bins {
+            let prev = (1..=frames).map(|back| {
+                if back <= j {
+                    Some(block_perc[(j - back) * bins + b])
+                } else if back <= held {
+                    let row = &mag[(held - back) * bins..(held - back + 1) * bins];
+                    Some(freq_median_at(row, b, k, window))
+                } else {
+                    None
+                }
+            });
+            out[b] = drum_tail(perc[b], x[b], prev, p.tail_rho, comb[b]);
+        }
+    }
+
     fn stem_masks(
         &self,
         harm: &[f32],
@@ -784,6 +857,10 @@ impl Separator {
 struct FrameScratch {
     mask_h: Vec<f32>,
     mask_p: Vec<f32>,
+    /// The frame's percussive estimate with its drum tails.
+    perc: Vec<f32>,
+    /// A frequency-median window.
+    window: Vec<f32>,
     bass_w: Vec<f32>,
     mel_w: Vec<f32>,
     masks: Vec<f32>,
@@ -797,6 +874,8 @@ impl FrameScratch {
         FrameScratch {
             mask_h: vec![0.0; bins],
             mask_p: vec![0.0; bins],
+            perc: Vec::with_capacity(bins),
+            window: Vec::new(),
             bass_w: vec![0.0; bins],
             mel_w: vec![0.0; bins],
             masks: Vec::new(),

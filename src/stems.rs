@@ -145,15 +145,11 @@ impl StemSet {
         }
     }
 
-    /// Whether the set needs the pitch lines (bass or melody asked for, or harmony, which is
-    /// what they leave).
+    /// Whether the set needs the pitch lines: every production set does (bass, melody and
+    /// harmony are split by them, and the drum tail, which drums and fx share, leaves the bass
+    /// line's partials alone).
     pub fn needs_lines(&self) -> bool {
-        match self {
-            StemSet::Hpr { .. } => false,
-            StemSet::Production { stems } => stems
-                .iter()
-                .any(|s| matches!(s, Stem::Bass | Stem::Melody | Stem::Harmony)),
-        }
+        matches!(self, StemSet::Production { .. })
     }
 
     /// Stems that get an inverse STFT of their own (all but a remainder).

@@ -611,8 +611,8 @@ fn line_input_matches_cpu() {
 #[test]
 fn production_masks_match_cpu() {
     use stemkit::production::{
-        add_comb, low_register, production_masks, tonal_ratio, tonal_shift, tonal_weights,
-        ProductionSpec,
+        add_comb, drum_tail, low_register, production_masks, tonal_ratio, tonal_shift,
+        tonal_weights, ProductionSpec,
     };
     use stemkit::Stem;
     let Some(ctx) = gpu() else { return };
@@ -728,16 +728,28 @@ fn production_masks_match_cpu() {
             let mut masks = vec![0.0; bins * stems.len()];
             for r in 0..rows {
                 let row = r * bins..(r + 1) * bins;
-                hpss_masks(
-                    &harm[row.clone()],
-                    &perc[row.clone()],
-                    &hpss,
-                    &mut mh,
-                    &mut mp,
+                // The drum tail on the lowest bins: earlier frames from `perc` (the stage's
+                // held rows are its output rows, so none before row 0).
+                let mut q = perc[row.clone()].to_vec();
+                let mut bass = vec![0.0; pp.tail_bins];
+                add_comb(
+                    &mut bass,
+                    None,
+                    lines[r].0,
+                    pp.bass_partials,
+                    pp.bass_comb_fade_hz,
+                    pp.comb_cents,
+                    bin_hz,
                 );
+                for (b, q) in q.iter_mut().enumerate().take(pp.tail_bins) {
+                    let prev = (1..=pp.tail_frames)
+                        .map(|back| (back <= r).then(|| perc[(r - back) * bins + b]));
+                    *q = drum_tail(*q, mag[r * bins + b], prev, pp.tail_rho, bass[b]);
+                }
+                hpss_masks(&harm[row.clone()], &q, &hpss, &mut mh, &mut mp);
                 let sr = grid.row(t0 + r);
                 steady_gate(
-                    &perc[row.clone()],
+                    &q,
                     &steady[sr * bins..(sr + 1) * bins],
                     pp.steady_margin,
                     hpss.power,

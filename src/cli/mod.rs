@@ -141,6 +141,17 @@ pub struct SeparationArgs {
     /// organ and synth chords stay whole (1: off).
     #[arg(long = "tonal-threshold", default_value = "0.8")]
     tonal_threshold: String,
+    /// Below this frequency a drum's decay stays in the drums (a kick's low body rings on after
+    /// its attack, where the bass would take it), e.g. 200hz; 0: off.
+    #[arg(long = "drum-tail", default_value = "200hz")]
+    drum_tail: String,
+    /// How far back a drum's decay is followed, e.g. 120ms.
+    #[arg(long = "drum-tail-window", default_value = "120ms")]
+    drum_tail_window: String,
+    /// The fastest decay followed, dB per second (slower ones are held; a bass note's own
+    /// partials are never taken).
+    #[arg(long = "drum-tail-decay", default_value = "130")]
+    drum_tail_decay: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -62,6 +62,9 @@ impl SeparationArgs {
             steady_margin: parse_unit("--steady-margin", &self.steady_margin, "")?,
             tonal_ms: parse_unit("--tonal-window", &self.tonal_window, "ms")?,
             tonal_threshold: parse_unit("--tonal-threshold", &self.tonal_threshold, "")?,
+            drum_tail_hz: parse_unit("--drum-tail", &self.drum_tail, "hz")?,
+            drum_tail_ms: parse_unit("--drum-tail-window", &self.drum_tail_window, "ms")?,
+            drum_tail_decay_db_s: parse_unit("--drum-tail-decay", &self.drum_tail_decay, "")?,
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -121,6 +124,9 @@ impl SeparationArgs {
                 "steady_margin": short(p.steady_margin),
                 "tonal_ms": short(p.tonal_ms),
                 "tonal_threshold": short(p.tonal_threshold),
+                "drum_tail_hz": short(p.drum_tail_hz),
+                "drum_tail_ms": short(p.drum_tail_ms),
+                "drum_tail_decay_db_s": short(p.drum_tail_decay_db_s),
             },
             "device": engines.device_name(),
         })

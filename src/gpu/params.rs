@@ -188,8 +188,14 @@ pub struct GpuParams {
     pub tonal_window: u32,
     /// The tonal shift's threshold θ (`production::tonal_weight`).
     pub tonal_threshold: f32,
+    /// Bins whose percussive estimate follows a drum's decay (`production::drum_tail`); 0: off.
+    pub tail_bins: u32,
+    /// Frames back the drum tail reads.
+    pub tail_frames: u32,
+    /// The drum tail's decay factor per frame.
+    pub tail_rho: f32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -331,6 +337,9 @@ mod tests {
             ("comb_plaw", offset_of!(GpuParams, comb_plaw)),
             ("tonal_window", offset_of!(GpuParams, tonal_window)),
             ("tonal_threshold", offset_of!(GpuParams, tonal_threshold)),
+            ("tail_bins", offset_of!(GpuParams, tail_bins)),
+            ("tail_frames", offset_of!(GpuParams, tail_frames)),
+            ("tail_rho", offset_of!(GpuParams, tail_rho)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

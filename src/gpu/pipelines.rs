@@ -18,6 +18,7 @@ const FFT: &str = include_str!("../../shaders/fft.wgsl");
 const FFT_GLOBAL: &str = include_str!("../../shaders/fft_global.wgsl");
 const MAGNITUDE: &str = include_str!("../../shaders/magnitude.wgsl");
 const MEDIAN: &str = include_str!("../../shaders/median.wgsl");
+const SELECT: &str = include_str!("../../shaders/select.wgsl");
 const MASK: &str = include_str!("../../shaders/mask.wgsl");
 const IFFT: &str = include_str!("../../shaders/ifft.wgsl");
 const OVERLAP_ADD: &str = include_str!("../../shaders/overlap_add.wgsl");
@@ -221,8 +222,8 @@ pub static STAGES: [StageDesc; 16] = [
     StageDesc {
         stage: Stage::MedianTime,
         twin: "median_time",
-        files: "median.wgsl",
-        sources: &[MEDIAN],
+        files: "select.wgsl, median.wgsl",
+        sources: &[SELECT, MEDIAN],
         entry_point: "median_time",
         workgroup_size: fixed::<64>,
         bindings: &[
@@ -235,8 +236,8 @@ pub static STAGES: [StageDesc; 16] = [
     StageDesc {
         stage: Stage::MedianFreq,
         twin: "median_freq",
-        files: "median.wgsl",
-        sources: &[MEDIAN],
+        files: "select.wgsl, median.wgsl",
+        sources: &[SELECT, MEDIAN],
         entry_point: "median_freq",
         workgroup_size: fixed::<64>,
         bindings: &[
@@ -249,8 +250,8 @@ pub static STAGES: [StageDesc; 16] = [
     StageDesc {
         stage: Stage::MedianFreqPoints,
         twin: "median_steady",
-        files: "median.wgsl",
-        sources: &[MEDIAN],
+        files: "select.wgsl, median.wgsl",
+        sources: &[SELECT, MEDIAN],
         entry_point: "median_freq_points",
         workgroup_size: fixed::<64>,
         bindings: &[
@@ -263,8 +264,8 @@ pub static STAGES: [StageDesc; 16] = [
     StageDesc {
         stage: Stage::MedianSteady,
         twin: "median_steady",
-        files: "median.wgsl",
-        sources: &[MEDIAN],
+        files: "select.wgsl, median.wgsl",
+        sources: &[SELECT, MEDIAN],
         entry_point: "median_steady",
         workgroup_size: fixed::<64>,
         bindings: &[
@@ -293,8 +294,8 @@ pub static STAGES: [StageDesc; 16] = [
     StageDesc {
         stage: Stage::LineInput,
         twin: "line_input",
-        files: "production.wgsl",
-        sources: &[PRODUCTION],
+        files: "select.wgsl, production.wgsl",
+        sources: &[SELECT, PRODUCTION],
         entry_point: "line_input",
         workgroup_size: fixed::<64>,
         bindings: &[
@@ -308,8 +309,8 @@ pub static STAGES: [StageDesc; 16] = [
     StageDesc {
         stage: Stage::Production,
         twin: "production",
-        files: "production.wgsl",
-        sources: &[PRODUCTION],
+        files: "select.wgsl, production.wgsl",
+        sources: &[SELECT, PRODUCTION],
         entry_point: "production",
         workgroup_size: fixed::<64>,
         bindings: &[

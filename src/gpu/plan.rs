@@ -199,6 +199,9 @@ pub fn production_fields(sep: &SeparationParams) -> GpuParams {
         comb_plaw: crate::production::BASS_POWER_LAW_GROWTH,
         tonal_window: sep.tonal().map_or(0, |(w, _)| w as u32),
         tonal_threshold: sep.tonal().map_or(1.0, |(_, t)| t),
+        tail_bins: p.tail_bins as u32,
+        tail_frames: p.tail_frames as u32,
+        tail_rho: p.tail_rho,
         stem_kinds: stem_kind::pack(&stems[..sep.stems.inverted()]),
         line_bins: if sep.stems.needs_lines() {
             p.bass.bins_read(bins, bin_hz) as u32
