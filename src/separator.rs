@@ -595,9 +595,8 @@ impl Separator {
             .resize((tail + frames.len()) * frame_stride, 0.0);
         let (spectra, harm, perc, steady) = (&work.spectra, &work.harm, &work.perc, &work.steady);
         let mag = &work.mag;
-        let production = &self.params.production;
         let tail_bins = match self.params.stems {
-            StemSet::Production { .. } => production.tail_bins,
+            StemSet::Production { .. } => self.params.production.tail_bins,
             _ => 0,
         };
         let tonal = self.params.tonal().map(|_| &work.tonal);
@@ -759,8 +758,6 @@ impl Separator {
             });
     }
 
-    /// Fills `s.masks` (`[stem][bin]`) with the mask of every inverted stem (all but a
-    /// remainder) of a production set; `hpr` uses `s.mask_h` and `s.mask_p` as they are.
     /// Frame `j`'s percussive estimate (row `j` of the block's `block_perc`) into `s.perc`, its
     /// lowest `tail_bins` held up along a drum's decay ([`drum_tail`]). `held` is the frame's row
     /// in `mag`; earlier frames' estimates come from `block_perc` where the block has them and
@@ -817,6 +814,8 @@ impl Separator {
         }
     }
 
+    /// Fills `s.masks` (`[stem][bin]`) with the mask of every inverted stem (all but a
+    /// remainder) of a production set; `hpr` uses `s.mask_h` and `s.mask_p` as they are.
     fn stem_masks(
         &self,
         harm: &[f32],
