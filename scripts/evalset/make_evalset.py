@@ -152,7 +152,7 @@ def fx(rng, rate, frames, bpm, bars):
     return out
 
 
-def song(seed, out_dir, seconds):
+def song(seed, out_dir, seconds, bass_octaves=1):
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     rate = rng.choice([44100, 48000])
@@ -180,7 +180,7 @@ def song(seed, out_dir, seconds):
             harmony.append((bar * 4, 4, p + voicing, 70))
         pattern = rng.choice([[0, 2], [0, 1.5, 2, 3.5], [0, 1, 2, 3]])
         for b in pattern:
-            bass.append((bar * 4 + b, 0.9, notes[0] - 12, 95))
+            bass.append((bar * 4 + b, 0.9, notes[0] - 12 * bass_octaves, 95))
         t = 0.0
         while t < 4:
             length = rng.choice([0.5, 0.5, 1, 1, 1.5, 2])
@@ -240,10 +240,13 @@ def main():
     ap.add_argument("--songs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--bass-octaves", type=int, default=1, choices=[1, 2],
+                    help="octaves the bass plays below the chord root: 1 (65-233 Hz, the sets in the README) "
+                         "or 2 (33-117 Hz, a low-bass check: E1 on a bass guitar is 41 Hz)")
     args = ap.parse_args()
     for i in range(args.songs):
         d = os.path.join(args.out, f"song_{i + 1:03d}")
-        info = song(args.seed * 1000 + i, d, args.seconds)
+        info = song(args.seed * 1000 + i, d, args.seconds, args.bass_octaves)
         print(d, info)
 
 
