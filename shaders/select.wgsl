@@ -46,4 +46,3 @@ fn select_median(base: u32, stride: u32, center: i32, n: i32, k: u32) -> f32 {
     }
     return key_value(prefix);
 }
-

@@ -81,18 +81,21 @@ impl SeparationParams {
             .then_some((p.steady_kernel, p.steady_margin))
     }
 
+    /// The production stems' drum tail: (bins, frames back), `None` when off or for `hpr`.
+    pub fn drum_tail(&self) -> Option<(usize, usize)> {
+        let p = &self.production;
+        (matches!(self.stems, StemSet::Production { .. }) && p.tail_bins > 0)
+            .then_some((p.tail_bins, p.tail_frames))
+    }
+
     /// Frames before and after an output frame that its processing reads: half the harmonic
-    /// kernel plus the pitch lines' context, or half the steady kernel if that is more.
+    /// kernel plus the pitch lines' context, or half the steady kernel, or the drum tail's
+    /// frames back, whichever is more.
     pub fn time_halo(&self) -> (usize, usize) {
         let (before, after) = crate::stream::halo(self.hpss.harmonic_kernel);
         let c = self.context_frames();
         let (sb, sa) = self.steady().map_or((0, 0), |(k, _)| SteadyGrid::halo(k));
-        let tail = match self.stems {
-            StemSet::Production { .. } if self.production.tail_bins > 0 => {
-                self.production.tail_frames
-            }
-            _ => 0,
-        };
+        let tail = self.drum_tail().map_or(0, |(_, frames)| frames);
         ((before + c).max(sb).max(tail), (after + c).max(sa))
     }
 }
@@ -595,10 +598,7 @@ impl Separator {
             .resize((tail + frames.len()) * frame_stride, 0.0);
         let (spectra, harm, perc, steady) = (&work.spectra, &work.harm, &work.perc, &work.steady);
         let mag = &work.mag;
-        let tail_bins = match self.params.stems {
-            StemSet::Production { .. } => self.params.production.tail_bins,
-            _ => 0,
-        };
+        let drum_tail = self.params.drum_tail().is_some();
         let tonal = self.params.tonal().map(|_| &work.tonal);
         let grid = work.grid;
         let gate = self.params.steady();
@@ -613,7 +613,7 @@ impl Separator {
                     let hr = (harm_offset + i) * bins..(harm_offset + i + 1) * bins;
                     let harm = &harm[hr];
                     let mut perc = &perc[j * bins..(j + 1) * bins];
-                    if tail_bins > 0 {
+                    if drum_tail {
                         self.drum_tails(mag, &work.perc, j, offset + i, lines.get(j).copied(), s);
                         perc = &s.perc;
                     }
