@@ -78,6 +78,9 @@ pub struct ProductionSpec {
     pub drum_tail_ms: f32,
     /// The fastest decay still followed, dB per second.
     pub drum_tail_decay_db_s: f32,
+    /// Stereo input: refine the stems with a multichannel Wiener filter
+    /// ([`crate::stages::spatial`]), each stem's place between the speakers learnt per segment.
+    pub spatial: bool,
 }
 
 impl Default for ProductionSpec {
@@ -103,6 +106,7 @@ impl Default for ProductionSpec {
             drum_tail_hz: 200.0,
             drum_tail_ms: 120.0,
             drum_tail_decay_db_s: 130.0,
+            spatial: false,
         }
     }
 }
@@ -142,6 +146,9 @@ pub struct ProductionParams {
     pub tail_frames: usize,
     /// The decay factor per frame that [`drum_tail`] allows.
     pub tail_rho: f32,
+    /// Frames per segment of the spatial filter ([`crate::stages::spatial::segment_frames`];
+    /// 0: off).
+    pub spatial_frames: usize,
 }
 
 impl ProductionSpec {
@@ -278,6 +285,11 @@ impl ProductionSpec {
             tail_rho: 10f32.powf(
                 -self.drum_tail_decay_db_s * stft.hop_length as f32 / sample_rate as f32 / 20.0,
             ),
+            spatial_frames: if self.spatial {
+                crate::stages::spatial::segment_frames(stft.n_fft)
+            } else {
+                0
+            },
         }
     }
 }

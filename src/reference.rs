@@ -53,3 +53,103 @@ pub fn median_filter(x: &[f32], k: usize) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The spatial stage (`stages::spatial`) over one segment, by the book in f64: per stem and bin
+/// the covariance `R_j = Σ_t S_j S_jᴴ / Σ_t v_j + λI`, then per frame `W_j = v_j R_j C⁻¹` with
+/// `C = Σ_k v_k R_k` inverted as a 2 × 2 matrix, and `S'_j = W_j X`. `x[c]` is channel `c`'s
+/// spectra `[frame][bin]`, `masks[c]` its masks `[frame][stem][bin]`; the result is
+/// `[c][frame][stem][bin]`. Where `C` is singular (silence) the masks apply as they are.
+pub fn spatial_filter(
+    x: [&[Complex64]; 2],
+    masks: [&[f64]; 2],
+    bins: usize,
+    stems: usize,
+    reg: f64,
+) -> [Vec<Complex64>; 2] {
+    type M = [[Complex64; 2]; 2];
+    let frames = x[0].len() / bins;
+    let zero = Complex64::new(0.0, 0.0);
+    let s = |c: usize, t: usize, j: usize, b: usize| -> Complex64 {
+        x[c][t * bins + b] * masks[c][(t * stems + j) * bins + b]
+    };
+    let v =
+        |t: usize, j: usize, b: usize| (s(0, t, j, b).norm_sqr() + s(1, t, j, b).norm_sqr()) / 2.0;
+    let mut cov = vec![[[zero; 2]; 2]; stems * bins];
+    for j in 0..stems {
+        for b in 0..bins {
+            let mut r: M = [[zero; 2]; 2];
+            let mut d = 0.0;
+            for t in 0..frames {
+                for (a, row) in r.iter_mut().enumerate() {
+                    for (c, e) in row.iter_mut().enumerate() {
+                        *e += s(a, t, j, b) * s(c, t, j, b).conj();
+                    }
+                }
+                d += v(t, j, b);
+            }
+            for (a, row) in r.iter_mut().enumerate() {
+                for (c, e) in row.iter_mut().enumerate() {
+                    *e = if d > 0.0 {
+                        *e / d
+                    } else if a == c {
+                        Complex64::new(1.0, 0.0)
+                    } else {
+                        zero
+                    };
+                    if a == c {
+                        *e += reg;
+                    }
+                }
+            }
+            cov[j * bins + b] = r;
+        }
+    }
+    let mut out = [
+        vec![zero; frames * stems * bins],
+        vec![zero; frames * stems * bins],
+    ];
+    for t in 0..frames {
+        for b in 0..bins {
+            let mut c: M = [[zero; 2]; 2];
+            for j in 0..stems {
+                let r = cov[j * bins + b];
+                for (a, row) in c.iter_mut().enumerate() {
+                    for (k, e) in row.iter_mut().enumerate() {
+                        *e += r[a][k] * v(t, j, b);
+                    }
+                }
+            }
+            let det = c[0][0] * c[1][1] - c[0][1] * c[1][0];
+            if det.re <= 0.0 {
+                // A bin silent in both channels: the masks as they are (zero).
+                for j in 0..stems {
+                    for (ch, o) in out.iter_mut().enumerate() {
+                        o[(t * stems + j) * bins + b] = s(ch, t, j, b);
+                    }
+                }
+                continue;
+            }
+            let inv: M = [
+                [c[1][1] / det, -c[0][1] / det],
+                [-c[1][0] / det, c[0][0] / det],
+            ];
+            let xs = [x[0][t * bins + b], x[1][t * bins + b]];
+            for j in 0..stems {
+                let r = cov[j * bins + b];
+                for (ch, o) in out.iter_mut().enumerate() {
+                    // (v R C⁻¹ X)[ch]
+                    let mut acc = zero;
+                    for k in 0..2 {
+                        let mut w = zero;
+                        for m in 0..2 {
+                            w += r[ch][m] * inv[m][k];
+                        }
+                        acc += w * v(t, j, b) * xs[k];
+                    }
+                    o[(t * stems + j) * bins + b] = acc;
+                }
+            }
+        }
+    }
+    out
+}

@@ -21,7 +21,8 @@ use crate::stages::mask::{apply_mask, hpss_masks, steady_gate};
 use crate::stages::median::{median_freq, median_time, MedianScratch};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
 use crate::stages::pitch::{FrameCandidates, LineTracker};
-use crate::stems::{Stem, StemSet};
+use crate::stages::spatial::{self, Covariance};
+use crate::stems::{Stem, StemSet, PRODUCTION};
 use crate::stream::{Block, BlockEngine, BlockStream};
 use rayon::prelude::*;
 use realfft::num_complex::Complex32;
@@ -86,6 +87,22 @@ impl SeparationParams {
         let p = &self.production;
         (matches!(self.stems, StemSet::Production { .. }) && p.tail_bins > 0)
             .then_some((p.tail_bins, p.tail_frames))
+    }
+
+    /// The production stems' spatial filter: frames per segment, `None` when off or for `hpr`.
+    /// It acts on stereo signals only.
+    pub fn spatial(&self) -> Option<usize> {
+        let f = self.production.spatial_frames;
+        (matches!(self.stems, StemSet::Production { .. }) && f > 0).then_some(f)
+    }
+
+    /// Frames per block: `block_frames`, rounded up to whole segments of the spatial filter when
+    /// it is on (its segments are a grid fixed to the signal, so each block holds whole ones).
+    pub fn block_len(&self) -> usize {
+        match self.spatial() {
+            Some(seg) => self.block_frames.div_ceil(seg) * seg,
+            None => self.block_frames,
+        }
     }
 
     /// Frames before and after an output frame that its processing reads: half the harmonic
@@ -199,6 +216,22 @@ pub struct CpuState {
     works: Vec<BlockWork>,
     /// The block's melody combs, `[frame][bin]` (production stems).
     mel: Vec<f32>,
+    /// With the spatial filter: each channel's masks of the five production stems,
+    /// `[channel][frame][stem][bin]`, and the covariances of the block's segments,
+    /// `[segment][stem][bin]`.
+    spatial_masks: Vec<Vec<f32>>,
+    spatial_cov: Vec<Covariance>,
+}
+
+/// What the spatial filter gives a channel's synthesis: both channels' spectra (held frames)
+/// and masks (output frames), the covariances of the block's segments, and the channel.
+#[derive(Clone, Copy)]
+struct SpatialView<'a> {
+    spectra: [&'a [Complex32]; 2],
+    masks: [&'a [f32]; 2],
+    cov: &'a [Covariance],
+    segment: usize,
+    ch: usize,
 }
 
 #[derive(Default)]
@@ -251,6 +284,8 @@ impl BlockEngine for Separator {
             tails: (0..channels).map(|_| ChannelTail::default()).collect(),
             works: Vec::new(),
             mel: Vec::new(),
+            spatial_masks: Vec::new(),
+            spatial_cov: Vec::new(),
         }
     }
 
@@ -276,6 +311,24 @@ impl BlockEngine for Separator {
             // The melody comb depends on the frame alone: built once for every channel.
             let mut mel = std::mem::take(&mut state.mel);
             self.melody_combs(&lines, &mut mel);
+            let spatial = self.params.spatial().filter(|_| inputs.len() == 2);
+            // The spatial filter reads both channels' spectra in each one's synthesis.
+            let mut spectra = Vec::new();
+            if let Some(segment) = spatial {
+                self.spatial_stats(block, segment, &lines, &mel, state);
+                spectra = state
+                    .works
+                    .iter_mut()
+                    .map(|w| std::mem::take(&mut w.spectra))
+                    .collect();
+            }
+            let view = spatial.map(|segment| SpatialView {
+                spectra: [&spectra[0][..], &spectra[1][..]],
+                masks: [&state.spatial_masks[0][..], &state.spatial_masks[1][..]],
+                cov: &state.spatial_cov,
+                segment,
+                ch: 0,
+            });
             // Each channel's synthesis side by side, into its own output rows.
             state
                 .tails
@@ -283,11 +336,16 @@ impl BlockEngine for Separator {
                 .zip(inputs)
                 .zip(&mut state.works)
                 .zip(channel_rows(out))
-                .for_each(|(((tail, signal), work), mut rows)| {
+                .enumerate()
+                .for_each(|(ch, (((tail, signal), work), mut rows))| {
+                    let view = view.map(|v| SpatialView { ch, ..v });
                     self.synthesise(
-                        tail, *signal, block, work, &lines, &mel, emit_from, &mut rows,
+                        tail, *signal, block, work, &lines, &mel, view, emit_from, &mut rows,
                     );
                 });
+            for (w, x) in state.works.iter_mut().zip(spectra) {
+                w.spectra = x;
+            }
             state.mel = mel;
         } else {
             state.works.resize_with(1, BlockWork::default);
@@ -296,7 +354,17 @@ impl BlockEngine for Separator {
                 state.tails.iter_mut().zip(inputs).zip(channel_rows(out))
             {
                 self.analyse(*signal, block, work);
-                self.synthesise(tail, *signal, block, work, &[], &[], emit_from, &mut rows);
+                self.synthesise(
+                    tail,
+                    *signal,
+                    block,
+                    work,
+                    &[],
+                    &[],
+                    None,
+                    emit_from,
+                    &mut rows,
+                );
             }
         }
         Ok(())
@@ -522,6 +590,7 @@ impl Separator {
         work: &mut BlockWork,
         lines: &[(f32, f32)],
         mel: &[f32],
+        spatial: Option<SpatialView<'_>>,
         emit_from: u64,
         out: &mut [&mut Vec<f32>],
     ) {
@@ -543,7 +612,7 @@ impl Separator {
         while s0 < block.end {
             let s1 = (s0 + slab).min(block.end);
             let emit_to = block.emit_to_at(s1, &self.params.stft);
-            self.invert_frames(work, block, s0..s1, tail, lines, mel);
+            self.invert_frames(work, block, s0..s1, tail, lines, mel, spatial);
             let held_first = s0 - tail;
             let count = emit_to.saturating_sub(emit_from) as usize;
             if count > 0 {
@@ -576,7 +645,9 @@ impl Separator {
     /// `work.stem_frames` after its `tail` held frames. When the last stem of a set is the
     /// remainder of the others it is taken in the time domain (x − Σ others; the ISTFT is linear
     /// and reconstructs x) and needs no inverse transform of its own. Inverse frames are laid
-    /// out `[frame][stem][n_fft]`.
+    /// out `[frame][stem][n_fft]`. With `spatial`, the stem spectra are the spatial filter's
+    /// (from both channels' masks, computed beforehand).
+    #[allow(clippy::too_many_arguments)]
     fn invert_frames(
         &self,
         work: &mut BlockWork,
@@ -585,10 +656,10 @@ impl Separator {
         tail: usize,
         lines: &[(f32, f32)],
         mel: &[f32],
+        spatial: Option<SpatialView<'_>>,
     ) {
         let n_fft = self.params.stft.n_fft;
         let bins = self.params.stft.n_bins();
-        let hpss = self.params.hpss;
         let inverted = self.params.stems.inverted();
         let frame_stride = inverted * n_fft;
         let j0 = frames.start - block.start;
@@ -596,38 +667,31 @@ impl Separator {
         let harm_offset = frames.start - work.harm_first;
         work.stem_frames
             .resize((tail + frames.len()) * frame_stride, 0.0);
-        let (spectra, harm, perc, steady) = (&work.spectra, &work.harm, &work.perc, &work.steady);
-        let mag = &work.mag;
-        let drum_tail = self.params.drum_tail().is_some();
-        let tonal = self.params.tonal().map(|_| &work.tonal);
-        let grid = work.grid;
-        let gate = self.params.steady();
-        work.stem_frames[tail * frame_stride..]
+        // The frames are written while the rest of the work is read.
+        let mut stem_frames = std::mem::take(&mut work.stem_frames);
+        let (w, spectra) = (&*work, &work.spectra);
+        stem_frames[tail * frame_stride..]
             .par_chunks_mut(frame_stride)
             .enumerate()
             .for_each_init(
                 || FrameScratch::new(bins, self.ifft.scratch_len()),
                 |s, (i, out)| {
                     let j = j0 + i;
+                    if let Some(sp) = spatial {
+                        self.spatial_frame(&sp, block, j, offset + i, out, s);
+                        return;
+                    }
                     let spectrum = &spectra[(offset + i) * bins..(offset + i + 1) * bins];
-                    let hr = (harm_offset + i) * bins..(harm_offset + i + 1) * bins;
-                    let harm = &harm[hr];
-                    let mut perc = &perc[j * bins..(j + 1) * bins];
-                    if drum_tail {
-                        self.drum_tails(mag, &work.perc, j, offset + i, lines.get(j).copied(), s);
-                        perc = &s.perc;
-                    }
-                    hpss_masks(harm, perc, &hpss, &mut s.mask_h, &mut s.mask_p);
-                    if let Some((_, margin)) = gate {
-                        let r = grid.row(block.start + j);
-                        let steady = &steady[r * bins..(r + 1) * bins];
-                        steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
-                    }
-                    if let Some(tonal) = tonal {
-                        tonal_shift(&tonal[j * bins..(j + 1) * bins], &mut s.mask_h, &s.mask_p);
-                    }
-                    let mel_w = mel.get(j * bins..(j + 1) * bins);
-                    self.stem_masks(harm, lines.get(j).copied(), mel_w, s);
+                    self.frame_masks(
+                        w,
+                        block,
+                        j,
+                        (offset + i, harm_offset + i),
+                        lines,
+                        mel,
+                        &self.stems[..inverted],
+                        s,
+                    );
                     let FrameScratch {
                         mask_h,
                         mask_p,
@@ -666,6 +730,159 @@ impl Separator {
                     }
                 },
             );
+        work.stem_frames = stem_frames;
+    }
+
+    /// The HPSS masks (`s.mask_h`, `s.mask_p`) and the masks of `stems` (`s.masks`,
+    /// `[stem][bin]`; none for `hpr`) of output frame `j` of the block, whose spectrum is row
+    /// `rows.0` of the held frames and whose harmonic estimate is row `rows.1` of `work.harm`:
+    /// drum tail, HPSS masks, steady gate, tonal shift, line weights.
+    #[allow(clippy::too_many_arguments)]
+    fn frame_masks(
+        &self,
+        work: &BlockWork,
+        block: &Block,
+        j: usize,
+        (held, harm_row): (usize, usize),
+        lines: &[(f32, f32)],
+        mel: &[f32],
+        stems: &[Stem],
+        s: &mut FrameScratch,
+    ) {
+        let bins = self.params.stft.n_bins();
+        let hpss = self.params.hpss;
+        let harm = &work.harm[harm_row * bins..(harm_row + 1) * bins];
+        let mut perc = &work.perc[j * bins..(j + 1) * bins];
+        if self.params.drum_tail().is_some() {
+            self.drum_tails(&work.mag, &work.perc, j, held, lines.get(j).copied(), s);
+            perc = &s.perc;
+        }
+        hpss_masks(harm, perc, &hpss, &mut s.mask_h, &mut s.mask_p);
+        if let Some((_, margin)) = self.params.steady() {
+            let r = work.grid.row(block.start + j);
+            let steady = &work.steady[r * bins..(r + 1) * bins];
+            steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
+        }
+        if self.params.tonal().is_some() {
+            tonal_shift(
+                &work.tonal[j * bins..(j + 1) * bins],
+                &mut s.mask_h,
+                &s.mask_p,
+            );
+        }
+        let mel_w = mel.get(j * bins..(j + 1) * bins);
+        self.stem_masks(harm, lines.get(j).copied(), mel_w, stems, s);
+    }
+
+    /// The spatial filter's inputs for a stereo block: every output frame's masks of the five
+    /// production stems in both channels (`state.spatial_masks`), then the covariances of the
+    /// block's segments (`state.spatial_cov`; the block holds whole segments, see
+    /// [`SeparationParams::block_len`], but for the signal's last).
+    fn spatial_stats(
+        &self,
+        block: &Block,
+        segment: usize,
+        lines: &[(f32, f32)],
+        mel: &[f32],
+        state: &mut CpuState,
+    ) {
+        let bins = self.params.stft.n_bins();
+        let n = PRODUCTION.len();
+        let frames = block.end - block.start;
+        state.spatial_masks.resize_with(2, Vec::new);
+        for (work, masks) in state.works.iter().zip(state.spatial_masks.iter_mut()) {
+            masks.resize(frames * n * bins, 0.0);
+            let offset = block.start - block.held_lo;
+            let harm_offset = block.start - work.harm_first;
+            masks.par_chunks_mut(n * bins).enumerate().for_each_init(
+                || FrameScratch::new(bins, 0),
+                |s, (j, row)| {
+                    self.frame_masks(
+                        work,
+                        block,
+                        j,
+                        (offset + j, harm_offset + j),
+                        lines,
+                        mel,
+                        &PRODUCTION,
+                        s,
+                    );
+                    row.copy_from_slice(&s.masks);
+                },
+            );
+        }
+        let first = block.start / segment;
+        let segments = (block.end - 1) / segment + 1 - first;
+        state.spatial_cov.clear();
+        state
+            .spatial_cov
+            .resize(segments * n * bins, Covariance::default());
+        let (w0, w1) = (&state.works[0], &state.works[1]);
+        let (m0, m1) = (&state.spatial_masks[0], &state.spatial_masks[1]);
+        state
+            .spatial_cov
+            .par_chunks_mut(bins)
+            .enumerate()
+            .for_each(|(k, sums)| {
+                let (seg, stem) = (first + k / n, k % n);
+                let lo = (seg * segment).max(block.start);
+                let hi = ((seg + 1) * segment).min(block.end);
+                for t in lo..hi {
+                    let (j, h) = (t - block.start, t - block.held_lo);
+                    let x = h * bins..(h + 1) * bins;
+                    let m = (j * n + stem) * bins..(j * n + stem + 1) * bins;
+                    spatial::accumulate(
+                        &w0.spectra[x.clone()],
+                        &w1.spectra[x],
+                        &m0[m.clone()],
+                        &m1[m],
+                        sums,
+                    );
+                }
+                spatial::normalise(sums);
+            });
+    }
+
+    /// Output frame `j` of the block through the spatial filter: the inverted stems of channel
+    /// `sp.ch`, inverse-transformed into `out` (`[stem][n_fft]`). `held` is the frame's row in
+    /// the held spectra.
+    fn spatial_frame(
+        &self,
+        sp: &SpatialView<'_>,
+        block: &Block,
+        j: usize,
+        held: usize,
+        out: &mut [f32],
+        s: &mut FrameScratch,
+    ) {
+        let (bins, n_fft) = (self.params.stft.n_bins(), self.params.stft.n_fft);
+        let n = PRODUCTION.len();
+        let x = held * bins..(held + 1) * bins;
+        let m = j * n * bins..(j + 1) * n * bins;
+        let seg = (block.start + j) / sp.segment - block.start / sp.segment;
+        s.spatial.resize(n * bins, Complex32::default());
+        spatial::apply(
+            &sp.spectra[0][x.clone()],
+            &sp.spectra[1][x],
+            &sp.masks[0][m.clone()],
+            &sp.masks[1][m],
+            &sp.cov[seg * n * bins..(seg + 1) * n * bins],
+            sp.ch,
+            &mut s.spatial,
+        );
+        let inverted = self.params.stems.inverted();
+        for (stem, frame) in self.stems[..inverted]
+            .iter()
+            .zip(out.chunks_exact_mut(n_fft))
+        {
+            let k = PRODUCTION
+                .iter()
+                .position(|p| p == stem)
+                .expect("a production stem");
+            s.stem.copy_from_slice(&s.spatial[k * bins..(k + 1) * bins]);
+            self.ifft
+                .process(&mut s.stem, frame, &self.window, &mut s.ifft);
+        }
     }
 
     /// overlap_add: appends samples `emit_from .. emit_from + count` of every stem to its row
@@ -814,17 +1031,18 @@ impl Separator {
         }
     }
 
-    /// Fills `s.masks` (`[stem][bin]`) with the mask of every inverted stem (all but a
-    /// remainder) of a production set; `hpr` uses `s.mask_h` and `s.mask_p` as they are.
+    /// Fills `s.masks` (`[stem][bin]`) with the masks of `stems` (production stems, no
+    /// remainder) for a production set; `hpr` uses `s.mask_h` and `s.mask_p` as they are.
     fn stem_masks(
         &self,
         harm: &[f32],
         line: Option<(f32, f32)>,
         mel_w: Option<&[f32]>,
+        stems: &[Stem],
         s: &mut FrameScratch,
     ) {
         let bins = harm.len();
-        if let StemSet::Production { stems } = &self.params.stems {
+        if let StemSet::Production { .. } = &self.params.stems {
             let p = &self.params.production;
             let f_bass = line.map_or(0.0, |l| l.0);
             s.bass_w.copy_from_slice(&self.low);
@@ -838,16 +1056,8 @@ impl Separator {
                 self.bin_hz,
             );
             let mel_w = mel_w.unwrap_or(&s.mel_w);
-            let inverted = self.params.stems.inverted();
-            s.masks.resize(inverted * bins, 0.0);
-            production_masks(
-                &stems[..inverted],
-                &s.mask_h,
-                &s.mask_p,
-                &s.bass_w,
-                mel_w,
-                &mut s.masks,
-            );
+            s.masks.resize(stems.len() * bins, 0.0);
+            production_masks(stems, &s.mask_h, &s.mask_p, &s.bass_w, mel_w, &mut s.masks);
         }
     }
 }
@@ -865,6 +1075,8 @@ struct FrameScratch {
     masks: Vec<f32>,
     /// One masked stem spectrum (a stem inverted alone).
     stem: Vec<Complex32>,
+    /// The spatial filter's stem spectra of the frame, `[stem][bin]`.
+    spatial: Vec<Complex32>,
     ifft: Vec<Complex32>,
 }
 
@@ -879,6 +1091,7 @@ impl FrameScratch {
             mel_w: vec![0.0; bins],
             masks: Vec::new(),
             stem: vec![Complex32::default(); bins],
+            spatial: Vec::new(),
             ifft: vec![Complex32::default(); ifft_scratch],
         }
     }

@@ -165,9 +165,9 @@ impl<'a, E: BlockEngine> BlockStream<'a, E> {
             if start >= n {
                 return None;
             }
-            (n, (start + params.block_frames).min(n))
+            (n, (start + params.block_len()).min(n))
         } else {
-            (usize::MAX / 4, start + params.block_frames)
+            (usize::MAX / 4, start + params.block_len())
         };
         // Frames the time median reaches, after reflection at the boundaries.
         let reach = (start as i64 - before as i64)..(end + after) as i64;

@@ -78,6 +78,23 @@ fn demo_runs_and_nulls() {
     let r = report(&dir.join("stems"));
     let null = r["tracks"][0]["null_peak_dbfs"].as_f64().unwrap();
     assert!(null < -120.0, "null residual {null} dBFS");
+    // The spatial filter's stems null too.
+    let dir = tmp.path().join("spatial");
+    let o = stemkit(&[
+        "demo",
+        "-o",
+        dir.to_str().unwrap(),
+        "--seconds",
+        "3",
+        "--spatial",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = report(&dir.join("stems"));
+    assert_eq!(r["params"]["production"]["spatial"], true, "{r}");
+    let null = r["tracks"][0]["null_peak_dbfs"].as_f64().unwrap();
+    assert!(null < -120.0, "spatial: null residual {null} dBFS");
 }
 
 #[test]
@@ -245,6 +262,7 @@ fn usage_errors_exit_2() {
         vec!["--fallback", "maybe"],
         vec!["--gpu-chunk-frames", "0"],
         vec!["--device", "cpu", "--adapter", "0"],
+        vec!["--spatial", "--device", "gpu"],
     ] {
         let mut a = vec![
             "separate",

@@ -171,6 +171,12 @@ impl GpuSeparator {
         if params.block_frames < 1 {
             return Err(Error::param("block_frames", "expected at least 1, got 0"));
         }
+        if params.spatial().is_some() {
+            return Err(Error::param(
+                "--spatial",
+                "the spatial filter runs on the CPU only so far: add --device cpu",
+            ));
+        }
         let n_fft = params.stft.n_fft;
         let hop = params.stft.hop_length;
         let path = options

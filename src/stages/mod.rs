@@ -11,3 +11,4 @@ pub mod mask;
 pub mod median;
 pub mod overlap_add;
 pub mod pitch;
+pub mod spatial;
