@@ -21,7 +21,7 @@ use crate::stages::mask::{apply_mask, hpss_masks, steady_gate};
 use crate::stages::median::{median_freq, median_time, MedianScratch};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
 use crate::stages::pitch::{FrameCandidates, LineTracker};
-use crate::stages::spatial::{self, Covariance};
+use crate::stages::spatial::{self, SpatialScratch, COV_ROWS};
 use crate::stems::{Stem, StemSet, PRODUCTION};
 use crate::stream::{Block, BlockEngine, BlockStream};
 use rayon::prelude::*;
@@ -218,9 +218,11 @@ pub struct CpuState {
     mel: Vec<f32>,
     /// With the spatial filter: each channel's masks of the five production stems,
     /// `[channel][frame][stem][bin]`, and the covariances of the block's segments,
-    /// `[segment][stem][bin]`.
+    /// `[segment][stem][row][bin]` (rows: [`COV_ROWS`]).
     spatial_masks: Vec<Vec<f32>>,
-    spatial_cov: Vec<Covariance>,
+    spatial_cov: Vec<f32>,
+    /// With the spatial filter: each output frame's cross spectra, `[frame][4][bin]`.
+    spatial_cross: Vec<f32>,
 }
 
 /// What the spatial filter gives a channel's synthesis: both channels' spectra (held frames)
@@ -229,7 +231,8 @@ pub struct CpuState {
 struct SpatialView<'a> {
     spectra: [&'a [Complex32]; 2],
     masks: [&'a [f32]; 2],
-    cov: &'a [Covariance],
+    cross: &'a [f32],
+    cov: &'a [f32],
     segment: usize,
     ch: usize,
 }
@@ -286,6 +289,7 @@ impl BlockEngine for Separator {
             mel: Vec::new(),
             spatial_masks: Vec::new(),
             spatial_cov: Vec::new(),
+            spatial_cross: Vec::new(),
         }
     }
 
@@ -325,6 +329,7 @@ impl BlockEngine for Separator {
             let view = spatial.map(|segment| SpatialView {
                 spectra: [&spectra[0][..], &spectra[1][..]],
                 masks: [&state.spatial_masks[0][..], &state.spatial_masks[1][..]],
+                cross: &state.spatial_cross,
                 cov: &state.spatial_cov,
                 segment,
                 ch: 0,
@@ -816,30 +821,38 @@ impl Separator {
         state.spatial_cov.clear();
         state
             .spatial_cov
-            .resize(segments * n * bins, Covariance::default());
+            .resize(segments * n * COV_ROWS * bins, 0.0);
         let (w0, w1) = (&state.works[0], &state.works[1]);
+        state.spatial_cross.resize(frames * 4 * bins, 0.0);
+        state
+            .spatial_cross
+            .par_chunks_mut(4 * bins)
+            .enumerate()
+            .for_each(|(j, cross)| {
+                let h = block.start + j - block.held_lo;
+                let x = h * bins..(h + 1) * bins;
+                spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
+            });
+        let cross = &state.spatial_cross;
         let (m0, m1) = (&state.spatial_masks[0], &state.spatial_masks[1]);
         state
             .spatial_cov
-            .par_chunks_mut(bins)
+            .par_chunks_mut(COV_ROWS * bins)
             .enumerate()
             .for_each(|(k, sums)| {
                 let (seg, stem) = (first + k / n, k % n);
                 let lo = (seg * segment).max(block.start);
                 let hi = ((seg + 1) * segment).min(block.end);
-                for t in lo..hi {
-                    let (j, h) = (t - block.start, t - block.held_lo);
-                    let x = h * bins..(h + 1) * bins;
+                for j in lo - block.start..hi - block.start {
                     let m = (j * n + stem) * bins..(j * n + stem + 1) * bins;
                     spatial::accumulate(
-                        &w0.spectra[x.clone()],
-                        &w1.spectra[x],
+                        &cross[j * 4 * bins..(j + 1) * 4 * bins],
                         &m0[m.clone()],
                         &m1[m],
                         sums,
                     );
                 }
-                spatial::normalise(sums);
+                spatial::normalise(sums, bins);
             });
     }
 
@@ -864,24 +877,39 @@ impl Separator {
         spatial::apply(
             &sp.spectra[0][x.clone()],
             &sp.spectra[1][x],
+            &sp.cross[j * 4 * bins..(j + 1) * 4 * bins],
             &sp.masks[0][m.clone()],
             &sp.masks[1][m],
-            &sp.cov[seg * n * bins..(seg + 1) * n * bins],
+            &sp.cov[seg * n * COV_ROWS * bins..(seg + 1) * n * COV_ROWS * bins],
             sp.ch,
             &mut s.spatial,
+            &mut s.spatial_scratch,
         );
         let inverted = self.params.stems.inverted();
-        for (stem, frame) in self.stems[..inverted]
-            .iter()
-            .zip(out.chunks_exact_mut(n_fft))
-        {
+        let spectrum = |stem: &Stem| {
             let k = PRODUCTION
                 .iter()
                 .position(|p| p == stem)
                 .expect("a production stem");
-            s.stem.copy_from_slice(&s.spatial[k * bins..(k + 1) * bins]);
-            self.ifft
-                .process(&mut s.stem, frame, &self.window, &mut s.ifft);
+            k * bins..(k + 1) * bins
+        };
+        // Two stems per complex inverse transform; an odd one alone.
+        let mut stems = self.stems[..inverted].iter();
+        let mut frames = out.chunks_exact_mut(n_fft);
+        while let (Some(fa), Some(sa)) = (frames.next(), stems.next()) {
+            match (frames.next(), stems.next()) {
+                (Some(fb), Some(sb)) => self.ifft.process_pair(
+                    (&s.spatial[spectrum(sa)], &s.spatial[spectrum(sb)]),
+                    (fa, fb),
+                    &self.window,
+                    &mut s.ifft,
+                ),
+                _ => {
+                    s.stem.copy_from_slice(&s.spatial[spectrum(sa)]);
+                    self.ifft
+                        .process(&mut s.stem, fa, &self.window, &mut s.ifft);
+                }
+            }
         }
     }
 
@@ -1075,8 +1103,9 @@ struct FrameScratch {
     masks: Vec<f32>,
     /// One masked stem spectrum (a stem inverted alone).
     stem: Vec<Complex32>,
-    /// The spatial filter's stem spectra of the frame, `[stem][bin]`.
+    /// The spatial filter's stem spectra of the frame, `[stem][bin]`, and its work buffers.
     spatial: Vec<Complex32>,
+    spatial_scratch: SpatialScratch,
     ifft: Vec<Complex32>,
 }
 
@@ -1092,6 +1121,7 @@ impl FrameScratch {
             masks: Vec::new(),
             stem: vec![Complex32::default(); bins],
             spatial: Vec::new(),
+            spatial_scratch: SpatialScratch::default(),
             ifft: vec![Complex32::default(); ifft_scratch],
         }
     }

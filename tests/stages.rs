@@ -54,7 +54,8 @@ fn paired_ifft_matches_naive_inverse() {
     // Two stems of one spectrum (two random masks) through one complex transform: each frame
     // against the naive inverse DFT of the masked spectrum, with a random window; the imaginary
     // parts of DC and Nyquist must be ignored (as irfft does), and a stem 60 dB below its partner
-    // keeps its own precision relative to the larger.
+    // keeps its own precision relative to the larger. Then two unrelated spectra through
+    // `process_pair`.
     let mut planner = RealFftPlanner::new();
     for (seed, n) in [(11u64, 256usize), (12, 2048), (13, 4096)] {
         let mut rng = Rng::new(seed);
@@ -109,6 +110,15 @@ fn paired_ifft_matches_naive_inverse() {
             &single,
             1e-3,
         );
+        // Two unrelated spectra (the spatial filter's stems) through `process_pair`.
+        let other: Vec<Complex32> = (0..bins)
+            .map(|_| Complex32::new(rng.signed(), rng.signed()))
+            .collect();
+        let a = masked(&mask_a);
+        let (mut pa, mut pb) = (vec![0.0f32; n], vec![0.0f32; n]);
+        ifft.process_pair((&a, &other), (&mut pa, &mut pb), &window, &mut scratch);
+        assert_close(&format!("process_pair a n={n}"), &pa, &naive(&a), 1e-6);
+        assert_close(&format!("process_pair b n={n}"), &pb, &naive(&other), 1e-6);
     }
 }
 
@@ -352,37 +362,39 @@ fn spatial_run(
     bins: usize,
     stems: usize,
 ) -> [Vec<Complex32>; 2] {
-    use stemkit::stages::spatial::{accumulate, apply, normalise, Covariance};
+    use stemkit::stages::spatial::{
+        accumulate, apply, cross_spectra, normalise, SpatialScratch, COV_ROWS,
+    };
     let frames = x[0].len() / bins;
     let (row, mrow) = (
         |t: usize| t * bins..(t + 1) * bins,
         |t: usize| t * stems * bins..(t + 1) * stems * bins,
     );
-    let mut cov = vec![Covariance::default(); stems * bins];
+    let mut cov = vec![0.0f32; stems * COV_ROWS * bins];
+    let mut scratch = SpatialScratch::default();
+    let mut cross = vec![0.0f32; 4 * bins];
     for t in 0..frames {
-        accumulate(
-            &x[0][row(t)],
-            &x[1][row(t)],
-            &m[0][mrow(t)],
-            &m[1][mrow(t)],
-            &mut cov,
-        );
+        cross_spectra(&x[0][row(t)], &x[1][row(t)], &mut cross);
+        accumulate(&cross, &m[0][mrow(t)], &m[1][mrow(t)], &mut cov);
     }
-    normalise(&mut cov);
+    normalise(&mut cov, bins);
     let mut out = [
         vec![Complex32::default(); frames * stems * bins],
         vec![Complex32::default(); frames * stems * bins],
     ];
     for (ch, o) in out.iter_mut().enumerate() {
         for t in 0..frames {
+            cross_spectra(&x[0][row(t)], &x[1][row(t)], &mut cross);
             apply(
                 &x[0][row(t)],
                 &x[1][row(t)],
+                &cross,
                 &m[0][mrow(t)],
                 &m[1][mrow(t)],
                 &cov,
                 ch,
                 &mut o[mrow(t)],
+                &mut scratch,
             );
         }
     }

@@ -66,6 +66,33 @@ impl InverseFft {
         unpack_pair(z, window, frame_a, frame_b);
     }
 
+    /// Inverse-transforms the two half spectra `a` and `b` into `frame_a` and `frame_b` with one
+    /// complex transform, then applies `window / n_fft`: `process_masked_pair` for spectra that
+    /// are not one spectrum times two masks (the spatial filter's stems).
+    ///
+    /// # Panics
+    /// If the slice lengths do not match the plan.
+    pub fn process_pair(
+        &self,
+        (a, b): (&[Complex32], &[Complex32]),
+        (frame_a, frame_b): (&mut [f32], &mut [f32]),
+        window: &[f32],
+        scratch: &mut [Complex32],
+    ) {
+        let n = self.pair.len();
+        let half = n / 2;
+        assert!(
+            a.len() == half + 1 && b.len() == half + 1,
+            "spectrum length"
+        );
+        assert!(frame_a.len() == n && frame_b.len() == n, "frame length");
+        let (z, fft_scratch) = scratch.split_at_mut(n);
+        pack_spectra(a, b, z);
+        self.pair
+            .process_with_scratch(z, &mut fft_scratch[..self.pair.get_inplace_scratch_len()]);
+        unpack_pair(z, window, frame_a, frame_b);
+    }
+
     /// Inverse-transforms `spectrum` (destroyed; imaginary parts of DC and Nyquist are ignored,
     /// as irfft does) into `frame`, then applies `window / n_fft`.
     ///
@@ -122,6 +149,24 @@ simd_dispatch!(
         // irfft ignores the imaginary parts of DC and Nyquist.
         low[0] = Complex32::new(x[0].re * mask_a[0], x[0].re * mask_b[0]);
         low[half] = Complex32::new(x[half].re * mask_a[half], x[half].re * mask_b[half]);
+    }
+);
+
+simd_dispatch!(
+    /// Builds `Z = A + iB` over the whole circle from the half spectra `a` and `b`:
+    /// `Z[k] = A[k] + iB[k]` for k ≤ n/2 and `Z[n − k] = conj(A[k]) + i·conj(B[k])`, the
+    /// imaginary parts of DC and Nyquist dropped (as irfft does).
+    fn pack_spectra(a: &[Complex32], b: &[Complex32], z: &mut [Complex32]) {
+        let half = a.len() - 1;
+        let (low, high) = z.split_at_mut(half + 1);
+        for ((d, a), b) in low.iter_mut().zip(a).zip(b) {
+            *d = Complex32::new(a.re - b.im, a.im + b.re);
+        }
+        for ((d, a), b) in high.iter_mut().rev().zip(&a[1..half]).zip(&b[1..half]) {
+            *d = Complex32::new(a.re + b.im, b.re - a.im);
+        }
+        low[0] = Complex32::new(a[0].re, b[0].re);
+        low[half] = Complex32::new(a[half].re, b[half].re);
     }
 );
 

@@ -28,126 +28,228 @@ pub fn segment_frames(n_fft: usize) -> usize {
     ((2usize << 20) / n_fft).max(1)
 }
 
-/// One stem's spatial covariance at a bin: `[[r00, r01], [conj(r01), r11]]`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Covariance {
-    /// `R[0][0]`.
-    pub r00: f32,
-    /// `R[1][1]`.
-    pub r11: f32,
-    /// `R[0][1]`, real part.
-    pub r01_re: f32,
-    /// `R[0][1]`, imaginary part.
-    pub r01_im: f32,
-}
+/// Rows of one stem's covariances, each `bins` long: `R[0][0]`, `R[1][1]`, `Re R[0][1]`,
+/// `Im R[0][1]` (`R[1][0]` is the conjugate of `R[0][1]`). Sums and covariances are laid out
+/// `[stem][row][bin]`.
+pub const COV_ROWS: usize = 4;
 
-/// Adds one frame to a segment's sums, `sums[stem][bin]`: `Σ|S_0|²`, `Σ|S_1|²` and `Σ S_0·S̄_1`
-/// as a [`Covariance`] (not yet normalised). `masks0`/`masks1` are the frame's masks
-/// `[stem][bin]` for channels 0 and 1; `x0`/`x1` its spectra.
-pub fn accumulate(
-    x0: &[Complex32],
-    x1: &[Complex32],
-    masks0: &[f32],
-    masks1: &[f32],
-    sums: &mut [Covariance],
-) {
-    let bins = x0.len();
-    for ((s, m0), m1) in sums
-        .chunks_exact_mut(bins)
-        .zip(masks0.chunks_exact(bins))
-        .zip(masks1.chunks_exact(bins))
-    {
+simd_dispatch!(
+    /// A frame's cross spectra, four rows of `bins` into `cross`: `|X_0|²`, `|X_1|²`, and the
+    /// real and imaginary parts of `X_0·X̄_1`. The filter reads the spectra through these (a
+    /// stem's `S_0·S̄_1` is `m_0·m_1·X_0·X̄_1`), computed once per frame for every stem.
+    pub fn cross_spectra(x0: &[Complex32], x1: &[Complex32], cross: &mut [f32]) {
+        let bins = x0.len();
+        let (p0, rest) = cross.split_at_mut(bins);
+        let (p1, rest) = rest.split_at_mut(bins);
+        let (re, im) = rest.split_at_mut(bins);
         for b in 0..bins {
-            let (a, c) = (x0[b] * m0[b], x1[b] * m1[b]);
-            let e = &mut s[b];
-            e.r00 += a.norm_sqr();
-            e.r11 += c.norm_sqr();
-            // a · conj(c)
-            e.r01_re += a.re * c.re + a.im * c.im;
-            e.r01_im += a.im * c.re - a.re * c.im;
+            let (a, c) = (x0[b], x1[b]);
+            p0[b] = a.re * a.re + a.im * a.im;
+            p1[b] = c.re * c.re + c.im * c.im;
+            re[b] = a.re * c.re + a.im * c.im;
+            im[b] = a.im * c.re - a.re * c.im;
+        }
+    }
+);
+
+simd_dispatch!(
+    /// Adds one frame to a segment's sums (`[stem][row][bin]`, see [`COV_ROWS`]): `Σ|S_0|²`,
+    /// `Σ|S_1|²` and `Σ S_0·S̄_1`, from the frame's [`cross_spectra`] and its masks
+    /// `masks0`/`masks1` (`[stem][bin]`, channels 0 and 1).
+    pub fn accumulate(cross: &[f32], masks0: &[f32], masks1: &[f32], sums: &mut [f32]) {
+        let bins = cross.len() / 4;
+        let (p0, rest) = cross.split_at(bins);
+        let (p1, rest) = rest.split_at(bins);
+        let (qr, qi) = rest.split_at(bins);
+        for ((s, m0), m1) in sums
+            .chunks_exact_mut(COV_ROWS * bins)
+            .zip(masks0.chunks_exact(bins))
+            .zip(masks1.chunks_exact(bins))
+        {
+            let (r00, rest) = s.split_at_mut(bins);
+            let (r11, rest) = rest.split_at_mut(bins);
+            let (re, im) = rest.split_at_mut(bins);
+            for b in 0..bins {
+                let (a, c) = (m0[b], m1[b]);
+                let ac = a * c;
+                r00[b] += a * a * p0[b];
+                r11[b] += c * c * p1[b];
+                re[b] += ac * qr[b];
+                im[b] += ac * qi[b];
+            }
+        }
+    }
+);
+
+/// Normalises a segment's sums (`[stem][row][bin]`) into covariances:
+/// `R = sums / ((Σ|S_0|² + Σ|S_1|²) / 2) + λI`; a stem silent over the segment at a bin gets
+/// `(1 + λ)·I` (no spatial information).
+pub fn normalise(sums: &mut [f32], bins: usize) {
+    for s in sums.chunks_exact_mut(COV_ROWS * bins) {
+        let (r00, rest) = s.split_at_mut(bins);
+        let (r11, rest) = rest.split_at_mut(bins);
+        let (re, im) = rest.split_at_mut(bins);
+        for b in 0..bins {
+            let d = 0.5 * (r00[b] + r11[b]);
+            if d > 0.0 {
+                let inv = 1.0 / d;
+                r00[b] = r00[b] * inv + SPATIAL_REG;
+                r11[b] = r11[b] * inv + SPATIAL_REG;
+                re[b] *= inv;
+                im[b] *= inv;
+            } else {
+                (r00[b], r11[b], re[b], im[b]) = (1.0 + SPATIAL_REG, 1.0 + SPATIAL_REG, 0.0, 0.0);
+            }
         }
     }
 }
 
-/// Normalises a segment's sums into covariances: `R = sums / ((Σ|S_0|² + Σ|S_1|²) / 2) + λI`;
-/// a stem silent over the segment at a bin gets `(1 + λ)·I` (no spatial information).
-pub fn normalise(sums: &mut [Covariance]) {
-    for e in sums {
-        let d = 0.5 * (e.r00 + e.r11);
-        *e = if d > 0.0 {
-            let inv = 1.0 / d;
-            Covariance {
-                r00: e.r00 * inv + SPATIAL_REG,
-                r11: e.r11 * inv + SPATIAL_REG,
-                r01_re: e.r01_re * inv,
-                r01_im: e.r01_im * inv,
-            }
-        } else {
-            Covariance {
-                r00: 1.0 + SPATIAL_REG,
-                r11: 1.0 + SPATIAL_REG,
-                r01_re: 0.0,
-                r01_im: 0.0,
-            }
-        };
-    }
+/// Work buffers of [`apply`], reused across frames.
+#[derive(Default)]
+pub struct SpatialScratch {
+    /// Each stem's power `v`, `[stem][bin]`.
+    v: Vec<f32>,
+    /// `C = Σ v R` (four rows as [`COV_ROWS`]), then `y = C⁻¹X` (re, im of y₀ and y₁) and
+    /// whether `C` was invertible (1 or 0).
+    c: Vec<f32>,
 }
 
 /// One frame's stem spectra of channel `ch` through the filter, `out[stem][bin]`, from the
-/// frame's spectra `x0`/`x1`, masks `masks0`/`masks1` (`[stem][bin]`) and the segment's
-/// covariances `cov[stem][bin]`. Where the mix is silent in both channels the masks are applied
-/// as they are.
+/// frame's spectra `x0`/`x1` and their [`cross_spectra`], masks `masks0`/`masks1` (`[stem][bin]`) and the segment's
+/// covariances `cov` (`[stem][row][bin]`). Where `C` is not invertible (the mix silent in both
+/// channels) the masks are applied as they are.
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     x0: &[Complex32],
     x1: &[Complex32],
+    cross: &[f32],
     masks0: &[f32],
     masks1: &[f32],
-    cov: &[Covariance],
+    cov: &[f32],
     ch: usize,
     out: &mut [Complex32],
+    scratch: &mut SpatialScratch,
 ) {
     let bins = x0.len();
     let stems = masks0.len() / bins;
-    for b in 0..bins {
-        let (p0, p1) = (x0[b].norm_sqr(), x1[b].norm_sqr());
-        // C = Σ v_j R_j.
-        let (mut c00, mut c11, mut c01) = (0.0f32, 0.0f32, Complex32::new(0.0, 0.0));
-        for j in 0..stems {
-            let (m0, m1) = (masks0[j * bins + b], masks1[j * bins + b]);
-            let v = 0.5 * (m0 * m0 * p0 + m1 * m1 * p1);
-            let r = cov[j * bins + b];
-            c00 += v * r.r00;
-            c11 += v * r.r11;
-            c01 += Complex32::new(v * r.r01_re, v * r.r01_im);
-        }
-        let det = c00 * c11 - c01.norm_sqr();
-        if !(det > 0.0 && det.is_finite()) {
-            for j in 0..stems {
-                let (m, x) = if ch == 0 {
-                    (masks0[j * bins + b], x0[b])
-                } else {
-                    (masks1[j * bins + b], x1[b])
-                };
-                out[j * bins + b] = x * m;
+    scratch.v.resize(stems * bins, 0.0);
+    scratch.c.clear();
+    scratch.c.resize(9 * bins, 0.0);
+    mix_model(cross, masks0, masks1, cov, &mut scratch.v, &mut scratch.c);
+    solve(x0, x1, &mut scratch.c);
+    let (x, masks) = if ch == 0 { (x0, masks0) } else { (x1, masks1) };
+    stem_spectra(x, masks, cov, &scratch.v, &scratch.c, ch, out);
+}
+
+simd_dispatch!(
+    /// `v_j` per stem and bin into `v`, and `C = Σ_j v_j R_j` into the first four rows of `c`.
+    fn mix_model(
+        cross: &[f32],
+        masks0: &[f32],
+        masks1: &[f32],
+        cov: &[f32],
+        v: &mut [f32],
+        c: &mut [f32],
+    ) {
+        let bins = cross.len() / 4;
+        let (p0, p1) = (&cross[..bins], &cross[bins..2 * bins]);
+        let (c00, rest) = c.split_at_mut(bins);
+        let (c11, rest) = rest.split_at_mut(bins);
+        let (cre, rest) = rest.split_at_mut(bins);
+        let cim = &mut rest[..bins];
+        for (((v, m0), m1), r) in v
+            .chunks_exact_mut(bins)
+            .zip(masks0.chunks_exact(bins))
+            .zip(masks1.chunks_exact(bins))
+            .zip(cov.chunks_exact(COV_ROWS * bins))
+        {
+            let (r00, rest) = r.split_at(bins);
+            let (r11, rest) = rest.split_at(bins);
+            let (rre, rim) = rest.split_at(bins);
+            for b in 0..bins {
+                let vb = 0.5 * (m0[b] * m0[b] * p0[b] + m1[b] * m1[b] * p1[b]);
+                v[b] = vb;
+                c00[b] += vb * r00[b];
+                c11[b] += vb * r11[b];
+                cre[b] += vb * rre[b];
+                cim[b] += vb * rim[b];
             }
-            continue;
-        }
-        // y = C⁻¹ X.
-        let inv = 1.0 / det;
-        let y0 = (x0[b] * c11 - c01 * x1[b]) * inv;
-        let y1 = (x1[b] * c00 - c01.conj() * x0[b]) * inv;
-        for j in 0..stems {
-            let (m0, m1) = (masks0[j * bins + b], masks1[j * bins + b]);
-            let v = 0.5 * (m0 * m0 * p0 + m1 * m1 * p1);
-            let r = cov[j * bins + b];
-            let r01 = Complex32::new(r.r01_re, r.r01_im);
-            // Row ch of v R y.
-            let z = if ch == 0 {
-                y0 * r.r00 + r01 * y1
-            } else {
-                r01.conj() * y0 + y1 * r.r11
-            };
-            out[j * bins + b] = z * v;
         }
     }
-}
+);
+
+simd_dispatch!(
+    /// `y = C⁻¹X` per bin into rows 4–7 of `c` (re, im of y₀, y₁) and 1 or 0 into row 8 for
+    /// whether `C` was invertible.
+    fn solve(x0: &[Complex32], x1: &[Complex32], c: &mut [f32]) {
+        let bins = x0.len();
+        let (m, y) = c.split_at_mut(4 * bins);
+        let (c00, rest) = m.split_at(bins);
+        let (c11, rest) = rest.split_at(bins);
+        let (cre, cim) = rest.split_at(bins);
+        let (y0r, rest) = y.split_at_mut(bins);
+        let (y0i, rest) = rest.split_at_mut(bins);
+        let (y1r, rest) = rest.split_at_mut(bins);
+        let (y1i, ok) = rest.split_at_mut(bins);
+        for b in 0..bins {
+            let det = c00[b] * c11[b] - (cre[b] * cre[b] + cim[b] * cim[b]);
+            let good = det > 0.0 && det.is_finite();
+            let inv = if good { 1.0 / det } else { 0.0 };
+            let (a, z) = (x0[b], x1[b]);
+            // y0 = (c11·x0 − c01·x1) / det, y1 = (c00·x1 − conj(c01)·x0) / det
+            y0r[b] = (c11[b] * a.re - (cre[b] * z.re - cim[b] * z.im)) * inv;
+            y0i[b] = (c11[b] * a.im - (cre[b] * z.im + cim[b] * z.re)) * inv;
+            y1r[b] = (c00[b] * z.re - (cre[b] * a.re + cim[b] * a.im)) * inv;
+            y1i[b] = (c00[b] * z.im - (cre[b] * a.im - cim[b] * a.re)) * inv;
+            ok[b] = if good { 1.0 } else { 0.0 };
+        }
+    }
+);
+
+simd_dispatch!(
+    /// Row `ch` of `v_j R_j y` per stem into `out`, or the mask times the channel's spectrum
+    /// `x` where `C` was not invertible (there `y` is 0).
+    fn stem_spectra(
+        x: &[Complex32],
+        masks: &[f32],
+        cov: &[f32],
+        v: &[f32],
+        c: &[f32],
+        ch: usize,
+        out: &mut [Complex32],
+    ) {
+        let bins = x.len();
+        let y = &c[4 * bins..];
+        let (y0r, rest) = y.split_at(bins);
+        let (y0i, rest) = rest.split_at(bins);
+        let (y1r, rest) = rest.split_at(bins);
+        let (y1i, ok) = rest.split_at(bins);
+        for (((o, v), m), r) in out
+            .chunks_exact_mut(bins)
+            .zip(v.chunks_exact(bins))
+            .zip(masks.chunks_exact(bins))
+            .zip(cov.chunks_exact(COV_ROWS * bins))
+        {
+            let (r00, rest) = r.split_at(bins);
+            let (r11, rest) = rest.split_at(bins);
+            let (rre, rim) = rest.split_at(bins);
+            // Row 0: r00·y0 + r01·y1; row 1: conj(r01)·y0 + r11·y1. Where C was singular y is 0
+            // and the mask's share (1 − ok) takes over.
+            if ch == 0 {
+                for b in 0..bins {
+                    let zr = r00[b] * y0r[b] + (rre[b] * y1r[b] - rim[b] * y1i[b]);
+                    let zi = r00[b] * y0i[b] + (rre[b] * y1i[b] + rim[b] * y1r[b]);
+                    let keep = (1.0 - ok[b]) * m[b];
+                    o[b] = Complex32::new(zr * v[b] + keep * x[b].re, zi * v[b] + keep * x[b].im);
+                }
+            } else {
+                for b in 0..bins {
+                    let zr = (rre[b] * y0r[b] + rim[b] * y0i[b]) + r11[b] * y1r[b];
+                    let zi = (rre[b] * y0i[b] - rim[b] * y0r[b]) + r11[b] * y1i[b];
+                    let keep = (1.0 - ok[b]) * m[b];
+                    o[b] = Complex32::new(zr * v[b] + keep * x[b].re, zi * v[b] + keep * x[b].im);
+                }
+            }
+        }
+    }
+);
