@@ -51,6 +51,14 @@ pub enum Error {
     Gpu(String),
     /// `--device gpu` (or `--adapter`) asked for a GPU that cannot be opened: a usage error.
     NoGpu(String),
+    /// The separation produced something it must not (non-finite samples): a bug; the track
+    /// fails alone and nothing of it is delivered.
+    Internal {
+        /// The input file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -98,6 +106,9 @@ impl fmt::Display for Error {
             }
             Error::Gpu(message) => write!(f, "GPU: {message}"),
             Error::NoGpu(message) => write!(f, "no usable GPU: {message}"),
+            Error::Internal { path, reason } => {
+                write!(f, "{}: internal error: {reason}", path.display())
+            }
         }
     }
 }

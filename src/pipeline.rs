@@ -223,6 +223,13 @@ pub fn separate_file(
             pass = pass_at(on_cpu, gain)?;
         }
     }
+    if !pass.null_peak.is_finite() {
+        // Dropping the sinks removes their temporary files: nothing is delivered.
+        return Err(Error::Internal {
+            path: input.to_path_buf(),
+            reason: "the stems hold non-finite samples (please report this track)".into(),
+        });
+    }
     // Finish (sync and rename) every stem at once, so the syncs overlap: one thread per stem
     // (they wait on the disk, not on a core; on the compute pool only as many as it has cores
     // would sync at a time).
@@ -574,7 +581,12 @@ impl Pass {
                         let r = stems
                             .iter()
                             .fold(-g * mv as f64, |acc, s| acc + s[i0 + i] as f64);
-                        peak = peak.max(r.abs());
+                        // NaN counts as an infinite residual (f64::max would skip it).
+                        peak = if r.is_nan() {
+                            f64::INFINITY
+                        } else {
+                            peak.max(r.abs())
+                        };
                         sq += r * r;
                     }
                     (peak, sq)

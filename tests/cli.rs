@@ -638,6 +638,13 @@ fn null_test_fails_when_a_stem_is_missing() {
     // Stems decode back to what the report says: 24-bit, the master's length.
     let (rate, planar) = read_wav_planar(&h);
     assert_eq!((rate, planar.len(), planar[0].len()), (48000, 2, 48000));
+    // A NaN in a stem is an infinite residual, not one that max() skips.
+    let mut bad = render_all(Part::Mix, 48000, 2, 48000);
+    bad[1][777] = f32::NAN;
+    let nan = tmp.path().join("nan.wav");
+    write_float_wav(&nan, &bad, 48000);
+    let o = stemkit(&["null-test", input.to_str().unwrap(), nan.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
 
 #[test]

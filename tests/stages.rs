@@ -519,3 +519,28 @@ fn spatial_filter_keeps_silence_silent() {
         );
     }
 }
+
+#[test]
+fn spatial_filter_is_scale_free_and_finite_on_quiet_input() {
+    // The filter depends on ratios only: a mix 240 dB down gives the same stems 240 dB down
+    // (it once gave NaN where det C underflowed), and one 400 dB down stays finite.
+    let (frames, bins, stems) = (12, 65, 5);
+    let (x0, x1, m0, m1) = spatial_case(36, frames, bins, stems);
+    let loud = spatial_run([&x0, &x1], [&m0, &m1], bins, stems);
+    for scale in [1e-12f32, 1e-20] {
+        let q = |x: &[Complex32]| -> Vec<Complex32> { x.iter().map(|z| z * scale).collect() };
+        let (q0, q1) = (q(&x0), q(&x1));
+        let quiet = spatial_run([&q0, &q1], [&m0, &m1], bins, stems);
+        for ch in 0..2 {
+            let got = flat_c(&quiet[ch]);
+            assert!(
+                got.iter().all(|v| v.is_finite()),
+                "scale {scale}: not finite"
+            );
+            if scale == 1e-12 {
+                let want: Vec<f32> = flat_c(&loud[ch]).iter().map(|v| v * scale).collect();
+                assert_close(&format!("scale {scale} channel {ch}"), &got, &want, 1e-4);
+            }
+        }
+    }
+}

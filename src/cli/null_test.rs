@@ -80,7 +80,12 @@ pub(super) fn run(args: NullTestArgs) -> CliResult {
     for (s, m) in sum.iter().zip(&master) {
         for (&a, &b) in s.iter().zip(m) {
             let r = a - args.gain * b as f64;
-            peak = peak.max(r.abs());
+            // NaN counts as an infinite residual (f64::max would skip it).
+            peak = if r.is_nan() {
+                f64::INFINITY
+            } else {
+                peak.max(r.abs())
+            };
             sq += r * r;
         }
     }

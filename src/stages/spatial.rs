@@ -82,8 +82,9 @@ simd_dispatch!(
 );
 
 /// Normalises a segment's sums (`[stem][row][bin]`) into covariances:
-/// `R = sums / ((Σ|S_0|² + Σ|S_1|²) / 2) + λI`; a stem silent over the segment at a bin gets
-/// `(1 + λ)·I` (no spatial information).
+/// `R = sums / ((Σ|S_0|² + Σ|S_1|²) / 2) + λI`; a stem silent over the segment at a bin (sums
+/// below [`SPATIAL_FLOOR`], where `1 / d` would overflow f32) gets `(1 + λ)·I` (no spatial
+/// information).
 pub fn normalise(sums: &mut [f32], bins: usize) {
     for s in sums.chunks_exact_mut(COV_ROWS * bins) {
         let (r00, rest) = s.split_at_mut(bins);
@@ -91,7 +92,7 @@ pub fn normalise(sums: &mut [f32], bins: usize) {
         let (re, im) = rest.split_at_mut(bins);
         for b in 0..bins {
             let d = 0.5 * (r00[b] + r11[b]);
-            if d > 0.0 {
+            if d > SPATIAL_FLOOR && d.is_finite() {
                 let inv = 1.0 / d;
                 r00[b] = r00[b] * inv + SPATIAL_REG;
                 r11[b] = r11[b] * inv + SPATIAL_REG;
@@ -116,8 +117,8 @@ pub struct SpatialScratch {
 
 /// One frame's stem spectra of channel `ch` through the filter, `out[stem][bin]`, from the
 /// frame's spectra `x0`/`x1` and their [`cross_spectra`], masks `masks0`/`masks1` (`[stem][bin]`) and the segment's
-/// covariances `cov` (`[stem][row][bin]`). Where `C` is not invertible (the mix silent in both
-/// channels) the masks are applied as they are.
+/// covariances `cov` (`[stem][row][bin]`). Where the mix is silent (`tr C` below
+/// [`SPATIAL_FLOOR`]) the masks are applied as they are.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     x0: &[Complex32],
@@ -178,9 +179,15 @@ simd_dispatch!(
     }
 );
 
+/// Power below which the filter treats a bin as silent (near −300 dBFS): a stem's segment sum
+/// below it gives no covariance, and a bin whose `tr C` is below it keeps its masks (`C⁻¹`
+/// would overflow f32).
+pub const SPATIAL_FLOOR: f32 = 1e-30;
+
 simd_dispatch!(
     /// `y = C⁻¹X` per bin into rows 4–7 of `c` (re, im of y₀, y₁) and 1 or 0 into row 8 for
-    /// whether `C` was invertible.
+    /// whether `C` was invertible. `C` is scaled by `1 / tr C` first (its determinant is then at
+    /// least λ²/(2 + 2λ)²), so quiet bins neither underflow nor overflow.
     fn solve(x0: &[Complex32], x1: &[Complex32], c: &mut [f32]) {
         let bins = x0.len();
         let (m, y) = c.split_at_mut(4 * bins);
@@ -192,15 +199,20 @@ simd_dispatch!(
         let (y1r, rest) = rest.split_at_mut(bins);
         let (y1i, ok) = rest.split_at_mut(bins);
         for b in 0..bins {
-            let det = c00[b] * c11[b] - (cre[b] * cre[b] + cim[b] * cim[b]);
-            let good = det > 0.0 && det.is_finite();
-            let inv = if good { 1.0 / det } else { 0.0 };
-            let (a, z) = (x0[b], x1[b]);
-            // y0 = (c11·x0 − c01·x1) / det, y1 = (c00·x1 − conj(c01)·x0) / det
-            y0r[b] = (c11[b] * a.re - (cre[b] * z.re - cim[b] * z.im)) * inv;
-            y0i[b] = (c11[b] * a.im - (cre[b] * z.im + cim[b] * z.re)) * inv;
-            y1r[b] = (c00[b] * z.re - (cre[b] * a.re + cim[b] * a.im)) * inv;
-            y1i[b] = (c00[b] * z.im - (cre[b] * a.im - cim[b] * a.re)) * inv;
+            let t = c00[b] + c11[b];
+            let loud = t > SPATIAL_FLOOR && t.is_finite();
+            let it = if loud { 1.0 / t } else { 0.0 };
+            let (a, d, er, ei) = (c00[b] * it, c11[b] * it, cre[b] * it, cim[b] * it);
+            let det = a * d - (er * er + ei * ei);
+            let good = loud && det > 1e-9;
+            // C⁻¹ = adj(C / t) / (det · t)
+            let inv = if good { it / det } else { 0.0 };
+            let (p, q) = (x0[b], x1[b]);
+            // y0 = (d·x0 − e·x1)·inv, y1 = (a·x1 − conj(e)·x0)·inv
+            y0r[b] = (d * p.re - (er * q.re - ei * q.im)) * inv;
+            y0i[b] = (d * p.im - (er * q.im + ei * q.re)) * inv;
+            y1r[b] = (a * q.re - (er * p.re + ei * p.im)) * inv;
+            y1i[b] = (a * q.im - (er * p.im - ei * p.re)) * inv;
             ok[b] = if good { 1.0 } else { 0.0 };
         }
     }
