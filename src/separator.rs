@@ -835,25 +835,46 @@ impl Separator {
             });
         let cross = &state.spatial_cross;
         let (m0, m1) = (&state.spatial_masks[0], &state.spatial_masks[1]);
+        // One task per segment, stem and stretch of SUM_BINS bins (each sums its bins over the
+        // segment's frames in frame order, so the result does not depend on the split).
+        const SUM_BINS: usize = 128;
+        let tasks: Vec<(usize, usize, [&mut [f32]; 4])> = state
+            .spatial_cov
+            .chunks_exact_mut(COV_ROWS * bins)
+            .enumerate()
+            .flat_map(|(k, s)| {
+                let (r00, rest) = s.split_at_mut(bins);
+                let (r11, rest) = rest.split_at_mut(bins);
+                let (re, im) = rest.split_at_mut(bins);
+                r00.chunks_mut(SUM_BINS)
+                    .zip(r11.chunks_mut(SUM_BINS))
+                    .zip(re.chunks_mut(SUM_BINS))
+                    .zip(im.chunks_mut(SUM_BINS))
+                    .enumerate()
+                    .map(move |(c, (((a, b), e), f))| (k, c * SUM_BINS, [a, b, e, f]))
+            })
+            .collect();
+        tasks.into_par_iter().for_each(|(k, b0, rows)| {
+            let (seg, stem) = (first + k / n, k % n);
+            let lo = (seg * segment).max(block.start);
+            let hi = ((seg + 1) * segment).min(block.end);
+            let len = rows[0].len();
+            let [a, b, e, f] = rows;
+            for j in lo - block.start..hi - block.start {
+                let c = &cross[j * 4 * bins..(j + 1) * 4 * bins];
+                let row = |r: usize| &c[r * bins + b0..r * bins + b0 + len];
+                let m = (j * n + stem) * bins + b0;
+                spatial::accumulate_rows(
+                    [row(0), row(1), row(2), row(3)],
+                    [&m0[m..m + len], &m1[m..m + len]],
+                    [&mut *a, &mut *b, &mut *e, &mut *f],
+                );
+            }
+        });
         state
             .spatial_cov
             .par_chunks_mut(COV_ROWS * bins)
-            .enumerate()
-            .for_each(|(k, sums)| {
-                let (seg, stem) = (first + k / n, k % n);
-                let lo = (seg * segment).max(block.start);
-                let hi = ((seg + 1) * segment).min(block.end);
-                for j in lo - block.start..hi - block.start {
-                    let m = (j * n + stem) * bins..(j * n + stem + 1) * bins;
-                    spatial::accumulate(
-                        &cross[j * 4 * bins..(j + 1) * 4 * bins],
-                        &m0[m.clone()],
-                        &m1[m],
-                        sums,
-                    );
-                }
-                spatial::normalise(sums, bins);
-            });
+            .for_each(|sums| spatial::normalise(sums, bins));
     }
 
     /// Output frame `j` of the block through the spatial filter: the inverted stems of channel

@@ -52,31 +52,40 @@ simd_dispatch!(
     }
 );
 
+/// Adds one frame to a segment's sums (`[stem][row][bin]`, see [`COV_ROWS`]): `Σ|S_0|²`,
+/// `Σ|S_1|²` and `Σ S_0·S̄_1`, from the frame's [`cross_spectra`] and its masks
+/// `masks0`/`masks1` (`[stem][bin]`, channels 0 and 1).
+pub fn accumulate(cross: &[f32], masks0: &[f32], masks1: &[f32], sums: &mut [f32]) {
+    let bins = cross.len() / 4;
+    let (p0, rest) = cross.split_at(bins);
+    let (p1, rest) = rest.split_at(bins);
+    let (qr, qi) = rest.split_at(bins);
+    for ((s, m0), m1) in sums
+        .chunks_exact_mut(COV_ROWS * bins)
+        .zip(masks0.chunks_exact(bins))
+        .zip(masks1.chunks_exact(bins))
+    {
+        let (r00, rest) = s.split_at_mut(bins);
+        let (r11, rest) = rest.split_at_mut(bins);
+        let (re, im) = rest.split_at_mut(bins);
+        accumulate_rows([p0, p1, qr, qi], [m0, m1], [r00, r11, re, im]);
+    }
+}
+
 simd_dispatch!(
-    /// Adds one frame to a segment's sums (`[stem][row][bin]`, see [`COV_ROWS`]): `Σ|S_0|²`,
-    /// `Σ|S_1|²` and `Σ S_0·S̄_1`, from the frame's [`cross_spectra`] and its masks
-    /// `masks0`/`masks1` (`[stem][bin]`, channels 0 and 1).
-    pub fn accumulate(cross: &[f32], masks0: &[f32], masks1: &[f32], sums: &mut [f32]) {
-        let bins = cross.len() / 4;
-        let (p0, rest) = cross.split_at(bins);
-        let (p1, rest) = rest.split_at(bins);
-        let (qr, qi) = rest.split_at(bins);
-        for ((s, m0), m1) in sums
-            .chunks_exact_mut(COV_ROWS * bins)
-            .zip(masks0.chunks_exact(bins))
-            .zip(masks1.chunks_exact(bins))
-        {
-            let (r00, rest) = s.split_at_mut(bins);
-            let (r11, rest) = rest.split_at_mut(bins);
-            let (re, im) = rest.split_at_mut(bins);
-            for b in 0..bins {
-                let (a, c) = (m0[b], m1[b]);
-                let ac = a * c;
-                r00[b] += a * a * p0[b];
-                r11[b] += c * c * p1[b];
-                re[b] += ac * qr[b];
-                im[b] += ac * qi[b];
-            }
+    /// [`accumulate`] for one stem over a range of bins: `cross` the four cross-spectrum rows,
+    /// `masks` the two channels' masks, `sums` the stem's four sum rows, all over those bins.
+    pub fn accumulate_rows(cross: [&[f32]; 4], masks: [&[f32]; 2], sums: [&mut [f32]; 4]) {
+        let [p0, p1, qr, qi] = cross;
+        let [m0, m1] = masks;
+        let [r00, r11, re, im] = sums;
+        for b in 0..r00.len() {
+            let (a, c) = (m0[b], m1[b]);
+            let ac = a * c;
+            r00[b] += a * a * p0[b];
+            r11[b] += c * c * p1[b];
+            re[b] += ac * qr[b];
+            im[b] += ac * qi[b];
         }
     }
 );
