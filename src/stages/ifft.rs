@@ -52,15 +52,32 @@ impl InverseFft {
         window: &[f32],
         scratch: &mut [Complex32],
     ) {
-        let n = self.pair.len();
-        let half = n / 2;
+        let half = self.pair.len() / 2;
         assert!(
             spectrum.len() == half + 1 && mask_a.len() == half + 1 && mask_b.len() == half + 1,
             "spectrum length"
         );
+        self.pair_transform(
+            |z| pack_pair(spectrum, mask_a, mask_b, z),
+            (frame_a, frame_b),
+            window,
+            scratch,
+        );
+    }
+
+    /// The complex transform of two stems: `pack` fills `Z = A + iB`, which is inverted and
+    /// split into `frame_a` and `frame_b`, scaled by `window / n_fft`.
+    fn pair_transform(
+        &self,
+        pack: impl FnOnce(&mut [Complex32]),
+        (frame_a, frame_b): (&mut [f32], &mut [f32]),
+        window: &[f32],
+        scratch: &mut [Complex32],
+    ) {
+        let n = self.pair.len();
         assert!(frame_a.len() == n && frame_b.len() == n, "frame length");
         let (z, fft_scratch) = scratch.split_at_mut(n);
-        pack_pair(spectrum, mask_a, mask_b, z);
+        pack(z);
         self.pair
             .process_with_scratch(z, &mut fft_scratch[..self.pair.get_inplace_scratch_len()]);
         unpack_pair(z, window, frame_a, frame_b);
@@ -79,18 +96,17 @@ impl InverseFft {
         window: &[f32],
         scratch: &mut [Complex32],
     ) {
-        let n = self.pair.len();
-        let half = n / 2;
+        let half = self.pair.len() / 2;
         assert!(
             a.len() == half + 1 && b.len() == half + 1,
             "spectrum length"
         );
-        assert!(frame_a.len() == n && frame_b.len() == n, "frame length");
-        let (z, fft_scratch) = scratch.split_at_mut(n);
-        pack_spectra(a, b, z);
-        self.pair
-            .process_with_scratch(z, &mut fft_scratch[..self.pair.get_inplace_scratch_len()]);
-        unpack_pair(z, window, frame_a, frame_b);
+        self.pair_transform(
+            |z| pack_spectra(a, b, z),
+            (frame_a, frame_b),
+            window,
+            scratch,
+        );
     }
 
     /// Inverse-transforms `spectrum` (destroyed; imaginary parts of DC and Nyquist are ignored,
