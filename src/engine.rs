@@ -1,6 +1,7 @@
 //! Device choice: the CPU separator or the GPU one, picked once per run (`--device`), built once
-//! per sample rate and reused for every track. Both are [`BlockEngine`]s driven by the same
-//! [`BlockStream`], so everything above this module is device-agnostic.
+//! per sample rate and reused for every track. Both are
+//! [`BlockEngine`](crate::stream::BlockEngine)s driven by the same [`BlockStream`], so everything
+//! above this module is device-agnostic.
 
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterSelector, GpuContext, GpuSeparator};
