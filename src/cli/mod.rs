@@ -153,7 +153,8 @@ pub struct SeparationArgs {
     #[arg(long = "drum-tail-decay", default_value = "130")]
     drum_tail_decay: String,
     /// Stereo input: refine the production stems with a multichannel Wiener filter that learns
-    /// where each stem sits between the speakers (over ~11 s segments). CPU only for now.
+    /// where each stem sits between the speakers (over ~11 s segments); other channel counts pass
+    /// unchanged. CPU only for now.
     #[arg(long = "spatial")]
     spatial: bool,
 }
