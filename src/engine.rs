@@ -165,10 +165,7 @@ impl Engines {
         let (gpu, note) = match device {
             DeviceChoice::Cpu => (None, None),
             DeviceChoice::Gpu if spatial => {
-                return Err(Error::param(
-                    "--spatial",
-                    "the spatial filter runs on the CPU only so far: use --device cpu",
-                ))
+                return Err(Error::param("--spatial", crate::stages::spatial::CPU_ONLY))
             }
             DeviceChoice::Auto if spatial => (
                 None,

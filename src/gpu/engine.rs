@@ -172,10 +172,7 @@ impl GpuSeparator {
             return Err(Error::param("block_frames", "expected at least 1, got 0"));
         }
         if params.spatial().is_some() {
-            return Err(Error::param(
-                "--spatial",
-                "the spatial filter runs on the CPU only so far: add --device cpu",
-            ));
+            return Err(Error::param("--spatial", crate::stages::spatial::CPU_ONLY));
         }
         let n_fft = params.stft.n_fft;
         let hop = params.stft.hop_length;

@@ -17,9 +17,30 @@
 
 use realfft::num_complex::Complex32;
 
+/// Why the GPU engines refuse `--spatial` (its WGSL twin is still to come).
+pub const CPU_ONLY: &str = "the spatial filter runs on the CPU only so far: use --device cpu";
+
 /// Diagonal loading of each stem's normalised covariance (trace 2): keeps `C` invertible where
 /// one stem holds a bin alone, and there gives that stem the whole bin.
 pub const SPATIAL_REG: f32 = 0.01;
+
+/// The four rows of `bins` values at the start of `s`.
+#[inline(always)]
+fn rows4(s: &[f32], bins: usize) -> [&[f32]; 4] {
+    let (a, s) = s.split_at(bins);
+    let (b, s) = s.split_at(bins);
+    let (c, d) = s.split_at(bins);
+    [a, b, c, &d[..bins]]
+}
+
+/// [`rows4`], mutable.
+#[inline(always)]
+fn rows4_mut(s: &mut [f32], bins: usize) -> [&mut [f32]; 4] {
+    let (a, s) = s.split_at_mut(bins);
+    let (b, s) = s.split_at_mut(bins);
+    let (c, d) = s.split_at_mut(bins);
+    [a, b, c, &mut d[..bins]]
+}
 
 /// Frames in a spatial segment for an FFT of `n_fft` points: 2²¹ / n_fft (1024 frames at 2048,
 /// about 11 s at hop 512 and 48 kHz; the same duration and the same bytes of stem spectra per
@@ -39,9 +60,7 @@ simd_dispatch!(
     /// stem's `S_0·S̄_1` is `m_0·m_1·X_0·X̄_1`), computed once per frame for every stem.
     pub fn cross_spectra(x0: &[Complex32], x1: &[Complex32], cross: &mut [f32]) {
         let bins = x0.len();
-        let (p0, rest) = cross.split_at_mut(bins);
-        let (p1, rest) = rest.split_at_mut(bins);
-        let (re, im) = rest.split_at_mut(bins);
+        let [p0, p1, re, im] = rows4_mut(cross, bins);
         for b in 0..bins {
             let (a, c) = (x0[b], x1[b]);
             p0[b] = a.re * a.re + a.im * a.im;
@@ -57,17 +76,13 @@ simd_dispatch!(
 /// `masks0`/`masks1` (`[stem][bin]`, channels 0 and 1).
 pub fn accumulate(cross: &[f32], masks0: &[f32], masks1: &[f32], sums: &mut [f32]) {
     let bins = cross.len() / 4;
-    let (p0, rest) = cross.split_at(bins);
-    let (p1, rest) = rest.split_at(bins);
-    let (qr, qi) = rest.split_at(bins);
+    let [p0, p1, qr, qi] = rows4(cross, bins);
     for ((s, m0), m1) in sums
         .chunks_exact_mut(COV_ROWS * bins)
         .zip(masks0.chunks_exact(bins))
         .zip(masks1.chunks_exact(bins))
     {
-        let (r00, rest) = s.split_at_mut(bins);
-        let (r11, rest) = rest.split_at_mut(bins);
-        let (re, im) = rest.split_at_mut(bins);
+        let [r00, r11, re, im] = rows4_mut(s, bins);
         accumulate_rows([p0, p1, qr, qi], [m0, m1], [r00, r11, re, im]);
     }
 }
@@ -96,9 +111,7 @@ simd_dispatch!(
 /// information).
 pub fn normalise(sums: &mut [f32], bins: usize) {
     for s in sums.chunks_exact_mut(COV_ROWS * bins) {
-        let (r00, rest) = s.split_at_mut(bins);
-        let (r11, rest) = rest.split_at_mut(bins);
-        let (re, im) = rest.split_at_mut(bins);
+        let [r00, r11, re, im] = rows4_mut(s, bins);
         for b in 0..bins {
             let d = 0.5 * (r00[b] + r11[b]);
             if d > SPATIAL_FLOOR && d.is_finite() {
@@ -163,19 +176,14 @@ simd_dispatch!(
     ) {
         let bins = cross.len() / 4;
         let (p0, p1) = (&cross[..bins], &cross[bins..2 * bins]);
-        let (c00, rest) = c.split_at_mut(bins);
-        let (c11, rest) = rest.split_at_mut(bins);
-        let (cre, rest) = rest.split_at_mut(bins);
-        let cim = &mut rest[..bins];
+        let [c00, c11, cre, cim] = rows4_mut(c, bins);
         for (((v, m0), m1), r) in v
             .chunks_exact_mut(bins)
             .zip(masks0.chunks_exact(bins))
             .zip(masks1.chunks_exact(bins))
             .zip(cov.chunks_exact(COV_ROWS * bins))
         {
-            let (r00, rest) = r.split_at(bins);
-            let (r11, rest) = rest.split_at(bins);
-            let (rre, rim) = rest.split_at(bins);
+            let [r00, r11, rre, rim] = rows4(r, bins);
             for b in 0..bins {
                 let vb = 0.5 * (m0[b] * m0[b] * p0[b] + m1[b] * m1[b] * p1[b]);
                 v[b] = vb;
@@ -200,13 +208,9 @@ simd_dispatch!(
     fn solve(x0: &[Complex32], x1: &[Complex32], c: &mut [f32]) {
         let bins = x0.len();
         let (m, y) = c.split_at_mut(4 * bins);
-        let (c00, rest) = m.split_at(bins);
-        let (c11, rest) = rest.split_at(bins);
-        let (cre, cim) = rest.split_at(bins);
-        let (y0r, rest) = y.split_at_mut(bins);
-        let (y0i, rest) = rest.split_at_mut(bins);
-        let (y1r, rest) = rest.split_at_mut(bins);
-        let (y1i, ok) = rest.split_at_mut(bins);
+        let [c00, c11, cre, cim] = rows4(m, bins);
+        let (y, ok) = y.split_at_mut(4 * bins);
+        let [y0r, y0i, y1r, y1i] = rows4_mut(y, bins);
         for b in 0..bins {
             let t = c00[b] + c11[b];
             let loud = t > SPATIAL_FLOOR && t.is_finite();
@@ -241,19 +245,15 @@ simd_dispatch!(
     ) {
         let bins = x.len();
         let y = &c[4 * bins..];
-        let (y0r, rest) = y.split_at(bins);
-        let (y0i, rest) = rest.split_at(bins);
-        let (y1r, rest) = rest.split_at(bins);
-        let (y1i, ok) = rest.split_at(bins);
+        let (y, ok) = y.split_at(4 * bins);
+        let [y0r, y0i, y1r, y1i] = rows4(y, bins);
         for (((o, v), m), r) in out
             .chunks_exact_mut(bins)
             .zip(v.chunks_exact(bins))
             .zip(masks.chunks_exact(bins))
             .zip(cov.chunks_exact(COV_ROWS * bins))
         {
-            let (r00, rest) = r.split_at(bins);
-            let (r11, rest) = rest.split_at(bins);
-            let (rre, rim) = rest.split_at(bins);
+            let [r00, r11, rre, rim] = rows4(r, bins);
             // Row 0: r00·y0 + r01·y1; row 1: conj(r01)·y0 + r11·y1. Where C was singular y is 0
             // and the mask's share (1 − ok) takes over.
             if ch == 0 {
