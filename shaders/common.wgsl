@@ -58,9 +58,9 @@ struct Params {
     tail_bins: u32,
     tail_frames: u32,
     tail_rho: f32,
+    spatial_segment: u32,
+    spatial_phase: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

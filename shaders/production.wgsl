@@ -22,6 +22,9 @@
 @group(0) @binding(6) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
 
 @group(0) @binding(9) var<storage, read> steady: array<f32>;                 // [channel][steady_rows][bins]
+// With the spatial filter on (spatial_segment > 0), production writes every channel's five masks
+// here instead of the stem spectra; spatial.wgsl turns them into the stem spectra.
+@group(0) @binding(10) var<storage, read_write> stem_masks: array<f32>;      // [channel][out_frames][5][bins]
 
 // line_input's own bindings (a separate entry point, a separate bind group); production reads mag
 // too (the tonal ratios).
@@ -221,6 +224,16 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b]);
     let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0);
+    if params.spatial_segment > 0u {
+        // The five production masks, in STEM_* order.
+        let at = ((ch * params.out_frames + j) * 5u) * params.bins + b;
+        stem_masks[at] = p;
+        stem_masks[at + params.bins] = h * bw;
+        stem_masks[at + 2u * params.bins] = h * (1.0 - bw) * mw;
+        stem_masks[at + 3u * params.bins] = h * (1.0 - bw) * (1.0 - mw);
+        stem_masks[at + 4u * params.bins] = max(1.0 - h - p, 0.0);
+        return;
+    }
     let z = spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
     let stems = params.inverted_stems;
     let out = ((ch * params.out_frames + j) * stems) * params.bins + b;

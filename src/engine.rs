@@ -161,16 +161,8 @@ impl Engines {
         gpu_block_frames: Option<usize>,
         fallback_cpu: bool,
     ) -> Result<Self> {
-        let spatial = spec.resolve(48000)?.spatial().is_some();
         let (gpu, note) = match device {
             DeviceChoice::Cpu => (None, None),
-            DeviceChoice::Gpu if spatial => {
-                return Err(Error::param("--spatial", crate::stages::spatial::CPU_ONLY))
-            }
-            DeviceChoice::Auto if spatial => (
-                None,
-                Some("--spatial runs on the CPU only so far; running on the CPU".to_string()),
-            ),
             DeviceChoice::Gpu => match GpuContext::new(adapter) {
                 Ok(ctx) => (Some(Arc::new(ctx)), None),
                 Err(Error::Gpu(m)) => return Err(Error::NoGpu(m)),

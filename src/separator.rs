@@ -221,6 +221,8 @@ pub struct CpuState {
     /// `[segment][stem][row][bin]` (rows: [`COV_ROWS`]).
     spatial_masks: Vec<Vec<f32>>,
     spatial_cov: Vec<f32>,
+    /// With the spatial filter: each chunk's sums ([`spatial::sum_chunk`]), `[chunk][stem][row][bin]`.
+    spatial_sums: Vec<f32>,
     /// With the spatial filter: each output frame's cross spectra, `[frame][4][bin]`.
     spatial_cross: Vec<f32>,
 }
@@ -289,6 +291,7 @@ impl BlockEngine for Separator {
             mel: Vec::new(),
             spatial_masks: Vec::new(),
             spatial_cov: Vec::new(),
+            spatial_sums: Vec::new(),
             spatial_cross: Vec::new(),
         }
     }
@@ -794,87 +797,75 @@ impl Separator {
         let bins = self.params.stft.n_bins();
         let n = PRODUCTION.len();
         let frames = block.end - block.start;
+        let seg_len = n * COV_ROWS * bins;
+        let chunk = spatial::sum_chunk(segment);
         state.spatial_masks.resize_with(2, Vec::new);
-        for (work, masks) in state.works.iter().zip(state.spatial_masks.iter_mut()) {
-            masks.resize(frames * n * bins, 0.0);
-            let offset = block.start - block.held_lo;
-            let harm_offset = block.start - work.harm_first;
-            masks.par_chunks_mut(n * bins).enumerate().for_each_init(
+        let [masks0, masks1] = &mut state.spatial_masks[..] else {
+            unreachable!("two channels")
+        };
+        masks0.resize(frames * n * bins, 0.0);
+        masks1.resize(frames * n * bins, 0.0);
+        state.spatial_cross.resize(frames * 4 * bins, 0.0);
+        let mut partial = std::mem::take(&mut state.spatial_sums);
+        partial.resize(frames.div_ceil(chunk) * seg_len, 0.0);
+        let (w0, w1) = (&state.works[0], &state.works[1]);
+        let offset = block.start - block.held_lo;
+        // One task per chunk of frames (the block starts on the segment grid and chunks divide
+        // segments): each frame's masks in both channels, its cross spectra, and the chunk's
+        // sums in frame order while they are in cache.
+        masks0
+            .par_chunks_mut(chunk * n * bins)
+            .zip(masks1.par_chunks_mut(chunk * n * bins))
+            .zip(state.spatial_cross.par_chunks_mut(chunk * 4 * bins))
+            .zip(partial.par_chunks_mut(seg_len))
+            .enumerate()
+            .for_each_init(
                 || FrameScratch::new(bins, 0),
-                |s, (j, row)| {
-                    self.frame_masks(
-                        work,
-                        block,
-                        j,
-                        (offset + j, harm_offset + j),
-                        lines,
-                        mel,
-                        &PRODUCTION,
-                        s,
-                    );
-                    row.copy_from_slice(&s.masks);
+                |s, (c, (((m0, m1), cross), sums))| {
+                    sums.fill(0.0);
+                    let rows = m0
+                        .chunks_exact_mut(n * bins)
+                        .zip(m1.chunks_exact_mut(n * bins))
+                        .zip(cross.chunks_exact_mut(4 * bins));
+                    for (i, ((r0, r1), cross)) in rows.enumerate() {
+                        let j = c * chunk + i;
+                        for (work, row) in [(w0, &mut *r0), (w1, &mut *r1)] {
+                            let harm_offset = block.start - work.harm_first;
+                            self.frame_masks(
+                                work,
+                                block,
+                                j,
+                                (offset + j, harm_offset + j),
+                                lines,
+                                mel,
+                                &PRODUCTION,
+                                s,
+                            );
+                            row.copy_from_slice(&s.masks);
+                        }
+                        let x = (offset + j) * bins..(offset + j + 1) * bins;
+                        spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
+                        spatial::accumulate(cross, r0, r1, sums);
+                    }
                 },
             );
-        }
+        // Each segment's sums: its chunks' in order, then normalised.
         let first = block.start / segment;
         let segments = (block.end - 1) / segment + 1 - first;
-        state.spatial_cov.clear();
-        state
-            .spatial_cov
-            .resize(segments * n * COV_ROWS * bins, 0.0);
-        let (w0, w1) = (&state.works[0], &state.works[1]);
-        state.spatial_cross.resize(frames * 4 * bins, 0.0);
-        state
-            .spatial_cross
-            .par_chunks_mut(4 * bins)
-            .enumerate()
-            .for_each(|(j, cross)| {
-                let h = block.start + j - block.held_lo;
-                let x = h * bins..(h + 1) * bins;
-                spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
+        let per_segment = segment / chunk;
+        let mut cov = std::mem::take(&mut state.spatial_cov);
+        cov.clear();
+        cov.resize(segments * seg_len, 0.0);
+        cov.par_chunks_mut(seg_len)
+            .zip(partial.par_chunks(per_segment * seg_len))
+            .for_each(|(cov, parts)| {
+                for part in parts.chunks_exact(seg_len) {
+                    cov.iter_mut().zip(part).for_each(|(c, p)| *c += p);
+                }
+                spatial::normalise(cov, bins);
             });
-        let cross = &state.spatial_cross;
-        let (m0, m1) = (&state.spatial_masks[0], &state.spatial_masks[1]);
-        // One task per segment, stem and stretch of SUM_BINS bins (each sums its bins over the
-        // segment's frames in frame order, so the result does not depend on the split).
-        const SUM_BINS: usize = 128;
-        let tasks: Vec<(usize, usize, [&mut [f32]; 4])> = state
-            .spatial_cov
-            .chunks_exact_mut(COV_ROWS * bins)
-            .enumerate()
-            .flat_map(|(k, s)| {
-                let (r00, rest) = s.split_at_mut(bins);
-                let (r11, rest) = rest.split_at_mut(bins);
-                let (re, im) = rest.split_at_mut(bins);
-                r00.chunks_mut(SUM_BINS)
-                    .zip(r11.chunks_mut(SUM_BINS))
-                    .zip(re.chunks_mut(SUM_BINS))
-                    .zip(im.chunks_mut(SUM_BINS))
-                    .enumerate()
-                    .map(move |(c, (((a, b), e), f))| (k, c * SUM_BINS, [a, b, e, f]))
-            })
-            .collect();
-        tasks.into_par_iter().for_each(|(k, b0, rows)| {
-            let (seg, stem) = (first + k / n, k % n);
-            let lo = (seg * segment).max(block.start);
-            let hi = ((seg + 1) * segment).min(block.end);
-            let len = rows[0].len();
-            let [a, b, e, f] = rows;
-            for j in lo - block.start..hi - block.start {
-                let c = &cross[j * 4 * bins..(j + 1) * 4 * bins];
-                let row = |r: usize| &c[r * bins + b0..r * bins + b0 + len];
-                let m = (j * n + stem) * bins + b0;
-                spatial::accumulate_rows(
-                    [row(0), row(1), row(2), row(3)],
-                    [&m0[m..m + len], &m1[m..m + len]],
-                    [&mut *a, &mut *b, &mut *e, &mut *f],
-                );
-            }
-        });
-        state
-            .spatial_cov
-            .par_chunks_mut(COV_ROWS * bins)
-            .for_each(|sums| spatial::normalise(sums, bins));
+        state.spatial_sums = partial;
+        state.spatial_cov = cov;
     }
 
     /// Output frame `j` of the block through the spatial filter: the inverted stems of channel

@@ -262,7 +262,6 @@ fn usage_errors_exit_2() {
         vec!["--fallback", "maybe"],
         vec!["--gpu-chunk-frames", "0"],
         vec!["--device", "cpu", "--adapter", "0"],
-        vec!["--spatial", "--device", "gpu"],
     ] {
         let mut a = vec![
             "separate",

@@ -123,8 +123,12 @@ fn compare_passes_on_the_demo_and_reports_json() {
     if shared_test_context().is_none() {
         return;
     }
-    // hpr, and the five production stems (the default set).
-    for (args, n) in [(&["--stems", "hpr"][..], 2), (&[][..], 5)] {
+    // hpr, the five production stems (the default set), and those through the spatial filter.
+    for (args, n) in [
+        (&["--stems", "hpr"][..], 2),
+        (&[][..], 5),
+        (&["--spatial"][..], 5),
+    ] {
         let mut a = vec!["compare", "--demo", "2", "--json"];
         a.extend(args);
         let o = stemkit(&a);

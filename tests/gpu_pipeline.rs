@@ -459,6 +459,51 @@ fn production_stems_match_the_cpu_separator() {
 }
 
 #[test]
+fn spatial_stems_match_the_cpu_separator() {
+    let Some(ctx) = gpu() else { return };
+    // Short segments, so a few seconds cross several segments and blocks. (segment, GPU block
+    // frames, device cap on a part's frames): blocks of 2 segments, parts of 1; blocks of 5,
+    // parts of 3 and 2; blocks of 2, parts of 1.
+    // Segments of 128 frames are summed in two chunks of 64.
+    for &(segment, block, cap) in &[(40usize, 64usize, 45usize), (24, 100, 80), (128, 200, 130)] {
+        let spatial = |block: usize| {
+            let mut p = production_params("drums,bass,melody,harmony,fx", false, 48000, block);
+            p.production.spatial_frames = segment;
+            p
+        };
+        let x = production_signal(2, 48_000 * 3 + 333, segment as u64);
+        let want = Separator::new(spatial(1000)).unwrap().separate(&x);
+        let gpu = GpuSeparator::with_options(
+            ctx.clone(),
+            spatial(block),
+            stemkit::gpu::GpuOptions {
+                poison: true,
+                max_part_frames: Some(cap),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let got = gpu.separate(&x).unwrap();
+        assert_stems_match(
+            &format!("spatial segment {segment}, block {block}, parts of at most {cap}"),
+            &got,
+            &want,
+            &x,
+            100.0,
+        );
+        // Mono passes unchanged: the same stems as without the filter.
+        let mono = [x[0].clone()];
+        let plain = production_params("drums,bass,melody,harmony,fx", false, 48000, block);
+        let a = gpu.separate(&mono).unwrap();
+        let b = GpuSeparator::new(ctx.clone(), plain)
+            .unwrap()
+            .separate(&mono)
+            .unwrap();
+        assert_eq!(a, b, "mono with the spatial filter on");
+    }
+}
+
+#[test]
 fn production_traffic_stays_near_the_pcm() {
     let Some(ctx) = gpu() else { return };
     let (channels, len) = (2, 48_000 * 8);

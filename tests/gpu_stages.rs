@@ -795,3 +795,126 @@ fn production_masks_match_cpu() {
         }
     }
 }
+
+#[test]
+fn spatial_matches_cpu() {
+    use stemkit::stages::spatial::{self, SpatialScratch, COV_ROWS};
+    use stemkit::stems::{Stem, PRODUCTION};
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(41);
+    // (n_fft, frames, segment, phase, inverted stems)
+    for &(n_fft, frames, segment, phase, stems) in &[
+        (256usize, 40usize, 16usize, 0usize, &PRODUCTION[..4]),
+        (512, 200, 128, 100, &PRODUCTION[1..]),
+        (256, 37, 16, 13, &[Stem::Drums, Stem::Fx][..]),
+        (
+            1024,
+            12,
+            8,
+            5,
+            &[Stem::Harmony, Stem::Bass, Stem::Melody][..],
+        ),
+    ] {
+        let runner = StageRunner::new(ctx.clone(), n_fft, FftPath::Workgroup).unwrap();
+        let bins = n_fft / 2 + 1;
+        let n = PRODUCTION.len();
+        // Spectra: random, with a silent stretch of bins (there C is singular and the masks stay).
+        let silent = |b: usize| (10..20).contains(&b);
+        let spectra: Vec<Complex32> = (0..2 * frames * bins)
+            .map(|i| {
+                let s = if silent(i % bins) { 0.0 } else { 1.0 };
+                Complex32::new(s * rng.signed(), s * rng.signed())
+            })
+            .collect();
+        // Masks partitioning unity per channel, with some stems absent from some bins.
+        let mut masks = vec![0.0f32; 2 * frames * n * bins];
+        for row in masks.chunks_exact_mut(n * bins) {
+            for b in 0..bins {
+                let w: Vec<f32> = (0..n)
+                    .map(|k| if (b + k) % 7 == 0 { 0.0 } else { rng.uniform() })
+                    .collect();
+                let sum: f32 = w.iter().sum();
+                for k in 0..n {
+                    row[k * bins + b] = w[k] / sum;
+                }
+            }
+        }
+        // The carried segment: a normalised covariance of random sums.
+        let mut carried: Vec<f32> = (0..n * COV_ROWS * bins).map(|_| rng.uniform()).collect();
+        if phase > 0 {
+            spatial::normalise(&mut carried, bins);
+        } else {
+            carried.clear();
+        }
+        let (cov, got) = runner
+            .spatial(&spectra, &masks, segment, phase, &carried, stems)
+            .unwrap();
+
+        // The CPU twin: each segment's sums in frame order, normalised; then each frame.
+        let x = |ch: usize, j: usize| &spectra[(ch * frames + j) * bins..][..bins];
+        let m = |ch: usize, j: usize| &masks[(ch * frames + j) * n * bins..][..n * bins];
+        let segments = (phase + frames - 1) / segment + 1;
+        let seg_len = n * COV_ROWS * bins;
+        let mut want_cov = vec![0.0f32; segments * seg_len];
+        let mut cross = vec![0.0f32; 4 * bins];
+        for s in 0..segments {
+            let sums = &mut want_cov[s * seg_len..(s + 1) * seg_len];
+            if s == 0 && phase > 0 {
+                sums.copy_from_slice(&carried);
+                continue;
+            }
+            // Chunk by chunk, as the separator sums them.
+            let frames_of = (s * segment - phase)..((s + 1) * segment - phase).min(frames);
+            let chunk = spatial::sum_chunk(segment);
+            let mut part = vec![0.0f32; seg_len];
+            for c0 in frames_of.clone().step_by(chunk) {
+                part.fill(0.0);
+                for j in c0..(c0 + chunk).min(frames_of.end) {
+                    spatial::cross_spectra(x(0, j), x(1, j), &mut cross);
+                    spatial::accumulate(&cross, m(0, j), m(1, j), &mut part);
+                }
+                sums.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+            }
+            spatial::normalise(sums, bins);
+        }
+        assert_close(
+            &format!("spatial covariances, n_fft {n_fft}, phase {phase}"),
+            &cov,
+            &want_cov,
+            1e-6,
+        );
+        let mut want = vec![Complex32::default(); 2 * frames * stems.len() * bins];
+        let (mut out, mut scratch) = (
+            vec![Complex32::default(); n * bins],
+            SpatialScratch::default(),
+        );
+        for ch in 0..2 {
+            for j in 0..frames {
+                let s = (phase + j) / segment;
+                spatial::cross_spectra(x(0, j), x(1, j), &mut cross);
+                spatial::apply(
+                    x(0, j),
+                    x(1, j),
+                    &cross,
+                    m(0, j),
+                    m(1, j),
+                    &want_cov[s * seg_len..(s + 1) * seg_len],
+                    ch,
+                    &mut out,
+                    &mut scratch,
+                );
+                for (i, stem) in stems.iter().enumerate() {
+                    let k = PRODUCTION.iter().position(|p| p == stem).unwrap();
+                    let at = ((ch * frames + j) * stems.len() + i) * bins;
+                    want[at..at + bins].copy_from_slice(&out[k * bins..(k + 1) * bins]);
+                }
+            }
+        }
+        assert_close(
+            &format!("spatial stem spectra, n_fft {n_fft}, phase {phase}, {stems:?}"),
+            &flat(&got),
+            &flat(&want),
+            1e-5,
+        );
+    }
+}

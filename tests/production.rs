@@ -390,8 +390,8 @@ fn spatial_filter_keeps_the_sum_blocks_and_subsets() {
         };
         let mut params = spec.resolve(rate).unwrap();
         if spatial {
-            // Short segments: several per signal and per block.
-            params.production.spatial_frames = 64;
+            // Short segments (of two chunks of sums each): three per signal.
+            params.production.spatial_frames = 128;
         }
         let sep = Separator::new(params).unwrap();
         let out = sep.separate(x);

@@ -23,10 +23,12 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::pipelines::{choose_fft_path, FftPath};
+use crate::gpu::params::GpuParams;
+use crate::gpu::pipelines::{choose_fft_path, spatial_segments, FftPath};
 use crate::gpu::plan::{plan_block, worst_case_params, BlockPlan};
 use crate::gpu::resources::{
-    buffer_bytes, Buf, Resources, Step, TIMESTAMP_BYTES, WRITTEN_BY_A_BLOCK,
+    buffer_bytes, Buf, Resources, Step, SPATIAL_COV_BYTES_PER_BIN, TIMESTAMP_BYTES,
+    WRITTEN_BY_A_BLOCK,
 };
 use crate::gpu::stage_runner::periodic_wss;
 use crate::gpu::stats::GpuStats;
@@ -50,6 +52,9 @@ pub struct GpuOptions {
     pub poison: bool,
     /// Time each stage with timestamp queries when the device supports them.
     pub timestamps: bool,
+    /// Split blocks into parts of at most this many frames even where the device holds more
+    /// (tests: the split path on any device).
+    pub max_part_frames: Option<usize>,
 }
 
 impl Default for GpuOptions {
@@ -58,15 +63,21 @@ impl Default for GpuOptions {
             fft_path: None,
             poison: false,
             timestamps: true,
+            max_part_frames: None,
         }
     }
 }
 
-/// Per-track state of the GPU engine: nothing carries over between blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Per-track state of the GPU engine: the channel count and, with the spatial filter, the
+/// covariances of the last segment a block ended in (a block's first frames, rebuilt for the
+/// overlap-add, lie in that segment).
+#[derive(Clone, Debug, PartialEq)]
 pub struct GpuTrackState {
     /// Channels of the track.
     pub channels: usize,
+    /// The spatial filter's covariances of the segment the last block ended in,
+    /// `[5][4][bins]` (empty before the first block, or without the filter).
+    pub spatial_cov: Vec<f32>,
 }
 
 /// Blocks that can share one queue submission (one slot of buffers each).
@@ -85,13 +96,21 @@ struct Tables {
     low: Vec<f32>,
 }
 
-/// A block waiting for the GPU: its plan and gathered input; the leader fills in the result
-/// (the stems' samples, `[stem][channel][count]`).
+/// A block waiting for the GPU: its plan, gathered input and (spatial filter) the carried
+/// covariances; the leader fills in the result.
 struct Request {
     plan: BlockPlan,
     n_frames: usize,
     pcm: Vec<f32>,
-    result: Mutex<Option<Result<Vec<f32>>>>,
+    carried: Vec<f32>,
+    result: Mutex<Option<Result<BlockResult>>>,
+}
+
+/// What a block gives back: the stems' samples, `[stem][channel][count]`, and (spatial filter)
+/// the covariances of its last segment, `[5][4][bins]`.
+struct BlockResult {
+    samples: Vec<f32>,
+    spatial_cov: Vec<f32>,
 }
 
 /// Blocks from every thread using the engine (one per track with `--jobs N`): whoever finds no
@@ -171,8 +190,15 @@ impl GpuSeparator {
         if params.block_frames < 1 {
             return Err(Error::param("block_frames", "expected at least 1, got 0"));
         }
-        if params.spatial().is_some() {
-            return Err(Error::param("--spatial", crate::stages::spatial::CPU_ONLY));
+        if let Some(seg) = params.spatial() {
+            // A block's rebuilt first frames must lie in the one segment carried over.
+            let tail = crate::stream::tail_frames(&params.stft);
+            if seg <= tail {
+                return Err(Error::param(
+                    "spatial segment",
+                    format!("expected more than {tail} frames, got {seg}"),
+                ));
+            }
         }
         let n_fft = params.stft.n_fft;
         let hop = params.stft.hop_length;
@@ -310,6 +336,7 @@ impl GpuSeparator {
     #[allow(clippy::too_many_arguments)]
     fn run_part(
         &self,
+        state: &mut GpuTrackState,
         inputs: &[SignalView<'_>],
         start: usize,
         end: usize,
@@ -349,13 +376,31 @@ impl GpuSeparator {
         let mut pcm = Vec::new();
         gather_pcm(&mut pcm, inputs, &plan);
         let count = (plan.emit_to - plan.emit_from) as usize;
+        let p = &plan.params;
+        let carried = if p.spatial_segment > 0 && p.spatial_phase > 0 {
+            let need = (SPATIAL_COV_BYTES_PER_BIN / 4) as usize * p.bins as usize;
+            if state.spatial_cov.len() != need {
+                return Err(Error::Gpu(format!(
+                    "frames {start}..{end} begin inside a spatial segment whose covariances no \
+                     earlier block gave"
+                )));
+            }
+            std::mem::take(&mut state.spatial_cov)
+        } else {
+            Vec::new()
+        };
         let request = Arc::new(Request {
             plan,
             n_frames,
             pcm,
+            carried,
             result: Mutex::new(None),
         });
-        let samples = self.submit(&request)?;
+        let BlockResult {
+            samples,
+            spatial_cov,
+        } = self.submit(&request)?;
+        state.spatial_cov = spatial_cov;
         for (stem, per_stem) in out.iter_mut().enumerate().take(self.stems.len()) {
             for (ch, dst) in per_stem.iter_mut().enumerate().take(channels) {
                 let at = (stem * channels + ch) * count;
@@ -367,7 +412,7 @@ impl GpuSeparator {
 
     /// Queues `request` and returns its result: runs the queued blocks itself when no
     /// submission is in progress, else waits for the leader that takes it.
-    fn submit(&self, request: &Arc<Request>) -> Result<Vec<f32>> {
+    fn submit(&self, request: &Arc<Request>) -> Result<BlockResult> {
         let lock_queue = || self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let mut queue = lock_queue();
         queue.pending.push_back(request.clone());
@@ -413,7 +458,7 @@ impl GpuSeparator {
 
     /// Runs `batch` (at most [`MAX_BATCH`] blocks, any tracks) in one submission per phase:
     /// slot i holds block i. Returns each block's stem samples.
-    fn run_batch(&self, batch: &[Arc<Request>]) -> Result<Vec<Vec<f32>>> {
+    fn run_batch(&self, batch: &[Arc<Request>]) -> Result<Vec<BlockResult>> {
         self.ctx.alive("running a block")?;
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
@@ -432,7 +477,8 @@ impl GpuSeparator {
         }
         for (slot, req) in inner.slots.iter_mut().zip(batch) {
             let plan = &req.plan;
-            let out_bytes = buffer_bytes(Buf::Out, &plan.params, self.path, 0);
+            let out_bytes =
+                buffer_bytes(Buf::Out, &plan.params, self.path, 0) + spatial_last(&plan.params).2;
             let line_bytes = if self.lines.is_some() {
                 buffer_bytes(Buf::LineIn, &plan.params, self.path, 0)
             } else {
@@ -447,21 +493,26 @@ impl GpuSeparator {
                     slot.poison(b);
                 }
             }
+            // The carried segment's covariances are segment 0 of the block's.
+            slot.write(Buf::SpatialCov, bytemuck::cast_slice(&req.carried));
             inner.stats.blocks += 1;
             inner.stats.bytes_uploaded += (std::mem::size_of_val(&plan.params)
                 + req.pcm.len() * 4
-                + plan.wss_edge.len() * 4) as u64;
+                + plan.wss_edge.len() * 4
+                + req.carried.len() * 4) as u64;
         }
         let last: &[Step] = match &self.params.stems {
             StemSet::Hpr { .. } => &Step::HPR,
             StemSet::Production { .. } if self.lines.is_none() => &Step::PRODUCTION_ONLY,
             StemSet::Production { .. } => {
                 // Spectra, medians and the lines' input; the lines on the host; then the rest.
-                let lines =
-                    self.run_steps(inner, batch, &Step::ANALYSIS, Buf::LineIn, |i, b| {
-                        let req = &batch[i];
-                        self.track_lines(&req.plan, req.n_frames, bytemuck::cast_slice(b))
-                    })?;
+                let line_in = |p: &GpuParams| {
+                    vec![(Buf::LineIn, 0, buffer_bytes(Buf::LineIn, p, self.path, 0))]
+                };
+                let lines = self.run_steps(inner, batch, &Step::ANALYSIS, line_in, |i, b| {
+                    let req = &batch[i];
+                    self.track_lines(&req.plan, req.n_frames, bytemuck::cast_slice(b))
+                })?;
                 for (i, lines) in lines.iter().enumerate() {
                     let flat: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
                     inner.slots[i].write(Buf::Lines, bytemuck::cast_slice(&flat));
@@ -470,20 +521,32 @@ impl GpuSeparator {
                 &Step::SYNTHESIS
             }
         };
-        self.run_steps(inner, batch, last, Buf::Out, |_, b| {
-            bytemuck::cast_slice::<u8, f32>(b).to_vec()
+        // The stems' samples, then (spatial filter) the last segment's covariances.
+        let regions = |p: &GpuParams| {
+            vec![
+                (Buf::Out, 0, buffer_bytes(Buf::Out, p, self.path, 0)),
+                spatial_last(p),
+            ]
+        };
+        self.run_steps(inner, batch, last, regions, |i, b| {
+            let p = &batch[i].plan.params;
+            let (samples, cov) = b.split_at(buffer_bytes(Buf::Out, p, self.path, 0) as usize);
+            BlockResult {
+                samples: bytemuck::cast_slice::<u8, f32>(samples).to_vec(),
+                spatial_cov: bytemuck::cast_slice::<u8, f32>(cov).to_vec(),
+            }
         })
     }
 
     /// One submission for the whole batch: records `steps` for each block in its slot, copies
-    /// all of `readback` (as each plan sizes it) to the slot's staging buffer, waits, and hands
-    /// block i's bytes to `read(i, bytes)`.
+    /// the `readback` regions of its plan (buffer, offset, bytes) to the slot's staging buffer,
+    /// waits, and hands block i's bytes to `read(i, bytes)`.
     fn run_steps<T>(
         &self,
         inner: &mut Inner,
         batch: &[Arc<Request>],
         steps: &[Step],
-        readback: Buf,
+        readback: impl Fn(&GpuParams) -> Vec<(Buf, u64, u64)>,
         mut read: impl FnMut(usize, &[u8]) -> T,
     ) -> Result<Vec<T>> {
         let mut encoder =
@@ -492,16 +555,15 @@ impl GpuSeparator {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("stemkit blocks"),
                 });
+        let mut sizes = Vec::with_capacity(batch.len());
         for (slot, req) in inner.slots.iter().zip(batch) {
-            let bytes = buffer_bytes(readback, &req.plan.params, self.path, 0);
             inner.stats.dispatches += slot.record(&mut encoder, &req.plan.params, steps);
-            slot.record_readback(&mut encoder, readback, bytes, steps);
+            sizes.push(slot.record_readback(&mut encoder, &readback(&req.plan.params), steps));
         }
         self.ctx.queue().submit([encoder.finish()]);
         inner.stats.submissions += 1;
         let mut results = Vec::with_capacity(batch.len());
-        for (i, (slot, req)) in inner.slots.iter().zip(batch).enumerate() {
-            let bytes = buffer_bytes(readback, &req.plan.params, self.path, 0);
+        for (i, (slot, &bytes)) in inner.slots.iter().zip(&sizes).enumerate() {
             let mut result = None;
             let times =
                 slot.read_staging(bytes, "GPU block", steps, |b| result = Some(read(i, b)))?;
@@ -599,6 +661,17 @@ fn scoped_map<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> Vec<T> + 
     })
 }
 
+/// The readback region of a block's last spatial segment: (buffer, offset, bytes), no bytes
+/// without the filter.
+fn spatial_last(p: &GpuParams) -> (Buf, u64, u64) {
+    let segments = spatial_segments(p) as u64;
+    let seg_bytes = SPATIAL_COV_BYTES_PER_BIN * p.bins as u64;
+    match segments {
+        0 => (Buf::SpatialCov, 0, 0),
+        n => (Buf::SpatialCov, (n - 1) * seg_bytes, seg_bytes),
+    }
+}
+
 /// Hands the leadership of the submission queue back (on drop) and wakes the waiters.
 struct Release<'a>(&'a GpuSeparator);
 
@@ -632,7 +705,10 @@ impl BlockEngine for GpuSeparator {
     }
 
     fn new_state(&self, channels: usize) -> GpuTrackState {
-        GpuTrackState { channels }
+        GpuTrackState {
+            channels,
+            spatial_cov: Vec::new(),
+        }
     }
 
     fn run_block(
@@ -648,10 +724,18 @@ impl BlockEngine for GpuSeparator {
         if channels == 0 || block.end <= block.start {
             return Ok(());
         }
-        let cap = self.max_block_frames(channels);
+        let mut cap = self.max_block_frames(channels);
+        if let Some(m) = self.options.max_part_frames {
+            cap = cap.min(m);
+        }
+        if let Some(seg) = self.params.spatial().filter(|_| channels == 2) {
+            // Parts of whole segments, like the blocks (the segments are a grid on the signal).
+            cap -= cap % seg;
+        }
         if cap == 0 {
             return Err(Error::Gpu(format!(
-                "the device cannot hold one frame of {channels} channels at n_fft {}",
+                "the device cannot hold one frame (with the spatial filter, one segment) of \
+                 {channels} channels at n_fft {}",
                 self.params.stft.n_fft
             )));
         }
@@ -661,7 +745,7 @@ impl BlockEngine for GpuSeparator {
             let end = (start + cap).min(block.end);
             let to = block.emit_to_at(end, &self.params.stft);
             if to > from {
-                self.run_part(inputs, start, end, block.n_frames, from, to, out)?;
+                self.run_part(state, inputs, start, end, block.n_frames, from, to, out)?;
                 from = to;
             }
             start = end;

@@ -194,8 +194,15 @@ pub struct GpuParams {
     pub tail_frames: u32,
     /// The drum tail's decay factor per frame.
     pub tail_rho: f32,
+    /// Frames per segment of the spatial filter (`crate::stages::spatial`); 0: off (also for
+    /// anything but two channels).
+    pub spatial_segment: u32,
+    /// Output frame 0's signal frame modulo `spatial_segment`: output frame j lies in the
+    /// block's segment `(spatial_phase + j) / spatial_segment`; segment 0 is carried over from
+    /// the previous block (uploaded) when the phase is not 0.
+    pub spatial_phase: u32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 1],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -340,6 +347,8 @@ mod tests {
             ("tail_bins", offset_of!(GpuParams, tail_bins)),
             ("tail_frames", offset_of!(GpuParams, tail_frames)),
             ("tail_rho", offset_of!(GpuParams, tail_rho)),
+            ("spatial_segment", offset_of!(GpuParams, spatial_segment)),
+            ("spatial_phase", offset_of!(GpuParams, spatial_phase)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

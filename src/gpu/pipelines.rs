@@ -23,6 +23,7 @@ const MASK: &str = include_str!("../../shaders/mask.wgsl");
 const IFFT: &str = include_str!("../../shaders/ifft.wgsl");
 const OVERLAP_ADD: &str = include_str!("../../shaders/overlap_add.wgsl");
 const PRODUCTION: &str = include_str!("../../shaders/production.wgsl");
+const SPATIAL: &str = include_str!("../../shaders/spatial.wgsl");
 
 /// Every compute stage, in pipeline order. The FFT stages come in two forms: workgroup memory
 /// (`Fft`, `Ifft`) and global memory (`FftGlobal*`, `IfftGlobal*`) for sizes too large for it.
@@ -50,8 +51,13 @@ pub enum Stage {
     Mask,
     /// Channel sums the production stems' pitch lines are tracked on.
     LineInput,
-    /// The production stems' masks applied to the spectrum.
+    /// The production stems' masks applied to the spectrum (or, with the spatial filter, the
+    /// masks alone).
     Production,
+    /// The spatial filter's covariances per segment (production stems of stereo input).
+    SpatialSums,
+    /// The spatial filter applied: the stem spectra from the masks and covariances.
+    SpatialApply,
     /// Inverse real FFT in workgroup memory, scaled and windowed.
     Ifft,
     /// Real merge before the global inverse passes.
@@ -143,7 +149,7 @@ const fn none(_: usize) -> u64 {
 }
 
 /// The table: every stage, its shader, entry point, workgroup size, bindings and workgroup memory.
-pub static STAGES: [StageDesc; 16] = [
+pub static STAGES: [StageDesc; 18] = [
     StageDesc {
         stage: Stage::Frame,
         twin: "frame",
@@ -323,6 +329,38 @@ pub static STAGES: [StageDesc; 16] = [
             b(6, "stem_spectra", ReadWrite),
             b(7, "mag", Read),
             b(9, "steady", Read),
+            b(10, "stem_masks", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
+        stage: Stage::SpatialSums,
+        twin: "spatial",
+        files: "spatial.wgsl",
+        sources: &[SPATIAL],
+        entry_point: "spatial_sums",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(1, "spectra", Read),
+            b(2, "stem_masks", Read),
+            b(3, "cov", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
+        stage: Stage::SpatialApply,
+        twin: "spatial",
+        files: "spatial.wgsl",
+        sources: &[SPATIAL],
+        entry_point: "spatial_apply",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(1, "spectra", Read),
+            b(2, "stem_masks", Read),
+            b(3, "cov", ReadWrite),
+            b(4, "stem_spectra", ReadWrite),
         ],
         workgroup_bytes: none,
     },
@@ -393,7 +431,7 @@ pub static STAGES: [StageDesc; 16] = [
 
 impl Stage {
     /// Every stage, in table order.
-    pub const ALL: [Stage; 16] = [
+    pub const ALL: [Stage; 18] = [
         Stage::Frame,
         Stage::Fft,
         Stage::FftGlobalPass,
@@ -406,6 +444,8 @@ impl Stage {
         Stage::Mask,
         Stage::LineInput,
         Stage::Production,
+        Stage::SpatialSums,
+        Stage::SpatialApply,
         Stage::Ifft,
         Stage::IfftGlobalPre,
         Stage::IfftGlobalPost,
@@ -433,6 +473,8 @@ impl Stage {
                 Stage::Mask,
                 Stage::LineInput,
                 Stage::Production,
+                Stage::SpatialSums,
+                Stage::SpatialApply,
                 Stage::Ifft,
                 Stage::OverlapAdd,
             ],
@@ -448,6 +490,8 @@ impl Stage {
                 Stage::Mask,
                 Stage::LineInput,
                 Stage::Production,
+                Stage::SpatialSums,
+                Stage::SpatialApply,
                 Stage::IfftGlobalPre,
                 Stage::IfftGlobalPost,
                 Stage::OverlapAdd,
@@ -472,7 +516,7 @@ pub fn median_run_length(k: u32) -> u32 {
 }
 
 /// The timing groups of [`crate::gpu::stats::GpuStats::stage_ns`]: the CPU twins' names.
-pub const TIMED_STAGES: [&str; 11] = [
+pub const TIMED_STAGES: [&str; 12] = [
     "frame",
     "fft",
     "magnitude",
@@ -482,6 +526,7 @@ pub const TIMED_STAGES: [&str; 11] = [
     "line_input",
     "mask",
     "production",
+    "spatial",
     "ifft",
     "overlap_add",
 ];
@@ -865,10 +910,34 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
         ],
         Stage::Mask | Stage::Production => [p.bins.div_ceil(wg), p.out_frames, ch],
         Stage::LineInput => [p.bins.div_ceil(wg), p.harm_frames, 1],
+        Stage::SpatialSums => [p.bins.div_ceil(wg), spatial_sum_segments(p), 5],
+        Stage::SpatialApply => [
+            p.bins.div_ceil(wg),
+            if p.spatial_segment == 0 {
+                0
+            } else {
+                p.out_frames
+            },
+            1,
+        ],
         Stage::Ifft => [inverse_rows, ch, 1],
         Stage::IfftGlobalPre | Stage::IfftGlobalPost => [m.div_ceil(wg), inverse_rows, ch],
         Stage::OverlapAdd => [p.emit_count.div_ceil(wg), 1, ch],
     }
+}
+
+/// Segments of the spatial filter a block holds (0 when off): the first is carried over from
+/// the previous block when the block's first frame is not on the segment grid.
+pub fn spatial_segments(p: &GpuParams) -> u32 {
+    match p.spatial_segment {
+        0 => 0,
+        seg => (p.spatial_phase + p.out_frames.max(1) - 1) / seg + 1,
+    }
+}
+
+/// Segments whose covariances the block computes: all but a carried one.
+pub fn spatial_sum_segments(p: &GpuParams) -> u32 {
+    spatial_segments(p).saturating_sub((p.spatial_phase > 0) as u32)
 }
 
 /// A buffer holding `contents`, written through the queue. (`create_buffer_init` maps at
@@ -1002,6 +1071,38 @@ mod tests {
         };
         assert_eq!(constant("MEDIAN_RUN"), MEDIAN_RUN);
         assert_eq!(constant("SMALL_K"), MEDIAN_SMALL_K);
+    }
+
+    /// The spatial filter's constants agree between Rust and WGSL.
+    #[test]
+    fn spatial_constants_match_the_shader() {
+        use crate::stages::spatial::{SPATIAL_FLOOR, SPATIAL_REG};
+        let src = shader_source(Stage::SpatialApply, 2048);
+        let module = naga::front::wgsl::parse_str(&src).unwrap();
+        let constant = |name: &str| -> f32 {
+            let (_, c) = module
+                .constants
+                .iter()
+                .find(|(_, c)| c.name.as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("no constant {name}"));
+            match module.global_expressions[c.init] {
+                naga::Expression::Literal(naga::Literal::F32(v)) => v,
+                ref e => panic!("{name} = {e:?}"),
+            }
+        };
+        assert_eq!(constant("SPATIAL_REG"), SPATIAL_REG);
+        assert_eq!(constant("SPATIAL_FLOOR"), SPATIAL_FLOOR);
+        assert_eq!(constant("F32_MAX"), f32::MAX);
+        let chunk = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some("SUM_CHUNK"))
+            .map(|(_, c)| &module.global_expressions[c.init]);
+        assert!(
+            matches!(chunk, Some(naga::Expression::Literal(naga::Literal::U32(v)))
+                if *v as usize == crate::stages::spatial::SUM_CHUNK),
+            "SUM_CHUNK = {chunk:?}"
+        );
     }
 
     #[test]

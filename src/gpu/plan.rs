@@ -105,6 +105,8 @@ pub fn plan_block(
     }
 
     let norm = NormPlan::new(wss, n_fft, hop, n_frames, emit_from, count as usize);
+    // The spatial filter acts on stereo blocks only.
+    let spatial = sep.spatial().filter(|_| channels == 2);
     let hpss = &sep.hpss;
     let stems = sep.stems.len() as u32;
     let params = GpuParams {
@@ -138,6 +140,8 @@ pub fn plan_block(
         harm_held: (h0 - lo) as u32,
         harm_offset: (t0 - h0) as u32,
         steady_margin: steady.map_or(0.0, |(_, m)| m),
+        spatial_segment: spatial.map_or(0, |l| l as u32),
+        spatial_phase: spatial.map_or(0, |l| (t0 % l) as u32),
         ..steady_fields(production_fields(sep), steady.map(|(k, _)| k), grid, t0, lo)
     };
     Ok(BlockPlan {
@@ -228,6 +232,7 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
     });
     let held = (harm + sep.hpss.harmonic_kernel - 1).max(reach);
     let stems = sep.stems.len() as u32;
+    let spatial = sep.spatial().filter(|_| channels == 2);
     GpuParams {
         n_fft: n_fft as u32,
         hop_length: hop as u32,
@@ -244,6 +249,9 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
         steady_rows: rows as u32,
         steady_kernel: steady.map_or(0, |(k, _)| k as u32),
         steady_margin: steady.map_or(0.0, |(_, m)| m),
+        // Sizing: the most segments `out` frames can touch.
+        spatial_segment: spatial.map_or(0, |l| l as u32),
+        spatial_phase: spatial.map_or(0, |l| l as u32 - 1),
         line_bins: if sep.stems.needs_lines() {
             sep.stft.n_bins() as u32
         } else {

@@ -6,7 +6,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::params::{GpuParams, PassParams};
-use crate::gpu::pipelines::{workgroups, FftPath, Pipelines, Stage, TIMED_STAGES};
+use crate::gpu::pipelines::{
+    spatial_segments, workgroups, FftPath, Pipelines, Stage, TIMED_STAGES,
+};
 use std::sync::Arc;
 
 /// The stages as the CPU names them, each recorded as one compute pass (the global FFT path
@@ -33,6 +35,9 @@ pub enum Step {
     Mask,
     /// production.wgsl, production
     Production,
+    /// spatial.wgsl, spatial_sums then spatial_apply (production stems of stereo input with
+    /// the spatial filter; no workgroups otherwise)
+    Spatial,
     /// ifft.wgsl or fft_global.wgsl
     Ifft,
     /// overlap_add.wgsl
@@ -41,7 +46,7 @@ pub enum Step {
 
 impl Step {
     /// All steps in table order.
-    pub const ALL: [Step; 11] = [
+    pub const ALL: [Step; 12] = [
         Step::Frame,
         Step::Fft,
         Step::Magnitude,
@@ -51,6 +56,7 @@ impl Step {
         Step::LineInput,
         Step::Mask,
         Step::Production,
+        Step::Spatial,
         Step::Ifft,
         Step::OverlapAdd,
     ];
@@ -79,10 +85,15 @@ impl Step {
     ];
 
     /// A production block's second submission: masks, inverse transforms, overlap-add.
-    pub const SYNTHESIS: [Step; 3] = [Step::Production, Step::Ifft, Step::OverlapAdd];
+    pub const SYNTHESIS: [Step; 4] = [
+        Step::Production,
+        Step::Spatial,
+        Step::Ifft,
+        Step::OverlapAdd,
+    ];
 
     /// A production block without pitch lines (no bass or melody stem): one submission.
-    pub const PRODUCTION_ONLY: [Step; 9] = [
+    pub const PRODUCTION_ONLY: [Step; 10] = [
         Step::Frame,
         Step::Fft,
         Step::Magnitude,
@@ -90,6 +101,7 @@ impl Step {
         Step::MedianFreq,
         Step::MedianSteady,
         Step::Production,
+        Step::Spatial,
         Step::Ifft,
         Step::OverlapAdd,
     ];
@@ -123,6 +135,10 @@ pub enum Buf {
     Steady,
     /// Masked spectra `[channel][out][stem][bins]` complex.
     StemSpectra,
+    /// The five production masks `[channel][out][5][bins]` (spatial filter only).
+    StemMasks,
+    /// The spatial filter's covariances `[segment][5][4][bins]` (spatial filter only).
+    SpatialCov,
     /// Windowed inverse frames `[channel][out][stem][n_fft]`.
     StemFrames,
     /// Global FFT ping-pong buffer A.
@@ -145,7 +161,7 @@ pub enum Buf {
 
 /// The buffers a block's stages write (every intermediate and the output): what must fit the
 /// device's limits, and what tests poison before each block.
-pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 13] = [
+pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 15] = [
     Buf::Frames,
     Buf::Spectra,
     Buf::Mag,
@@ -154,6 +170,8 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 13] = [
     Buf::PercPoints,
     Buf::Steady,
     Buf::StemSpectra,
+    Buf::StemMasks,
+    Buf::SpatialCov,
     Buf::StemFrames,
     Buf::CplxA,
     Buf::CplxB,
@@ -161,7 +179,7 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 13] = [
     Buf::LineIn,
 ];
 
-const BUFS: [Buf; 19] = [
+const BUFS: [Buf; 21] = [
     Buf::Params,
     Buf::Pcm,
     Buf::Frames,
@@ -172,6 +190,8 @@ const BUFS: [Buf; 19] = [
     Buf::PercPoints,
     Buf::Steady,
     Buf::StemSpectra,
+    Buf::StemMasks,
+    Buf::SpatialCov,
     Buf::StemFrames,
     Buf::CplxA,
     Buf::CplxB,
@@ -202,6 +222,9 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::PercPoints => c * p.points_frames as u64 * bins * 4,
         Buf::Steady => c * p.steady_rows as u64 * bins * 4,
         Buf::StemSpectra => c * out * inv * bins * 8,
+        Buf::StemMasks if p.spatial_segment > 0 => c * out * 5 * bins * 4,
+        Buf::SpatialCov => spatial_segments(p) as u64 * SPATIAL_COV_BYTES_PER_BIN * bins,
+        Buf::StemMasks => 0,
         Buf::StemFrames => c * out * inv * n * 4,
         Buf::CplxA | Buf::CplxB => match path {
             FftPath::Workgroup => 0,
@@ -215,6 +238,9 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::LineIn => p.harm_frames as u64 * (p.line_bins as u64 + bins) * 4,
     }
 }
+
+/// Bytes of one segment's covariances per bin: five stems, four rows of f32.
+pub const SPATIAL_COV_BYTES_PER_BIN: u64 = 5 * 4 * 4;
 
 /// Smallest buffer created (bindings must not be empty).
 const MIN_BUFFER: u64 = 256;
@@ -427,8 +453,30 @@ impl Resources {
                 buf(Buf::StemSpectra),
                 buf(Buf::Mag),
                 buf(Buf::Steady),
+                buf(Buf::StemMasks),
             ],
         )]);
+        let spatial_in = || {
+            [
+                params(),
+                buf(Buf::Spectra),
+                buf(Buf::StemMasks),
+                buf(Buf::SpatialCov),
+            ]
+        };
+        steps.push(vec![
+            one(Stage::SpatialSums, &spatial_in()),
+            one(
+                Stage::SpatialApply,
+                &[
+                    params(),
+                    buf(Buf::Spectra),
+                    buf(Buf::StemMasks),
+                    buf(Buf::SpatialCov),
+                    buf(Buf::StemSpectra),
+                ],
+            ),
+        ]);
         match p.path() {
             FftPath::Workgroup => steps.push(vec![one(
                 Stage::Ifft,
@@ -544,17 +592,22 @@ impl Resources {
         dispatches
     }
 
-    /// Records the copy of `bytes` of `buf` (and, when timed, the timestamps of `steps`, the
-    /// steps this submission ran) into the staging buffer.
+    /// Records the copy of `regions` (buffer, byte offset, bytes; one after the other) and, when
+    /// timed, the timestamps of `steps` (the steps this submission ran) into the staging buffer.
+    /// Returns the bytes of the regions.
     pub fn record_readback(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        buf: Buf,
-        bytes: u64,
+        regions: &[(Buf, u64, u64)],
         steps: &[Step],
-    ) {
-        if bytes > 0 {
-            encoder.copy_buffer_to_buffer(&self.buffers[buf as usize], 0, &self.staging, 0, bytes);
+    ) -> u64 {
+        let mut bytes = 0;
+        for &(buf, offset, len) in regions {
+            if len > 0 {
+                let src = &self.buffers[buf as usize];
+                encoder.copy_buffer_to_buffer(src, offset, &self.staging, bytes, len);
+                bytes += len;
+            }
         }
         if let Some(t) = &self.timestamps {
             if !steps.is_empty() {
@@ -568,6 +621,7 @@ impl Resources {
                 TIMESTAMP_BYTES,
             );
         }
+        bytes
     }
 
     /// After the submission: maps the staging buffer and hands `read` its first `bytes` bytes;
@@ -665,6 +719,8 @@ fn create_buffer(device: &wgpu::Device, buf: Buf, size: u64) -> wgpu::Buffer {
             Buf::PercPoints => "perc_points",
             Buf::Steady => "steady",
             Buf::StemSpectra => "stem spectra",
+            Buf::StemMasks => "stem masks",
+            Buf::SpatialCov => "spatial covariances",
             Buf::StemFrames => "stem frames",
             Buf::CplxA => "fft a",
             Buf::CplxB => "fft b",

@@ -105,7 +105,7 @@ impl StageRunner {
                     label: Some(step.name()),
                 });
         r.record(&mut encoder, &params, &[step]);
-        r.record_readback(&mut encoder, output, bytes, &[step]);
+        r.record_readback(&mut encoder, &[(output, 0, bytes)], &[step]);
         self.ctx.queue().submit([encoder.finish()]);
         let mut out = vec![0.0f32; out_len];
         r.read_staging(bytes, step.name(), &[step], |b| {
@@ -425,6 +425,71 @@ impl StageRunner {
             0,
         )?;
         Ok(to_complex(&out))
+    }
+
+    /// Stage `spatial` for a stereo block of `frames` frames: `spectra` `[channel][frame][bins]`,
+    /// `masks` `[channel][frame][5][bins]` (the production masks in `PRODUCTION` order), frame 0
+    /// at position `phase` of a segment of `segment` frames; when `phase` > 0 segment 0 is
+    /// `carried` (`[5][4][bins]`, as `crate::stages::spatial::normalise` leaves it). Returns the
+    /// block's covariances `[segment][5][4][bins]` (the carried one as given) and the spectra of
+    /// `stems` (`[channel][frame][stem][bins]`), as `crate::stages::spatial::apply`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spatial(
+        &self,
+        spectra: &[Complex32],
+        masks: &[f32],
+        segment: usize,
+        phase: usize,
+        carried: &[f32],
+        stems: &[crate::stems::Stem],
+    ) -> Result<(Vec<f32>, Vec<Complex32>)> {
+        let base = self.base_params();
+        let bins = base.bins as usize;
+        let frames = spectra.len() / (2 * bins);
+        let p = GpuParams {
+            channels: 2,
+            held_frames: frames as u32,
+            out_frames: frames as u32,
+            harm_frames: frames as u32,
+            inverted_stems: stems.len() as u32,
+            n_stems: stems.len() as u32 + 1,
+            stem_kinds: crate::gpu::params::stem_kind::pack(stems),
+            spatial_segment: segment as u32,
+            spatial_phase: phase as u32,
+            ..base
+        };
+        let cov_len = crate::gpu::pipelines::spatial_segments(&p) as usize * 20 * bins;
+        let spectra_len = frames * 2 * stems.len() * bins * 2;
+        let mut r = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = ((cov_len + spectra_len) * 4) as u64;
+        r.ensure(&p, 0, bytes)?;
+        r.write(Buf::Params, bytemuck::bytes_of(&p));
+        r.write(Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra)));
+        r.write(Buf::StemMasks, bytemuck::cast_slice(masks));
+        r.poison(Buf::SpatialCov);
+        r.poison(Buf::StemSpectra);
+        r.write(Buf::SpatialCov, bytemuck::cast_slice(carried));
+        let step = Step::Spatial;
+        let mut encoder =
+            self.ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some(step.name()),
+                });
+        r.record(&mut encoder, &p, &[step]);
+        let regions = [
+            (Buf::SpatialCov, 0, (cov_len * 4) as u64),
+            (Buf::StemSpectra, 0, (spectra_len * 4) as u64),
+        ];
+        r.record_readback(&mut encoder, &regions, &[step]);
+        self.ctx.queue().submit([encoder.finish()]);
+        let mut out = vec![0.0f32; cov_len + spectra_len];
+        r.read_staging(bytes, step.name(), &[step], |b| {
+            out.copy_from_slice(bytemuck::cast_slice(b))
+        })?;
+        let stem_spectra = to_complex(&out[cov_len..]);
+        out.truncate(cov_len);
+        Ok((out, stem_spectra))
     }
 
     /// Stage `ifft`: the inverse of each spectrum row, scaled by 1/n_fft and windowed with the

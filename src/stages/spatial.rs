@@ -17,12 +17,9 @@
 
 use realfft::num_complex::Complex32;
 
-/// Why the GPU engines refuse `--spatial` (its WGSL twin is still to come).
-pub const CPU_ONLY: &str = "the spatial filter runs on the CPU only so far: use --device cpu";
-
 /// Diagonal loading of each stem's normalised covariance (trace 2): keeps `C` invertible where
 /// one stem holds a bin alone, and there gives that stem the whole bin.
-pub const SPATIAL_REG: f32 = 0.01;
+pub const SPATIAL_REG: f32 = 0.1;
 
 /// The four rows of `bins` values at the start of `s`.
 #[inline(always)]
@@ -48,6 +45,20 @@ fn rows4_mut(s: &mut [f32], bins: usize) -> [&mut [f32]; 4] {
 pub fn segment_frames(n_fft: usize) -> usize {
     ((2usize << 20) / n_fft).max(1)
 }
+
+/// Frames per partial sum of a segment: 64 where that divides the segment, else the whole
+/// segment. A segment's sums are its chunks' sums (each in frame order from 0) added in chunk
+/// order, on the CPU (chunks summed in parallel) and the GPU alike.
+pub fn sum_chunk(segment: usize) -> usize {
+    if segment.is_multiple_of(SUM_CHUNK) {
+        SUM_CHUNK
+    } else {
+        segment
+    }
+}
+
+/// See [`sum_chunk`].
+pub const SUM_CHUNK: usize = 64;
 
 /// Rows of one stem's covariances, each `bins` long: `R[0][0]`, `R[1][1]`, `Re R[0][1]`,
 /// `Im R[0][1]` (`R[1][0]` is the conjugate of `R[0][1]`). Sums and covariances are laid out

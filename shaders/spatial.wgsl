@@ -1,0 +1,177 @@
+// spatial.wgsl: the spatial filter over the five production stems of a stereo signal (a
+// multichannel Wiener filter). CPU twin: src/stages/spatial.rs.
+//
+// The production stage wrote each channel's five masks (stem_masks, PRODUCTION order: drums,
+// bass, melody, harmony, fx, which is also the STEM_* order). The block's output frames lie on
+// the signal's segment grid: output frame j is in the block's segment (spatial_phase + j) /
+// spatial_segment. When the phase is not 0, segment 0 began in the previous block: the host
+// uploaded its covariances and spatial_sums leaves it alone.
+//
+// spatial_sums: per segment, stem and bin, Σ|S_0|², Σ|S_1|², Σ S_0·S̄_1 over the segment's
+// frames, chunk by chunk as the CPU sums them (sum_chunk, accumulate_rows), then normalised into
+// R (normalise).
+// spatial_apply: per output frame and bin, both channels at once: v_j and C = Σ v_j R_j
+// (mix_model), y = C⁻¹X (solve), then each inverted stem's row of v_j R_j y (stem_spectra).
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> spectra: array<vec2<f32>>;            // [channel][held_frames][bins]
+@group(0) @binding(2) var<storage, read> stem_masks: array<f32>;               // [channel][out_frames][5][bins]
+@group(0) @binding(3) var<storage, read_write> cov: array<f32>;                // [segment][5][4][bins]
+@group(0) @binding(4) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
+
+const SPATIAL_STEMS: u32 = 5u;
+// stages::spatial::SUM_CHUNK.
+const SUM_CHUNK: u32 = 64u;
+// stages::spatial::SPATIAL_REG and SPATIAL_FLOOR.
+const SPATIAL_REG: f32 = 0.1;
+const SPATIAL_FLOOR: f32 = 1e-30;
+const F32_MAX: f32 = 3.40282347e38;
+
+fn spatial_x(ch: u32, j: u32, b: u32) -> vec2<f32> {
+    return spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
+}
+
+fn spatial_mask(ch: u32, j: u32, k: u32, b: u32) -> f32 {
+    return stem_masks[((ch * params.out_frames + j) * SPATIAL_STEMS + k) * params.bins + b];
+}
+
+// Row r of stem k's covariance in segment s, bin b.
+fn cov_at(s: u32, k: u32, r: u32, b: u32) -> u32 {
+    return ((s * SPATIAL_STEMS + k) * 4u + r) * params.bins + b;
+}
+
+// Dispatch (ceil(bins/64), segments begun in the block, 5).
+@compute @workgroup_size(64)
+fn spatial_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let k = gid.z;
+    if b >= params.bins || params.spatial_segment == 0u {
+        return;
+    }
+    let seg = params.spatial_segment;
+    let s = gid.y + select(0u, 1u, params.spatial_phase > 0u);
+    let lo = s * seg - params.spatial_phase;
+    let hi = min((s + 1u) * seg - params.spatial_phase, params.out_frames);
+    // The segment's sums: each chunk's (sum_chunk frames, summed from 0 in frame order), added
+    // in chunk order.
+    let chunk = select(seg, SUM_CHUNK, seg % SUM_CHUNK == 0u);
+    var r00 = 0.0;
+    var r11 = 0.0;
+    var re = 0.0;
+    var im = 0.0;
+    for (var c0 = lo; c0 < hi; c0 += chunk) {
+        var s00 = 0.0;
+        var s11 = 0.0;
+        var sre = 0.0;
+        var sim = 0.0;
+        for (var j = c0; j < min(c0 + chunk, hi); j++) {
+            let x0 = spatial_x(0u, j, b);
+            let x1 = spatial_x(1u, j, b);
+            // cross_spectra
+            let p0 = x0.x * x0.x + x0.y * x0.y;
+            let p1 = x1.x * x1.x + x1.y * x1.y;
+            let qr = x0.x * x1.x + x0.y * x1.y;
+            let qi = x0.y * x1.x - x0.x * x1.y;
+            let a = spatial_mask(0u, j, k, b);
+            let c = spatial_mask(1u, j, k, b);
+            let ac = a * c;
+            s00 += a * a * p0;
+            s11 += c * c * p1;
+            sre += ac * qr;
+            sim += ac * qi;
+        }
+        r00 += s00;
+        r11 += s11;
+        re += sre;
+        im += sim;
+    }
+    // normalise
+    let d = 0.5 * (r00 + r11);
+    if d > SPATIAL_FLOOR && d <= F32_MAX {
+        let inv = 1.0 / d;
+        r00 = r00 * inv + SPATIAL_REG;
+        r11 = r11 * inv + SPATIAL_REG;
+        re *= inv;
+        im *= inv;
+    } else {
+        r00 = 1.0 + SPATIAL_REG;
+        r11 = 1.0 + SPATIAL_REG;
+        re = 0.0;
+        im = 0.0;
+    }
+    cov[cov_at(s, k, 0u, b)] = r00;
+    cov[cov_at(s, k, 1u, b)] = r11;
+    cov[cov_at(s, k, 2u, b)] = re;
+    cov[cov_at(s, k, 3u, b)] = im;
+}
+
+// Dispatch (ceil(bins/64), out_frames, 1).
+@compute @workgroup_size(64)
+fn spatial_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let j = gid.y;
+    if b >= params.bins || j >= params.out_frames || params.spatial_segment == 0u {
+        return;
+    }
+    let s = (params.spatial_phase + j) / params.spatial_segment;
+    let x0 = spatial_x(0u, j, b);
+    let x1 = spatial_x(1u, j, b);
+    let p0 = x0.x * x0.x + x0.y * x0.y;
+    let p1 = x1.x * x1.x + x1.y * x1.y;
+    // mix_model
+    var v: array<f32, 5>;
+    var m0: array<f32, 5>;
+    var m1: array<f32, 5>;
+    var c00 = 0.0;
+    var c11 = 0.0;
+    var cre = 0.0;
+    var cim = 0.0;
+    for (var k = 0u; k < SPATIAL_STEMS; k++) {
+        m0[k] = spatial_mask(0u, j, k, b);
+        m1[k] = spatial_mask(1u, j, k, b);
+        let vk = 0.5 * (m0[k] * m0[k] * p0 + m1[k] * m1[k] * p1);
+        v[k] = vk;
+        c00 += vk * cov[cov_at(s, k, 0u, b)];
+        c11 += vk * cov[cov_at(s, k, 1u, b)];
+        cre += vk * cov[cov_at(s, k, 2u, b)];
+        cim += vk * cov[cov_at(s, k, 3u, b)];
+    }
+    // solve: C scaled by 1 / tr C, then C⁻¹ = adj(C / t) / (det · t).
+    let t = c00 + c11;
+    let loud = t > SPATIAL_FLOOR && t <= F32_MAX;
+    let it = select(0.0, 1.0 / t, loud);
+    let a = c00 * it;
+    let d = c11 * it;
+    let er = cre * it;
+    let ei = cim * it;
+    let det = a * d - (er * er + ei * ei);
+    let good = loud && det > 1e-9;
+    let inv = select(0.0, it / det, good);
+    let y0r = (d * x0.x - (er * x1.x - ei * x1.y)) * inv;
+    let y0i = (d * x0.y - (er * x1.y + ei * x1.x)) * inv;
+    let y1r = (a * x1.x - (er * x0.x + ei * x0.y)) * inv;
+    let y1i = (a * x1.y - (er * x0.y - ei * x0.x)) * inv;
+    let ok = select(0.0, 1.0, good);
+    // stem_spectra, both channels: where C was singular y is 0 and the mask's share takes over.
+    let stems = params.inverted_stems;
+    for (var i = 0u; i < stems; i++) {
+        let k = (params.stem_kinds >> (4u * i)) & 15u;
+        if k >= SPATIAL_STEMS {
+            continue;
+        }
+        let r00 = cov[cov_at(s, k, 0u, b)];
+        let r11 = cov[cov_at(s, k, 1u, b)];
+        let rre = cov[cov_at(s, k, 2u, b)];
+        let rim = cov[cov_at(s, k, 3u, b)];
+        let z0r = r00 * y0r + (rre * y1r - rim * y1i);
+        let z0i = r00 * y0i + (rre * y1i + rim * y1r);
+        let z1r = (rre * y0r + rim * y0i) + r11 * y1r;
+        let z1i = (rre * y0i - rim * y0r) + r11 * y1i;
+        let keep0 = (1.0 - ok) * m0[k];
+        let keep1 = (1.0 - ok) * m1[k];
+        let o0 = ((0u * params.out_frames + j) * stems + i) * params.bins + b;
+        let o1 = ((1u * params.out_frames + j) * stems + i) * params.bins + b;
+        stem_spectra[o0] = vec2<f32>(z0r * v[k] + keep0 * x0.x, z0i * v[k] + keep0 * x0.y);
+        stem_spectra[o1] = vec2<f32>(z1r * v[k] + keep1 * x1.x, z1i * v[k] + keep1 * x1.y);
+    }
+}
