@@ -79,7 +79,8 @@ pub struct ProductionSpec {
     /// The fastest decay still followed, dB per second.
     pub drum_tail_decay_db_s: f32,
     /// Stereo input: refine the stems with a multichannel Wiener filter
-    /// ([`crate::stages::spatial`]), each stem's place between the speakers learnt per segment.
+    /// ([`crate::stages::spatial`]), each stem's place between the speakers learnt per segment
+    /// (on by default).
     pub spatial: bool,
 }
 
@@ -106,7 +107,7 @@ impl Default for ProductionSpec {
             drum_tail_hz: 200.0,
             drum_tail_ms: 120.0,
             drum_tail_decay_db_s: 130.0,
-            spatial: false,
+            spatial: true,
         }
     }
 }

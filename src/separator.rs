@@ -145,6 +145,8 @@ pub struct Separator {
     /// The low-register weight per bin.
     low: Vec<f32>,
     bin_hz: f32,
+    /// Each stem's row among the production masks (`PRODUCTION` order; the spatial filter).
+    spatial_rows: Vec<usize>,
 }
 
 impl Separator {
@@ -166,11 +168,17 @@ impl Separator {
                 LineTracker::new(params.production.melody, bins, bin_hz),
             )
         });
+        let stems = params.stems.stems();
+        let spatial_rows = stems
+            .iter()
+            .map(|stem| PRODUCTION.iter().position(|p| p == stem).unwrap_or(0))
+            .collect();
         Ok(Separator {
             lines,
+            spatial_rows,
             low: low_register(&params.production, bins, bin_hz),
             bin_hz,
-            stems: params.stems.stems(),
+            stems,
             fft: ForwardFft::new(&mut planner, n_fft),
             ifft: InverseFft::new(&mut planner, n_fft),
             wss: WindowSumSquare::new(&window, params.stft.hop_length),
@@ -236,7 +244,15 @@ struct SpatialView<'a> {
     cross: &'a [f32],
     cov: &'a [f32],
     segment: usize,
-    ch: usize,
+}
+
+/// One channel's part in a synthesis: its carried inverse frames, input, work buffers and
+/// output rows (`[stem]`).
+struct ChannelSynth<'a, 'b> {
+    tail: &'a mut ChannelTail,
+    signal: SignalView<'b>,
+    work: &'a mut BlockWork,
+    rows: Vec<&'a mut Vec<f32>>,
 }
 
 #[derive(Default)]
@@ -335,22 +351,37 @@ impl BlockEngine for Separator {
                 cross: &state.spatial_cross,
                 cov: &state.spatial_cov,
                 segment,
-                ch: 0,
             });
-            // Each channel's synthesis side by side, into its own output rows.
-            state
+            let mut chans: Vec<ChannelSynth<'_, '_>> = state
                 .tails
-                .par_iter_mut()
+                .iter_mut()
                 .zip(inputs)
                 .zip(&mut state.works)
                 .zip(channel_rows(out))
-                .enumerate()
-                .for_each(|(ch, (((tail, signal), work), mut rows))| {
-                    let view = view.map(|v| SpatialView { ch, ..v });
+                .map(|(((tail, signal), work), rows)| ChannelSynth {
+                    tail,
+                    signal: *signal,
+                    work,
+                    rows,
+                })
+                .collect();
+            match view {
+                // Both channels at once: the filter mixes them.
+                Some(view) => {
+                    self.synthesise(&mut chans, block, &lines, &mel, Some(view), emit_from)
+                }
+                // Each channel's synthesis side by side, into its own output rows.
+                None => chans.par_iter_mut().for_each(|c| {
                     self.synthesise(
-                        tail, *signal, block, work, &lines, &mel, view, emit_from, &mut rows,
-                    );
-                });
+                        std::slice::from_mut(c),
+                        block,
+                        &lines,
+                        &mel,
+                        None,
+                        emit_from,
+                    )
+                }),
+            }
             for (w, x) in state.works.iter_mut().zip(spectra) {
                 w.spectra = x;
             }
@@ -358,20 +389,22 @@ impl BlockEngine for Separator {
         } else {
             state.works.resize_with(1, BlockWork::default);
             let work = &mut state.works[0];
-            for ((tail, signal), mut rows) in
-                state.tails.iter_mut().zip(inputs).zip(channel_rows(out))
+            for ((tail, signal), rows) in state.tails.iter_mut().zip(inputs).zip(channel_rows(out))
             {
                 self.analyse(*signal, block, work);
-                self.synthesise(
+                let mut chan = ChannelSynth {
                     tail,
-                    *signal,
+                    signal: *signal,
+                    work: &mut *work,
+                    rows,
+                };
+                self.synthesise(
+                    std::slice::from_mut(&mut chan),
                     block,
-                    work,
                     &[],
                     &[],
                     None,
                     emit_from,
-                    &mut rows,
                 );
             }
         }
@@ -587,20 +620,17 @@ impl Separator {
             .collect()
     }
 
-    /// masks → stem spectra → ifft → overlap_add for one channel; appends each stem's completed
-    /// samples to its row `out[stem]`.
-    #[allow(clippy::too_many_arguments)]
+    /// masks → stem spectra → ifft → overlap_add for `chans` (one channel, or both channels of a
+    /// stereo block through the spatial filter); appends each stem's completed samples to the
+    /// channel's row `rows[stem]`.
     fn synthesise(
         &self,
-        state: &mut ChannelTail,
-        signal: SignalView<'_>,
+        chans: &mut [ChannelSynth<'_, '_>],
         block: &Block,
-        work: &mut BlockWork,
         lines: &[(f32, f32)],
         mel: &[f32],
         spatial: Option<SpatialView<'_>>,
         emit_from: u64,
-        out: &mut [&mut Vec<f32>],
     ) {
         let n_fft = self.params.stft.n_fft;
 
@@ -610,52 +640,96 @@ impl Separator {
         // whatever the slab, so the output does not depend on the slab size.
         let inverted = self.params.stems.inverted();
         let frame_stride = inverted * n_fft;
-        let slab = (SLAB_BYTES / (frame_stride * std::mem::size_of::<f32>())).max(MIN_SLAB_FRAMES);
+        let slab = (SLAB_BYTES / (chans.len() * frame_stride * std::mem::size_of::<f32>()))
+            .max(MIN_SLAB_FRAMES);
         let keep_max = crate::stream::tail_frames(&self.params.stft);
         let mut emit_from = emit_from;
-        let mut tail = state.frames;
-        work.stem_frames.clear();
-        work.stem_frames.extend_from_slice(&state.frames_data);
+        // Every channel carries the same number of frames.
+        let mut tail = chans[0].tail.frames;
+        for c in chans.iter_mut() {
+            c.work.stem_frames.clear();
+            c.work.stem_frames.extend_from_slice(&c.tail.frames_data);
+        }
         let mut s0 = block.start;
         while s0 < block.end {
             let s1 = (s0 + slab).min(block.end);
             let emit_to = block.emit_to_at(s1, &self.params.stft);
-            self.invert_frames(work, block, s0..s1, tail, lines, mel, spatial);
+            match (spatial, &mut *chans) {
+                (Some(sp), [a, b]) => self.invert_spatial([a, b], block, s0..s1, tail, &sp),
+                _ => {
+                    for c in chans.iter_mut() {
+                        self.invert_frames(c.work, block, s0..s1, tail, lines, mel);
+                    }
+                }
+            }
             let held_first = s0 - tail;
             let count = emit_to.saturating_sub(emit_from) as usize;
             if count > 0 {
-                self.overlap_stems(
-                    work,
-                    signal,
-                    block.n_frames,
-                    held_first,
-                    emit_from,
-                    count,
-                    out,
-                );
+                chans.par_iter_mut().for_each(|c| {
+                    self.overlap_stems(
+                        c.work,
+                        c.signal,
+                        block.n_frames,
+                        held_first,
+                        emit_from,
+                        count,
+                        &mut c.rows,
+                    )
+                });
                 emit_from = emit_to;
             }
             // Keep the inverse frames the next slab's first samples still need.
             let total = tail + (s1 - s0);
             let keep = keep_max.min(total);
-            work.stem_frames
-                .copy_within((total - keep) * frame_stride..total * frame_stride, 0);
-            work.stem_frames.truncate(keep * frame_stride);
+            for c in chans.iter_mut() {
+                c.work
+                    .stem_frames
+                    .copy_within((total - keep) * frame_stride..total * frame_stride, 0);
+                c.work.stem_frames.truncate(keep * frame_stride);
+            }
             tail = keep;
             s0 = s1;
         }
-        state.frames_data.clear();
-        state.frames_data.extend_from_slice(&work.stem_frames);
-        state.frames = tail;
+        for c in chans.iter_mut() {
+            c.tail.frames_data.clear();
+            c.tail.frames_data.extend_from_slice(&c.work.stem_frames);
+            c.tail.frames = tail;
+        }
+    }
+
+    /// [`Separator::invert_frames`] for both channels of a stereo block through the spatial
+    /// filter: one task per frame computes the filter once for both channels and inverts each
+    /// channel's stems into its `stem_frames`.
+    fn invert_spatial(
+        &self,
+        [a, b]: [&mut ChannelSynth<'_, '_>; 2],
+        block: &Block,
+        frames: std::ops::Range<usize>,
+        tail: usize,
+        sp: &SpatialView<'_>,
+    ) {
+        let bins = self.params.stft.n_bins();
+        let frame_stride = self.params.stems.inverted() * self.params.stft.n_fft;
+        let j0 = frames.start - block.start;
+        let offset = frames.start - block.held_lo;
+        let len = (tail + frames.len()) * frame_stride;
+        a.work.stem_frames.resize(len, 0.0);
+        b.work.stem_frames.resize(len, 0.0);
+        a.work.stem_frames[tail * frame_stride..]
+            .par_chunks_mut(frame_stride)
+            .zip(b.work.stem_frames[tail * frame_stride..].par_chunks_mut(frame_stride))
+            .enumerate()
+            .for_each_init(
+                || FrameScratch::new(bins, self.ifft.scratch_len()),
+                |s, (i, (o0, o1))| self.spatial_frame(sp, block, j0 + i, offset + i, [o0, o1], s),
+            );
     }
 
     /// masks → stem spectra → ifft for output frames `frames`, one frame per task, appended to
     /// `work.stem_frames` after its `tail` held frames. When the last stem of a set is the
     /// remainder of the others it is taken in the time domain (x − Σ others; the ISTFT is linear
     /// and reconstructs x) and needs no inverse transform of its own. Inverse frames are laid
-    /// out `[frame][stem][n_fft]`. With `spatial`, the stem spectra are the spatial filter's
-    /// (from both channels' masks, computed beforehand).
-    #[allow(clippy::too_many_arguments)]
+    /// out `[frame][stem][n_fft]`.
     fn invert_frames(
         &self,
         work: &mut BlockWork,
@@ -664,7 +738,6 @@ impl Separator {
         tail: usize,
         lines: &[(f32, f32)],
         mel: &[f32],
-        spatial: Option<SpatialView<'_>>,
     ) {
         let n_fft = self.params.stft.n_fft;
         let bins = self.params.stft.n_bins();
@@ -685,10 +758,6 @@ impl Separator {
                 || FrameScratch::new(bins, self.ifft.scratch_len()),
                 |s, (i, out)| {
                     let j = j0 + i;
-                    if let Some(sp) = spatial {
-                        self.spatial_frame(&sp, block, j, offset + i, out, s);
-                        return;
-                    }
                     let spectrum = &spectra[(offset + i) * bins..(offset + i + 1) * bins];
                     self.frame_masks(
                         w,
@@ -868,8 +937,8 @@ impl Separator {
         state.spatial_cov = cov;
     }
 
-    /// Output frame `j` of the block through the spatial filter: the inverted stems of channel
-    /// `sp.ch`, inverse-transformed into `out` (`[stem][n_fft]`). `held` is the frame's row in
+    /// Output frame `j` of the block through the spatial filter: the inverted stems of both
+    /// channels, inverse-transformed into `out[channel]` (`[stem][n_fft]`). `held` is the frame's row in
     /// the held spectra.
     fn spatial_frame(
         &self,
@@ -877,7 +946,7 @@ impl Separator {
         block: &Block,
         j: usize,
         held: usize,
-        out: &mut [f32],
+        out: [&mut [f32]; 2],
         s: &mut FrameScratch,
     ) {
         let (bins, n_fft) = (self.params.stft.n_bins(), self.params.stft.n_fft);
@@ -885,41 +954,35 @@ impl Separator {
         let x = held * bins..(held + 1) * bins;
         let m = j * n * bins..(j + 1) * n * bins;
         let seg = (block.start + j) / sp.segment - block.start / sp.segment;
-        s.spatial.resize(n * bins, Complex32::default());
-        spatial::apply(
+        let inverted = self.params.stems.inverted();
+        s.spatial.resize(2 * inverted * bins, Complex32::default());
+        let (s0, s1) = s.spatial.split_at_mut(inverted * bins);
+        spatial::apply_both(
             &sp.spectra[0][x.clone()],
             &sp.spectra[1][x],
             &sp.cross[j * 4 * bins..(j + 1) * 4 * bins],
             &sp.masks[0][m.clone()],
             &sp.masks[1][m],
             &sp.cov[seg * n * COV_ROWS * bins..(seg + 1) * n * COV_ROWS * bins],
-            sp.ch,
-            &mut s.spatial,
+            &self.spatial_rows[..inverted],
+            [s0, s1],
             &mut s.spatial_scratch,
         );
-        let inverted = self.params.stems.inverted();
-        let spectrum = |stem: &Stem| {
-            let k = PRODUCTION
-                .iter()
-                .position(|p| p == stem)
-                .expect("a production stem");
-            k * bins..(k + 1) * bins
-        };
-        // Two stems per complex inverse transform; an odd one alone.
-        let mut stems = self.stems[..inverted].iter();
-        let mut frames = out.chunks_exact_mut(n_fft);
-        while let (Some(fa), Some(sa)) = (frames.next(), stems.next()) {
-            match (frames.next(), stems.next()) {
-                (Some(fb), Some(sb)) => self.ifft.process_pair(
-                    (&s.spatial[spectrum(sa)], &s.spatial[spectrum(sb)]),
-                    (fa, fb),
-                    &self.window,
-                    &mut s.ifft,
-                ),
-                _ => {
-                    s.stem.copy_from_slice(&s.spatial[spectrum(sa)]);
-                    self.ifft
-                        .process(&mut s.stem, fa, &self.window, &mut s.ifft);
+        for (spectra, out) in s.spatial.chunks_exact(inverted * bins).zip(out) {
+            // Two stems per complex inverse transform; an odd one alone.
+            let mut rows = spectra.chunks_exact(bins);
+            let mut frames = out.chunks_exact_mut(n_fft);
+            while let (Some(fa), Some(sa)) = (frames.next(), rows.next()) {
+                match (frames.next(), rows.next()) {
+                    (Some(fb), Some(sb)) => {
+                        self.ifft
+                            .process_pair((sa, sb), (fa, fb), &self.window, &mut s.ifft)
+                    }
+                    _ => {
+                        s.stem.copy_from_slice(sa);
+                        self.ifft
+                            .process(&mut s.stem, fa, &self.window, &mut s.ifft);
+                    }
                 }
             }
         }

@@ -27,7 +27,8 @@ pub(crate) struct CompareArgs {
     /// GPU adapter: an index or part of a name, as `stemkit devices` lists them.
     #[arg(long)]
     adapter: Option<String>,
-    /// Frames per GPU chunk (default 2048, fewer where the device's limits require).
+    /// Frames per GPU chunk (default 2048, fewer where the device's limits require; with the
+    /// spatial filter on stereo input, whole segments of 1024 frames at n_fft 2048).
     #[arg(long = "gpu-chunk-frames")]
     gpu_chunk_frames: Option<usize>,
     /// Lowest acceptable SNR of the GPU's stems against the CPU's, in dB.

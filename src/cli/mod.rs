@@ -152,11 +152,14 @@ pub struct SeparationArgs {
     /// partials are never taken).
     #[arg(long = "drum-tail-decay", default_value = "130")]
     drum_tail_decay: String,
-    /// Stereo input: refine the production stems with a multichannel Wiener filter that learns
-    /// where each stem sits between the speakers (over ~11 s segments); other channel counts pass
-    /// unchanged. CPU only for now.
-    #[arg(long = "spatial")]
+    /// Stereo input: the production stems go through a multichannel Wiener filter that learns
+    /// where each stem sits between the speakers (over ~11 s segments). On by default; other
+    /// channel counts pass unchanged.
+    #[arg(long = "spatial", overrides_with = "no_spatial")]
     spatial: bool,
+    /// Turn the spatial filter off (the masks alone; about a quarter faster on the CPU).
+    #[arg(long = "no-spatial", overrides_with = "spatial")]
+    no_spatial: bool,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.
@@ -172,7 +175,8 @@ pub struct DeviceArgs {
     /// redoes it on the CPU. Either way the batch goes on.
     #[arg(long, default_value = "none")]
     fallback: String,
-    /// Frames per GPU chunk (default 2048, fewer where the device's limits require).
+    /// Frames per GPU chunk (default 2048, fewer where the device's limits require; with the
+    /// spatial filter on stereo input, whole segments of 1024 frames at n_fft 2048).
     #[arg(long = "gpu-chunk-frames")]
     gpu_chunk_frames: Option<usize>,
     /// Print device statistics after the run: adapter, chunks, queue submissions, dispatches,

@@ -65,7 +65,7 @@ impl SeparationArgs {
             drum_tail_hz: parse_unit("--drum-tail", &self.drum_tail, "hz")?,
             drum_tail_ms: parse_unit("--drum-tail-window", &self.drum_tail_window, "ms")?,
             drum_tail_decay_db_s: parse_unit("--drum-tail-decay", &self.drum_tail_decay, "")?,
-            spatial: self.spatial,
+            spatial: !self.no_spatial,
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {

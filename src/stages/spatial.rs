@@ -149,9 +149,9 @@ pub struct SpatialScratch {
 }
 
 /// One frame's stem spectra of channel `ch` through the filter, `out[stem][bin]`, from the
-/// frame's spectra `x0`/`x1` and their [`cross_spectra`], masks `masks0`/`masks1` (`[stem][bin]`) and the segment's
-/// covariances `cov` (`[stem][row][bin]`). Where the mix is silent (`tr C` below
-/// [`SPATIAL_FLOOR`]) the masks are applied as they are.
+/// frame's spectra `x0`/`x1` and their [`cross_spectra`], masks `masks0`/`masks1`
+/// (`[stem][bin]`) and the segment's covariances `cov` (`[stem][row][bin]`). Where the mix is
+/// silent (`tr C` below [`SPATIAL_FLOOR`]) the masks are applied as they are.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     x0: &[Complex32],
@@ -164,6 +164,41 @@ pub fn apply(
     out: &mut [Complex32],
     scratch: &mut SpatialScratch,
 ) {
+    prepare(x0, x1, cross, masks0, masks1, cov, scratch);
+    let (x, masks) = if ch == 0 { (x0, masks0) } else { (x1, masks1) };
+    let all: Vec<usize> = (0..masks0.len() / x0.len()).collect();
+    stem_spectra(x, masks, cov, &scratch.v, &scratch.c, ch, &all, out);
+}
+
+/// [`apply`] for both channels at once (the mix model and its solve computed once), for the
+/// stems `stems` (indices into the masks) only: `out0`, `out1` are `[stems][bin]`.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_both(
+    x0: &[Complex32],
+    x1: &[Complex32],
+    cross: &[f32],
+    masks0: &[f32],
+    masks1: &[f32],
+    cov: &[f32],
+    stems: &[usize],
+    [out0, out1]: [&mut [Complex32]; 2],
+    scratch: &mut SpatialScratch,
+) {
+    prepare(x0, x1, cross, masks0, masks1, cov, scratch);
+    stem_spectra(x0, masks0, cov, &scratch.v, &scratch.c, 0, stems, out0);
+    stem_spectra(x1, masks1, cov, &scratch.v, &scratch.c, 1, stems, out1);
+}
+
+/// `v`, `C` and `y = C⁻¹X` of a frame into `scratch`.
+fn prepare(
+    x0: &[Complex32],
+    x1: &[Complex32],
+    cross: &[f32],
+    masks0: &[f32],
+    masks1: &[f32],
+    cov: &[f32],
+    scratch: &mut SpatialScratch,
+) {
     let bins = x0.len();
     let stems = masks0.len() / bins;
     scratch.v.resize(stems * bins, 0.0);
@@ -171,8 +206,6 @@ pub fn apply(
     scratch.c.resize(9 * bins, 0.0);
     mix_model(cross, masks0, masks1, cov, &mut scratch.v, &mut scratch.c);
     solve(x0, x1, &mut scratch.c);
-    let (x, masks) = if ch == 0 { (x0, masks0) } else { (x1, masks1) };
-    stem_spectra(x, masks, cov, &scratch.v, &scratch.c, ch, out);
 }
 
 simd_dispatch!(
@@ -243,8 +276,9 @@ simd_dispatch!(
 );
 
 simd_dispatch!(
-    /// Row `ch` of `v_j R_j y` per stem into `out`, or the mask times the channel's spectrum
-    /// `x` where `C` was not invertible (there `y` is 0).
+    /// Row `ch` of `v_j R_j y` for each stem `j` of `stems` into `out` (`[stems][bin]`), or the
+    /// mask times the channel's spectrum `x` where `C` was not invertible (there `y` is 0).
+    #[allow(clippy::too_many_arguments)]
     fn stem_spectra(
         x: &[Complex32],
         masks: &[f32],
@@ -252,19 +286,16 @@ simd_dispatch!(
         v: &[f32],
         c: &[f32],
         ch: usize,
+        stems: &[usize],
         out: &mut [Complex32],
     ) {
         let bins = x.len();
         let y = &c[4 * bins..];
         let (y, ok) = y.split_at(4 * bins);
         let [y0r, y0i, y1r, y1i] = rows4(y, bins);
-        for (((o, v), m), r) in out
-            .chunks_exact_mut(bins)
-            .zip(v.chunks_exact(bins))
-            .zip(masks.chunks_exact(bins))
-            .zip(cov.chunks_exact(COV_ROWS * bins))
-        {
-            let [r00, r11, rre, rim] = rows4(r, bins);
+        for (o, &k) in out.chunks_exact_mut(bins).zip(stems) {
+            let (v, m) = (&v[k * bins..][..bins], &masks[k * bins..][..bins]);
+            let [r00, r11, rre, rim] = rows4(&cov[k * COV_ROWS * bins..], bins);
             // Row 0: r00·y0 + r01·y1; row 1: conj(r01)·y0 + r11·y1. Where C was singular y is 0
             // and the mask's share (1 − ok) takes over.
             if ch == 0 {
