@@ -957,7 +957,7 @@ impl Separator {
         let inverted = self.params.stems.inverted();
         s.spatial.resize(2 * inverted * bins, Complex32::default());
         let (s0, s1) = s.spatial.split_at_mut(inverted * bins);
-        spatial::apply_both(
+        spatial::apply(
             &sp.spectra[0][x.clone()],
             &sp.spectra[1][x],
             &sp.cross[j * 4 * bins..(j + 1) * 4 * bins],

@@ -883,32 +883,31 @@ fn spatial_matches_cpu() {
             &want_cov,
             1e-6,
         );
+        let rows: Vec<usize> = stems
+            .iter()
+            .map(|stem| PRODUCTION.iter().position(|p| p == stem).unwrap())
+            .collect();
         let mut want = vec![Complex32::default(); 2 * frames * stems.len() * bins];
-        let (mut out, mut scratch) = (
-            vec![Complex32::default(); n * bins],
-            SpatialScratch::default(),
-        );
-        for ch in 0..2 {
-            for j in 0..frames {
-                let s = (phase + j) / segment;
-                spatial::cross_spectra(x(0, j), x(1, j), &mut cross);
-                spatial::apply(
-                    x(0, j),
-                    x(1, j),
-                    &cross,
-                    m(0, j),
-                    m(1, j),
-                    &want_cov[s * seg_len..(s + 1) * seg_len],
-                    ch,
-                    &mut out,
-                    &mut scratch,
-                );
-                for (i, stem) in stems.iter().enumerate() {
-                    let k = PRODUCTION.iter().position(|p| p == stem).unwrap();
-                    let at = ((ch * frames + j) * stems.len() + i) * bins;
-                    want[at..at + bins].copy_from_slice(&out[k * bins..(k + 1) * bins]);
-                }
-            }
+        let (half0, half1) = want.split_at_mut(frames * stems.len() * bins);
+        let mut scratch = SpatialScratch::default();
+        let per_frame = stems.len() * bins;
+        for j in 0..frames {
+            let s = (phase + j) / segment;
+            spatial::cross_spectra(x(0, j), x(1, j), &mut cross);
+            spatial::apply(
+                x(0, j),
+                x(1, j),
+                &cross,
+                m(0, j),
+                m(1, j),
+                &want_cov[s * seg_len..(s + 1) * seg_len],
+                &rows,
+                [
+                    &mut half0[j * per_frame..(j + 1) * per_frame],
+                    &mut half1[j * per_frame..(j + 1) * per_frame],
+                ],
+                &mut scratch,
+            );
         }
         assert_close(
             &format!("spatial stem spectra, n_fft {n_fft}, phase {phase}, {stems:?}"),

@@ -382,21 +382,21 @@ fn spatial_run(
         vec![Complex32::default(); frames * stems * bins],
         vec![Complex32::default(); frames * stems * bins],
     ];
-    for (ch, o) in out.iter_mut().enumerate() {
-        for t in 0..frames {
-            cross_spectra(&x[0][row(t)], &x[1][row(t)], &mut cross);
-            apply(
-                &x[0][row(t)],
-                &x[1][row(t)],
-                &cross,
-                &m[0][mrow(t)],
-                &m[1][mrow(t)],
-                &cov,
-                ch,
-                &mut o[mrow(t)],
-                &mut scratch,
-            );
-        }
+    let all: Vec<usize> = (0..stems).collect();
+    let [o0, o1] = &mut out;
+    for t in 0..frames {
+        cross_spectra(&x[0][row(t)], &x[1][row(t)], &mut cross);
+        apply(
+            &x[0][row(t)],
+            &x[1][row(t)],
+            &cross,
+            &m[0][mrow(t)],
+            &m[1][mrow(t)],
+            &cov,
+            &all,
+            [&mut o0[mrow(t)], &mut o1[mrow(t)]],
+            &mut scratch,
+        );
     }
     out
 }

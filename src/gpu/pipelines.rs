@@ -1053,56 +1053,44 @@ mod tests {
         }
     }
 
+    /// The literal a `const` of `stage`'s WGSL source is set to.
+    fn wgsl_constant(stage: Stage, name: &str) -> naga::Literal {
+        let module = naga::front::wgsl::parse_str(&shader_source(stage, 2048)).unwrap();
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no constant {name}"));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(v) => v,
+            ref e => panic!("{name} = {e:?}"),
+        }
+    }
+
     /// The median constants the dispatch sizes depend on agree between Rust and WGSL.
     #[test]
     fn median_constants_match_the_shader() {
-        let src = shader_source(Stage::MedianTime, 2048);
-        let module = naga::front::wgsl::parse_str(&src).unwrap();
-        let constant = |name: &str| -> u32 {
-            let (_, c) = module
-                .constants
-                .iter()
-                .find(|(_, c)| c.name.as_deref() == Some(name))
-                .unwrap_or_else(|| panic!("no constant {name}"));
-            match module.global_expressions[c.init] {
-                naga::Expression::Literal(naga::Literal::U32(v)) => v,
-                ref e => panic!("{name} = {e:?}"),
-            }
-        };
-        assert_eq!(constant("MEDIAN_RUN"), MEDIAN_RUN);
-        assert_eq!(constant("SMALL_K"), MEDIAN_SMALL_K);
+        use naga::Literal::U32;
+        assert_eq!(
+            wgsl_constant(Stage::MedianTime, "MEDIAN_RUN"),
+            U32(MEDIAN_RUN)
+        );
+        assert_eq!(
+            wgsl_constant(Stage::MedianTime, "SMALL_K"),
+            U32(MEDIAN_SMALL_K)
+        );
     }
 
     /// The spatial filter's constants agree between Rust and WGSL.
     #[test]
     fn spatial_constants_match_the_shader() {
-        use crate::stages::spatial::{SPATIAL_FLOOR, SPATIAL_REG};
-        let src = shader_source(Stage::SpatialApply, 2048);
-        let module = naga::front::wgsl::parse_str(&src).unwrap();
-        let constant = |name: &str| -> f32 {
-            let (_, c) = module
-                .constants
-                .iter()
-                .find(|(_, c)| c.name.as_deref() == Some(name))
-                .unwrap_or_else(|| panic!("no constant {name}"));
-            match module.global_expressions[c.init] {
-                naga::Expression::Literal(naga::Literal::F32(v)) => v,
-                ref e => panic!("{name} = {e:?}"),
-            }
-        };
-        assert_eq!(constant("SPATIAL_REG"), SPATIAL_REG);
-        assert_eq!(constant("SPATIAL_FLOOR"), SPATIAL_FLOOR);
-        assert_eq!(constant("F32_MAX"), f32::MAX);
-        let chunk = module
-            .constants
-            .iter()
-            .find(|(_, c)| c.name.as_deref() == Some("SUM_CHUNK"))
-            .map(|(_, c)| &module.global_expressions[c.init]);
-        assert!(
-            matches!(chunk, Some(naga::Expression::Literal(naga::Literal::U32(v)))
-                if *v as usize == crate::stages::spatial::SUM_CHUNK),
-            "SUM_CHUNK = {chunk:?}"
-        );
+        use crate::stages::spatial::{SPATIAL_FLOOR, SPATIAL_REG, SUM_CHUNK};
+        use naga::Literal::{F32, U32};
+        let constant = |name| wgsl_constant(Stage::SpatialApply, name);
+        assert_eq!(constant("SPATIAL_REG"), F32(SPATIAL_REG));
+        assert_eq!(constant("SPATIAL_FLOOR"), F32(SPATIAL_FLOOR));
+        assert_eq!(constant("F32_MAX"), F32(f32::MAX));
+        assert_eq!(constant("SUM_CHUNK"), U32(SUM_CHUNK as u32));
     }
 
     #[test]

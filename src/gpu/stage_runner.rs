@@ -79,8 +79,8 @@ impl StageRunner {
         }
     }
 
-    /// Runs `step` with `params`: `inputs` are written first, `output` is poisoned, then read back
-    /// (`out_len` f32 values).
+    /// Runs `step` with `params`: `output` is poisoned, `inputs` are written, then `out_len`
+    /// f32 values of `output` are read back.
     fn run(
         &self,
         step: Step,
@@ -90,14 +90,30 @@ impl StageRunner {
         out_len: usize,
         wss_edge_len: usize,
     ) -> Result<Vec<f32>> {
+        self.run_regions(step, params, inputs, &[(output, out_len)], wss_edge_len)
+    }
+
+    /// [`StageRunner::run`] with several outputs (each poisoned before the inputs are
+    /// written, so an input may also be an output), read back one after the other.
+    fn run_regions(
+        &self,
+        step: Step,
+        params: GpuParams,
+        inputs: &[(Buf, &[u8])],
+        outputs: &[(Buf, usize)],
+        wss_edge_len: usize,
+    ) -> Result<Vec<f32>> {
         let mut r = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+        let out_len: usize = outputs.iter().map(|&(_, n)| n).sum();
         let bytes = (out_len * 4) as u64;
         r.ensure(&params, wss_edge_len, bytes)?;
         r.write(Buf::Params, bytemuck::bytes_of(&params));
+        for &(buf, _) in outputs {
+            r.poison(buf);
+        }
         for (buf, data) in inputs {
             r.write(*buf, data);
         }
-        r.poison(output);
         let mut encoder =
             self.ctx
                 .device()
@@ -105,7 +121,11 @@ impl StageRunner {
                     label: Some(step.name()),
                 });
         r.record(&mut encoder, &params, &[step]);
-        r.record_readback(&mut encoder, &[(output, 0, bytes)], &[step]);
+        let regions: Vec<(Buf, u64, u64)> = outputs
+            .iter()
+            .map(|&(buf, n)| (buf, 0, (n * 4) as u64))
+            .collect();
+        r.record_readback(&mut encoder, &regions, &[step]);
         self.ctx.queue().submit([encoder.finish()]);
         let mut out = vec![0.0f32; out_len];
         r.read_staging(bytes, step.name(), &[step], |b| {
@@ -460,33 +480,17 @@ impl StageRunner {
         };
         let cov_len = crate::gpu::pipelines::spatial_segments(&p) as usize * 20 * bins;
         let spectra_len = frames * 2 * stems.len() * bins * 2;
-        let mut r = self.resources.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes = ((cov_len + spectra_len) * 4) as u64;
-        r.ensure(&p, 0, bytes)?;
-        r.write(Buf::Params, bytemuck::bytes_of(&p));
-        r.write(Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra)));
-        r.write(Buf::StemMasks, bytemuck::cast_slice(masks));
-        r.poison(Buf::SpatialCov);
-        r.poison(Buf::StemSpectra);
-        r.write(Buf::SpatialCov, bytemuck::cast_slice(carried));
-        let step = Step::Spatial;
-        let mut encoder =
-            self.ctx
-                .device()
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some(step.name()),
-                });
-        r.record(&mut encoder, &p, &[step]);
-        let regions = [
-            (Buf::SpatialCov, 0, (cov_len * 4) as u64),
-            (Buf::StemSpectra, 0, (spectra_len * 4) as u64),
-        ];
-        r.record_readback(&mut encoder, &regions, &[step]);
-        self.ctx.queue().submit([encoder.finish()]);
-        let mut out = vec![0.0f32; cov_len + spectra_len];
-        r.read_staging(bytes, step.name(), &[step], |b| {
-            out.copy_from_slice(bytemuck::cast_slice(b))
-        })?;
+        let mut out = self.run_regions(
+            Step::Spatial,
+            p,
+            &[
+                (Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra))),
+                (Buf::StemMasks, bytemuck::cast_slice(masks)),
+                (Buf::SpatialCov, bytemuck::cast_slice(carried)),
+            ],
+            &[(Buf::SpatialCov, cov_len), (Buf::StemSpectra, spectra_len)],
+            0,
+        )?;
         let stem_spectra = to_complex(&out[cov_len..]);
         out.truncate(cov_len);
         Ok((out, stem_spectra))

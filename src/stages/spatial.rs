@@ -148,32 +148,13 @@ pub struct SpatialScratch {
     c: Vec<f32>,
 }
 
-/// One frame's stem spectra of channel `ch` through the filter, `out[stem][bin]`, from the
-/// frame's spectra `x0`/`x1` and their [`cross_spectra`], masks `masks0`/`masks1`
-/// (`[stem][bin]`) and the segment's covariances `cov` (`[stem][row][bin]`). Where the mix is
-/// silent (`tr C` below [`SPATIAL_FLOOR`]) the masks are applied as they are.
+/// One frame's stem spectra through the filter, both channels (the mix model and its solve
+/// serve both), from the frame's spectra `x0`/`x1` and their [`cross_spectra`], masks
+/// `masks0`/`masks1` (`[stem][bin]`) and the segment's covariances `cov` (`[stem][row][bin]`),
+/// for the stems `stems` (indices into the masks) only: `out0`, `out1` are `[stems][bin]`.
+/// Where the mix is silent (`tr C` below [`SPATIAL_FLOOR`]) the masks are applied as they are.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
-    x0: &[Complex32],
-    x1: &[Complex32],
-    cross: &[f32],
-    masks0: &[f32],
-    masks1: &[f32],
-    cov: &[f32],
-    ch: usize,
-    out: &mut [Complex32],
-    scratch: &mut SpatialScratch,
-) {
-    prepare(x0, x1, cross, masks0, masks1, cov, scratch);
-    let (x, masks) = if ch == 0 { (x0, masks0) } else { (x1, masks1) };
-    let all: Vec<usize> = (0..masks0.len() / x0.len()).collect();
-    stem_spectra(x, masks, cov, &scratch.v, &scratch.c, ch, &all, out);
-}
-
-/// [`apply`] for both channels at once (the mix model and its solve computed once), for the
-/// stems `stems` (indices into the masks) only: `out0`, `out1` are `[stems][bin]`.
-#[allow(clippy::too_many_arguments)]
-pub fn apply_both(
     x0: &[Complex32],
     x1: &[Complex32],
     cross: &[f32],
