@@ -868,6 +868,7 @@ impl Separator {
         let frames = block.end - block.start;
         let seg_len = n * COV_ROWS * bins;
         let chunk = spatial::sum_chunk(segment);
+        debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
         state.spatial_masks.resize_with(2, Vec::new);
         let [masks0, masks1] = &mut state.spatial_masks[..] else {
             unreachable!("two channels")

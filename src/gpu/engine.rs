@@ -16,10 +16,13 @@
 //! trip each, and a lone block never waits for company.
 //!
 //! Unlike the CPU engine it keeps no overlap-add tail between blocks: each block rebuilds the
-//! inverse frames before its start (see [`crate::gpu::plan`]), so blocks are independent and
-//! the engine's only per-track state is the channel count. Blocks larger than the device can
-//! hold are split internally into parts of [`GpuSeparator::max_block_frames`] frames (one
-//! submission per part); results do not depend on the split.
+//! inverse frames before its start (see [`crate::gpu::plan`]). Those frames lie in the spatial
+//! filter's previous segment, so with the filter a track carries one thing from block to block:
+//! the covariances of the segment the last block ended in (read back with the stems, 82 kB at
+//! n_fft 2048, and uploaded with the next block; [`GpuTrackState`]). Blocks larger than the
+//! device can hold are split internally into parts of [`GpuSeparator::max_block_frames`] frames
+//! (whole segments with the filter; one submission per part); results do not depend on the
+//! split.
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
