@@ -231,8 +231,6 @@ pub struct CpuState {
     spatial_cov: Vec<f32>,
     /// With the spatial filter: each chunk's sums ([`spatial::sum_chunk`]), `[chunk][stem][row][bin]`.
     spatial_sums: Vec<f32>,
-    /// With the spatial filter: each output frame's cross spectra, `[frame][4][bin]`.
-    spatial_cross: Vec<f32>,
 }
 
 /// What the spatial filter gives a channel's synthesis: both channels' spectra (held frames)
@@ -241,7 +239,6 @@ pub struct CpuState {
 struct SpatialView<'a> {
     spectra: [&'a [Complex32]; 2],
     masks: [&'a [f32]; 2],
-    cross: &'a [f32],
     cov: &'a [f32],
     segment: usize,
 }
@@ -308,7 +305,6 @@ impl BlockEngine for Separator {
             spatial_masks: Vec::new(),
             spatial_cov: Vec::new(),
             spatial_sums: Vec::new(),
-            spatial_cross: Vec::new(),
         }
     }
 
@@ -348,7 +344,6 @@ impl BlockEngine for Separator {
             let view = spatial.map(|segment| SpatialView {
                 spectra: [&spectra[0][..], &spectra[1][..]],
                 masks: [&state.spatial_masks[0][..], &state.spatial_masks[1][..]],
-                cross: &state.spatial_cross,
                 cov: &state.spatial_cov,
                 segment,
             });
@@ -767,6 +762,7 @@ impl Separator {
                         lines,
                         mel,
                         &self.stems[..inverted],
+                        None,
                         s,
                     );
                     let FrameScratch {
@@ -810,8 +806,8 @@ impl Separator {
         work.stem_frames = stem_frames;
     }
 
-    /// The HPSS masks (`s.mask_h`, `s.mask_p`) and the masks of `stems` (`s.masks`,
-    /// `[stem][bin]`; none for `hpr`) of output frame `j` of the block, whose spectrum is row
+    /// The HPSS masks (`s.mask_h`, `s.mask_p`) and the masks of `stems` (`[stem][bin]` into
+    /// `out`, or `s.masks` without one; none for `hpr`) of output frame `j` of the block, whose spectrum is row
     /// `rows.0` of the held frames and whose harmonic estimate is row `rows.1` of `work.harm`:
     /// drum tail, HPSS masks, steady gate, tonal shift, line weights.
     #[allow(clippy::too_many_arguments)]
@@ -824,6 +820,7 @@ impl Separator {
         lines: &[(f32, f32)],
         mel: &[f32],
         stems: &[Stem],
+        out: Option<&mut [f32]>,
         s: &mut FrameScratch,
     ) {
         let bins = self.params.stft.n_bins();
@@ -848,7 +845,7 @@ impl Separator {
             );
         }
         let mel_w = mel.get(j * bins..(j + 1) * bins);
-        self.stem_masks(harm, lines.get(j).copied(), mel_w, stems, s);
+        self.stem_masks(harm, lines.get(j).copied(), mel_w, stems, out, s);
     }
 
     /// The spatial filter's inputs for a stereo block: every output frame's masks of the five
@@ -875,7 +872,6 @@ impl Separator {
         };
         masks0.resize(frames * n * bins, 0.0);
         masks1.resize(frames * n * bins, 0.0);
-        state.spatial_cross.resize(frames * 4 * bins, 0.0);
         let mut partial = std::mem::take(&mut state.spatial_sums);
         partial.resize(frames.div_ceil(chunk) * seg_len, 0.0);
         let (w0, w1) = (&state.works[0], &state.works[1]);
@@ -886,18 +882,17 @@ impl Separator {
         masks0
             .par_chunks_mut(chunk * n * bins)
             .zip(masks1.par_chunks_mut(chunk * n * bins))
-            .zip(state.spatial_cross.par_chunks_mut(chunk * 4 * bins))
+
             .zip(partial.par_chunks_mut(seg_len))
             .enumerate()
             .for_each_init(
-                || FrameScratch::new(bins, 0),
-                |s, (c, (((m0, m1), cross), sums))| {
+                || (FrameScratch::new(bins, 0), vec![0.0f32; 4 * bins]),
+                |(s, cross), (c, ((m0, m1), sums))| {
                     sums.fill(0.0);
                     let rows = m0
                         .chunks_exact_mut(n * bins)
-                        .zip(m1.chunks_exact_mut(n * bins))
-                        .zip(cross.chunks_exact_mut(4 * bins));
-                    for (i, ((r0, r1), cross)) in rows.enumerate() {
+                        .zip(m1.chunks_exact_mut(n * bins));
+                    for (i, (r0, r1)) in rows.enumerate() {
                         let j = c * chunk + i;
                         for (work, row) in [(w0, &mut *r0), (w1, &mut *r1)] {
                             let harm_offset = block.start - work.harm_first;
@@ -909,9 +904,9 @@ impl Separator {
                                 lines,
                                 mel,
                                 &PRODUCTION,
+                                Some(row),
                                 s,
                             );
-                            row.copy_from_slice(&s.masks);
                         }
                         let x = (offset + j) * bins..(offset + j + 1) * bins;
                         spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
@@ -961,7 +956,6 @@ impl Separator {
         spatial::apply(
             &sp.spectra[0][x.clone()],
             &sp.spectra[1][x],
-            &sp.cross[j * 4 * bins..(j + 1) * 4 * bins],
             &sp.masks[0][m.clone()],
             &sp.masks[1][m],
             &sp.cov[seg * n * COV_ROWS * bins..(seg + 1) * n * COV_ROWS * bins],
@@ -1143,6 +1137,7 @@ impl Separator {
         line: Option<(f32, f32)>,
         mel_w: Option<&[f32]>,
         stems: &[Stem],
+        out: Option<&mut [f32]>,
         s: &mut FrameScratch,
     ) {
         let bins = harm.len();
@@ -1160,8 +1155,14 @@ impl Separator {
                 self.bin_hz,
             );
             let mel_w = mel_w.unwrap_or(&s.mel_w);
-            s.masks.resize(stems.len() * bins, 0.0);
-            production_masks(stems, &s.mask_h, &s.mask_p, &s.bass_w, mel_w, &mut s.masks);
+            let out = match out {
+                Some(out) => out,
+                None => {
+                    s.masks.resize(stems.len() * bins, 0.0);
+                    &mut s.masks[..]
+                }
+            };
+            production_masks(stems, &s.mask_h, &s.mask_p, &s.bass_w, mel_w, out);
         }
     }
 }

@@ -385,11 +385,9 @@ fn spatial_run(
     let all: Vec<usize> = (0..stems).collect();
     let [o0, o1] = &mut out;
     for t in 0..frames {
-        cross_spectra(&x[0][row(t)], &x[1][row(t)], &mut cross);
         apply(
             &x[0][row(t)],
             &x[1][row(t)],
-            &cross,
             &m[0][mrow(t)],
             &m[1][mrow(t)],
             &cov,

@@ -82,6 +82,18 @@ simd_dispatch!(
     }
 );
 
+simd_dispatch!(
+    /// The first two rows of [`cross_spectra`]: `|X_0|²` and `|X_1|²` into `power`.
+    fn powers(x0: &[Complex32], x1: &[Complex32], power: &mut [f32]) {
+        let (p0, p1) = power.split_at_mut(x0.len());
+        for b in 0..x0.len() {
+            let (a, c) = (x0[b], x1[b]);
+            p0[b] = a.re * a.re + a.im * a.im;
+            p1[b] = c.re * c.re + c.im * c.im;
+        }
+    }
+);
+
 /// Adds one frame to a segment's sums (`[stem][row][bin]`, see [`COV_ROWS`]): `Σ|S_0|²`,
 /// `Σ|S_1|²` and `Σ S_0·S̄_1`, from the frame's [`cross_spectra`] and its masks
 /// `masks0`/`masks1` (`[stem][bin]`, channels 0 and 1).
@@ -146,18 +158,19 @@ pub struct SpatialScratch {
     /// `C = Σ v R` (four rows as [`COV_ROWS`]), then `y = C⁻¹X` (re, im of y₀ and y₁) and
     /// whether `C` was invertible (1 or 0).
     c: Vec<f32>,
+    /// The frame's `|X_0|²` and `|X_1|²` (the first two rows of its [`cross_spectra`]).
+    power: Vec<f32>,
 }
 
 /// One frame's stem spectra through the filter, both channels (the mix model and its solve
-/// serve both), from the frame's spectra `x0`/`x1` and their [`cross_spectra`], masks
-/// `masks0`/`masks1` (`[stem][bin]`) and the segment's covariances `cov` (`[stem][row][bin]`),
+/// serve both), from the frame's spectra `x0`/`x1`, masks `masks0`/`masks1` (`[stem][bin]`)
+/// and the segment's covariances `cov` (`[stem][row][bin]`),
 /// for the stems `stems` (indices into the masks) only: `out0`, `out1` are `[stems][bin]`.
 /// Where the mix is silent (`tr C` below [`SPATIAL_FLOOR`]) the masks are applied as they are.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     x0: &[Complex32],
     x1: &[Complex32],
-    cross: &[f32],
     masks0: &[f32],
     masks1: &[f32],
     cov: &[f32],
@@ -165,16 +178,22 @@ pub fn apply(
     [out0, out1]: [&mut [Complex32]; 2],
     scratch: &mut SpatialScratch,
 ) {
-    prepare(x0, x1, cross, masks0, masks1, cov, scratch);
-    stem_spectra(x0, masks0, cov, &scratch.v, &scratch.c, 0, stems, out0);
-    stem_spectra(x1, masks1, cov, &scratch.v, &scratch.c, 1, stems, out1);
+    prepare(x0, x1, masks0, masks1, cov, scratch);
+    stem_spectra(
+        [x0, x1],
+        [masks0, masks1],
+        cov,
+        &scratch.v,
+        &scratch.c,
+        stems,
+        [out0, out1],
+    );
 }
 
 /// `v`, `C` and `y = C⁻¹X` of a frame into `scratch`.
 fn prepare(
     x0: &[Complex32],
     x1: &[Complex32],
-    cross: &[f32],
     masks0: &[f32],
     masks1: &[f32],
     cov: &[f32],
@@ -183,24 +202,27 @@ fn prepare(
     let bins = x0.len();
     let stems = masks0.len() / bins;
     scratch.v.resize(stems * bins, 0.0);
-    scratch.c.clear();
+    scratch.power.resize(2 * bins, 0.0);
+    powers(x0, x1, &mut scratch.power);
+    // The mix model sums into the first four rows; solve writes the rest.
     scratch.c.resize(9 * bins, 0.0);
-    mix_model(cross, masks0, masks1, cov, &mut scratch.v, &mut scratch.c);
+    scratch.c[..4 * bins].fill(0.0);
+    mix_model(&scratch.power, masks0, masks1, cov, &mut scratch.v, &mut scratch.c);
     solve(x0, x1, &mut scratch.c);
 }
 
 simd_dispatch!(
     /// `v_j` per stem and bin into `v`, and `C = Σ_j v_j R_j` into the first four rows of `c`.
     fn mix_model(
-        cross: &[f32],
+        power: &[f32],
         masks0: &[f32],
         masks1: &[f32],
         cov: &[f32],
         v: &mut [f32],
         c: &mut [f32],
     ) {
-        let bins = cross.len() / 4;
-        let (p0, p1) = (&cross[..bins], &cross[bins..2 * bins]);
+        let (p0, p1) = power.split_at(power.len() / 2);
+        let bins = p0.len();
         let [c00, c11, cre, cim] = rows4_mut(c, bins);
         for (((v, m0), m1), r) in v
             .chunks_exact_mut(bins)
@@ -257,42 +279,47 @@ simd_dispatch!(
 );
 
 simd_dispatch!(
-    /// Row `ch` of `v_j R_j y` for each stem `j` of `stems` into `out` (`[stems][bin]`), or the
-    /// mask times the channel's spectrum `x` where `C` was not invertible (there `y` is 0).
+    /// Both rows of `v_j R_j y` for each stem `j` of `stems` into `out0`, `out1` (`[stems][bin]`),
+    /// or each channel's mask times its spectrum where `C` was not invertible (there `y` is 0).
     #[allow(clippy::too_many_arguments)]
     fn stem_spectra(
-        x: &[Complex32],
-        masks: &[f32],
+        x: [&[Complex32]; 2],
+        masks: [&[f32]; 2],
         cov: &[f32],
         v: &[f32],
         c: &[f32],
-        ch: usize,
         stems: &[usize],
-        out: &mut [Complex32],
+        out: [&mut [Complex32]; 2],
     ) {
-        let bins = x.len();
+        let ([x0, x1], [masks0, masks1], [out0, out1]) = (x, masks, out);
+        let bins = x0.len();
         let y = &c[4 * bins..];
         let (y, ok) = y.split_at(4 * bins);
         let [y0r, y0i, y1r, y1i] = rows4(y, bins);
-        for (o, &k) in out.chunks_exact_mut(bins).zip(stems) {
-            let (v, m) = (&v[k * bins..][..bins], &masks[k * bins..][..bins]);
+        for ((o0, o1), &k) in out0
+            .chunks_exact_mut(bins)
+            .zip(out1.chunks_exact_mut(bins))
+            .zip(stems)
+        {
+            let at = k * bins..(k + 1) * bins;
+            let (v, m0, m1) = (&v[at.clone()], &masks0[at.clone()], &masks1[at]);
             let [r00, r11, rre, rim] = rows4(&cov[k * COV_ROWS * bins..], bins);
             // Row 0: r00·y0 + r01·y1; row 1: conj(r01)·y0 + r11·y1. Where C was singular y is 0
             // and the mask's share (1 − ok) takes over.
-            if ch == 0 {
-                for b in 0..bins {
-                    let zr = r00[b] * y0r[b] + (rre[b] * y1r[b] - rim[b] * y1i[b]);
-                    let zi = r00[b] * y0i[b] + (rre[b] * y1i[b] + rim[b] * y1r[b]);
-                    let keep = (1.0 - ok[b]) * m[b];
-                    o[b] = Complex32::new(zr * v[b] + keep * x[b].re, zi * v[b] + keep * x[b].im);
-                }
-            } else {
-                for b in 0..bins {
-                    let zr = (rre[b] * y0r[b] + rim[b] * y0i[b]) + r11[b] * y1r[b];
-                    let zi = (rre[b] * y0i[b] - rim[b] * y0r[b]) + r11[b] * y1i[b];
-                    let keep = (1.0 - ok[b]) * m[b];
-                    o[b] = Complex32::new(zr * v[b] + keep * x[b].re, zi * v[b] + keep * x[b].im);
-                }
+            for b in 0..bins {
+                let z0r = r00[b] * y0r[b] + (rre[b] * y1r[b] - rim[b] * y1i[b]);
+                let z0i = r00[b] * y0i[b] + (rre[b] * y1i[b] + rim[b] * y1r[b]);
+                let z1r = (rre[b] * y0r[b] + rim[b] * y0i[b]) + r11[b] * y1r[b];
+                let z1i = (rre[b] * y0i[b] - rim[b] * y0r[b]) + r11[b] * y1i[b];
+                let (keep0, keep1) = ((1.0 - ok[b]) * m0[b], (1.0 - ok[b]) * m1[b]);
+                o0[b] = Complex32::new(
+                    z0r * v[b] + keep0 * x0[b].re,
+                    z0i * v[b] + keep0 * x0[b].im,
+                );
+                o1[b] = Complex32::new(
+                    z1r * v[b] + keep1 * x1[b].re,
+                    z1i * v[b] + keep1 * x1[b].im,
+                );
             }
         }
     }
