@@ -60,7 +60,7 @@ struct Params {
     tail_rho: f32,
     spatial_segment: u32,
     spatial_phase: u32,
-    _pad0: u32,
+    spatial_bins: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

@@ -12,11 +12,12 @@
 // R (normalise).
 // spatial_apply: per output frame and bin, both channels at once: v_j and C = Σ v_j R_j
 // (mix_model), y = C⁻¹X (solve), then each inverted stem's row of v_j R_j y (stem_spectra).
+// The filter acts on bins 0 .. spatial_bins; above, the masks stand as they are.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> spectra: array<vec2<f32>>;            // [channel][held_frames][bins]
 @group(0) @binding(2) var<storage, read> stem_masks: array<f32>;               // [channel][out_frames][5][bins]
-@group(0) @binding(3) var<storage, read_write> cov: array<f32>;                // [segment][5][4][bins]
+@group(0) @binding(3) var<storage, read_write> cov: array<f32>;                // [segment][5][4][spatial_bins]
 @group(0) @binding(4) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
 
 const SPATIAL_STEMS: u32 = 5u;
@@ -35,17 +36,17 @@ fn spatial_mask(ch: u32, j: u32, k: u32, b: u32) -> f32 {
     return stem_masks[((ch * params.out_frames + j) * SPATIAL_STEMS + k) * params.bins + b];
 }
 
-// Row r of stem k's covariance in segment s, bin b.
+// Row r of stem k's covariances in segment s, bin b (b < spatial_bins).
 fn cov_at(s: u32, k: u32, r: u32, b: u32) -> u32 {
-    return ((s * SPATIAL_STEMS + k) * 4u + r) * params.bins + b;
+    return ((s * SPATIAL_STEMS + k) * 4u + r) * params.spatial_bins + b;
 }
 
-// Dispatch (ceil(bins/64), segments begun in the block, 5).
+// Dispatch (ceil(spatial_bins/64), segments begun in the block, 5).
 @compute @workgroup_size(64)
 fn spatial_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
     let k = gid.z;
-    if b >= params.bins || params.spatial_segment == 0u {
+    if b >= params.spatial_bins || params.spatial_segment == 0u {
         return;
     }
     let seg = params.spatial_segment;
@@ -116,6 +117,21 @@ fn spatial_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = (params.spatial_phase + j) / params.spatial_segment;
     let x0 = spatial_x(0u, j, b);
     let x1 = spatial_x(1u, j, b);
+    let stems = params.inverted_stems;
+    if b >= params.spatial_bins {
+        // Above the filter's band: the masks as they are.
+        for (var i = 0u; i < stems; i++) {
+            let k = (params.stem_kinds >> (4u * i)) & 15u;
+            if k >= SPATIAL_STEMS {
+                continue;
+            }
+            let o0 = ((0u * params.out_frames + j) * stems + i) * params.bins + b;
+            let o1 = ((1u * params.out_frames + j) * stems + i) * params.bins + b;
+            stem_spectra[o0] = x0 * spatial_mask(0u, j, k, b);
+            stem_spectra[o1] = x1 * spatial_mask(1u, j, k, b);
+        }
+        return;
+    }
     let p0 = x0.x * x0.x + x0.y * x0.y;
     let p1 = x1.x * x1.x + x1.y * x1.y;
     // mix_model
@@ -153,7 +169,6 @@ fn spatial_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
     let y1i = (a * x1.y - (er * x0.y - ei * x0.x)) * inv;
     let ok = select(0.0, 1.0, good);
     // stem_spectra, both channels: where C was singular y is 0 and the mask's share takes over.
-    let stems = params.inverted_stems;
     for (var i = 0u; i < stems; i++) {
         let k = (params.stem_kinds >> (4u * i)) & 15u;
         if k >= SPATIAL_STEMS {

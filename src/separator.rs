@@ -863,7 +863,9 @@ impl Separator {
         let bins = self.params.stft.n_bins();
         let n = PRODUCTION.len();
         let frames = block.end - block.start;
-        let seg_len = n * COV_ROWS * bins;
+        // The filter's bins: covariances are `[stem][row][k]`.
+        let k = self.params.production.spatial_bins.min(bins);
+        let seg_len = n * COV_ROWS * k;
         let chunk = spatial::sum_chunk(segment);
         debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
         state.spatial_masks.resize_with(2, Vec::new);
@@ -882,11 +884,10 @@ impl Separator {
         masks0
             .par_chunks_mut(chunk * n * bins)
             .zip(masks1.par_chunks_mut(chunk * n * bins))
-
             .zip(partial.par_chunks_mut(seg_len))
             .enumerate()
             .for_each_init(
-                || (FrameScratch::new(bins, 0), vec![0.0f32; 4 * bins]),
+                || (FrameScratch::new(bins, 0), vec![0.0f32; 4 * k]),
                 |(s, cross), (c, ((m0, m1), sums))| {
                     sums.fill(0.0);
                     let rows = m0
@@ -908,7 +909,7 @@ impl Separator {
                                 s,
                             );
                         }
-                        let x = (offset + j) * bins..(offset + j + 1) * bins;
+                        let x = (offset + j) * bins..(offset + j) * bins + k;
                         spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
                         spatial::accumulate(cross, r0, r1, sums);
                     }
@@ -927,7 +928,7 @@ impl Separator {
                 for part in parts.chunks_exact(seg_len) {
                     cov.iter_mut().zip(part).for_each(|(c, p)| *c += p);
                 }
-                spatial::normalise(cov, bins);
+                spatial::normalise(cov, k);
             });
         state.spatial_sums = partial;
         state.spatial_cov = cov;
@@ -950,6 +951,7 @@ impl Separator {
         let x = held * bins..(held + 1) * bins;
         let m = j * n * bins..(j + 1) * n * bins;
         let seg = (block.start + j) / sp.segment - block.start / sp.segment;
+        let seg_len = n * COV_ROWS * self.params.production.spatial_bins.min(bins);
         let inverted = self.params.stems.inverted();
         s.spatial.resize(2 * inverted * bins, Complex32::default());
         let (s0, s1) = s.spatial.split_at_mut(inverted * bins);
@@ -958,7 +960,7 @@ impl Separator {
             &sp.spectra[1][x],
             &sp.masks[0][m.clone()],
             &sp.masks[1][m],
-            &sp.cov[seg * n * COV_ROWS * bins..(seg + 1) * n * COV_ROWS * bins],
+            &sp.cov[seg * seg_len..(seg + 1) * seg_len],
             &self.spatial_rows[..inverted],
             [s0, s1],
             &mut s.spatial_scratch,

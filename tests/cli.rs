@@ -262,6 +262,8 @@ fn usage_errors_exit_2() {
         vec!["--fallback", "maybe"],
         vec!["--gpu-chunk-frames", "0"],
         vec!["--device", "cpu", "--adapter", "0"],
+        vec!["--spatial-max-freq", "0hz"],
+        vec!["--spatial-max-freq", "loud"],
     ] {
         let mut a = vec![
             "separate",

@@ -464,10 +464,25 @@ fn spatial_stems_match_the_cpu_separator() {
     // Short segments, so a few seconds cross several segments and blocks. (segment, GPU block
     // frames, device cap on a part's frames): blocks of 2 segments, parts of 1; blocks of 5,
     // parts of 3 and 2; blocks of 2, parts of 1.
-    // Segments of 128 frames are summed in two chunks of 64.
-    for &(segment, block, cap) in &[(40usize, 64usize, 45usize), (24, 100, 80), (128, 200, 130)] {
+    // Segments of 128 frames are summed in two chunks of 64. The last case filters the bins up
+    // to 4 kHz only (171 of 1025).
+    for &(segment, block, cap, band) in &[
+        (40usize, 64usize, 45usize, f32::INFINITY),
+        (24, 100, 80, f32::INFINITY),
+        (128, 200, 130, 4000.0),
+    ] {
         let spatial = |block: usize| {
-            let mut p = production_params("drums,bass,melody,harmony,fx", false, 48000, block);
+            let mut p = stemkit::SeparationSpec {
+                stems: "drums,bass,melody,harmony,fx".into(),
+                block_frames: block,
+                production: stemkit::production::ProductionSpec {
+                    spatial_max_hz: band,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .resolve(48000)
+            .unwrap();
             p.production.spatial_frames = segment;
             p
         };
@@ -485,7 +500,9 @@ fn spatial_stems_match_the_cpu_separator() {
         .unwrap();
         let got = gpu.separate(&x).unwrap();
         assert_stems_match(
-            &format!("spatial segment {segment}, block {block}, parts of at most {cap}"),
+            &format!(
+                "spatial segment {segment}, block {block}, parts of at most {cap}, up to {band} Hz"
+            ),
             &got,
             &want,
             &x,

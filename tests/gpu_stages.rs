@@ -802,21 +802,23 @@ fn spatial_matches_cpu() {
     use stemkit::stems::{Stem, PRODUCTION};
     let Some(ctx) = gpu() else { return };
     let mut rng = Rng::new(41);
-    // (n_fft, frames, segment, phase, inverted stems)
-    for &(n_fft, frames, segment, phase, stems) in &[
-        (256usize, 40usize, 16usize, 0usize, &PRODUCTION[..4]),
-        (512, 200, 128, 100, &PRODUCTION[1..]),
-        (256, 37, 16, 13, &[Stem::Drums, Stem::Fx][..]),
+    // (n_fft, frames, segment, phase, filtered bins (None: all), inverted stems)
+    for &(n_fft, frames, segment, phase, band, stems) in &[
+        (256usize, 40usize, 16usize, 0usize, None, &PRODUCTION[..4]),
+        (512, 200, 128, 100, Some(70usize), &PRODUCTION[1..]),
+        (256, 37, 16, 13, None, &[Stem::Drums, Stem::Fx][..]),
         (
             1024,
             12,
             8,
             5,
+            Some(100),
             &[Stem::Harmony, Stem::Bass, Stem::Melody][..],
         ),
     ] {
         let runner = StageRunner::new(ctx.clone(), n_fft, FftPath::Workgroup).unwrap();
         let bins = n_fft / 2 + 1;
+        let k = band.unwrap_or(bins);
         let n = PRODUCTION.len();
         // Spectra: random, with a silent stretch of bins (there C is singular and the masks stay).
         let silent = |b: usize| (10..20).contains(&b);
@@ -840,23 +842,23 @@ fn spatial_matches_cpu() {
             }
         }
         // The carried segment: a normalised covariance of random sums.
-        let mut carried: Vec<f32> = (0..n * COV_ROWS * bins).map(|_| rng.uniform()).collect();
+        let mut carried: Vec<f32> = (0..n * COV_ROWS * k).map(|_| rng.uniform()).collect();
         if phase > 0 {
-            spatial::normalise(&mut carried, bins);
+            spatial::normalise(&mut carried, k);
         } else {
             carried.clear();
         }
         let (cov, got) = runner
-            .spatial(&spectra, &masks, segment, phase, &carried, stems)
+            .spatial(&spectra, &masks, segment, phase, k, &carried, stems)
             .unwrap();
 
         // The CPU twin: each segment's sums in frame order, normalised; then each frame.
         let x = |ch: usize, j: usize| &spectra[(ch * frames + j) * bins..][..bins];
         let m = |ch: usize, j: usize| &masks[(ch * frames + j) * n * bins..][..n * bins];
         let segments = (phase + frames - 1) / segment + 1;
-        let seg_len = n * COV_ROWS * bins;
+        let seg_len = n * COV_ROWS * k;
         let mut want_cov = vec![0.0f32; segments * seg_len];
-        let mut cross = vec![0.0f32; 4 * bins];
+        let mut cross = vec![0.0f32; 4 * k];
         for s in 0..segments {
             let sums = &mut want_cov[s * seg_len..(s + 1) * seg_len];
             if s == 0 && phase > 0 {
@@ -870,15 +872,15 @@ fn spatial_matches_cpu() {
             for c0 in frames_of.clone().step_by(chunk) {
                 part.fill(0.0);
                 for j in c0..(c0 + chunk).min(frames_of.end) {
-                    spatial::cross_spectra(x(0, j), x(1, j), &mut cross);
+                    spatial::cross_spectra(&x(0, j)[..k], &x(1, j)[..k], &mut cross);
                     spatial::accumulate(&cross, m(0, j), m(1, j), &mut part);
                 }
                 sums.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
             }
-            spatial::normalise(sums, bins);
+            spatial::normalise(sums, k);
         }
         assert_close(
-            &format!("spatial covariances, n_fft {n_fft}, phase {phase}"),
+            &format!("spatial covariances, n_fft {n_fft}, phase {phase}, {k} bins"),
             &cov,
             &want_cov,
             1e-6,
@@ -908,7 +910,7 @@ fn spatial_matches_cpu() {
             );
         }
         assert_close(
-            &format!("spatial stem spectra, n_fft {n_fft}, phase {phase}, {stems:?}"),
+            &format!("spatial stem spectra, n_fft {n_fft}, phase {phase}, {k} bins, {stems:?}"),
             &flat(&got),
             &flat(&want),
             1e-5,

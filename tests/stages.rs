@@ -362,6 +362,17 @@ fn spatial_run(
     bins: usize,
     stems: usize,
 ) -> [Vec<Complex32>; 2] {
+    spatial_run_band(x, m, bins, stems, bins)
+}
+
+/// [`spatial_run`] with the filter on bins `0 .. k` only.
+fn spatial_run_band(
+    x: [&[Complex32]; 2],
+    m: [&[f32]; 2],
+    bins: usize,
+    stems: usize,
+    k: usize,
+) -> [Vec<Complex32>; 2] {
     use stemkit::stages::spatial::{
         accumulate, apply, cross_spectra, normalise, SpatialScratch, COV_ROWS,
     };
@@ -370,14 +381,15 @@ fn spatial_run(
         |t: usize| t * bins..(t + 1) * bins,
         |t: usize| t * stems * bins..(t + 1) * stems * bins,
     );
-    let mut cov = vec![0.0f32; stems * COV_ROWS * bins];
+    let mut cov = vec![0.0f32; stems * COV_ROWS * k];
     let mut scratch = SpatialScratch::default();
-    let mut cross = vec![0.0f32; 4 * bins];
+    let mut cross = vec![0.0f32; 4 * k];
     for t in 0..frames {
-        cross_spectra(&x[0][row(t)], &x[1][row(t)], &mut cross);
+        let band = t * bins..t * bins + k;
+        cross_spectra(&x[0][band.clone()], &x[1][band], &mut cross);
         accumulate(&cross, &m[0][mrow(t)], &m[1][mrow(t)], &mut cov);
     }
-    normalise(&mut cov, bins);
+    normalise(&mut cov, k);
     let mut out = [
         vec![Complex32::default(); frames * stems * bins],
         vec![Complex32::default(); frames * stems * bins],
@@ -437,6 +449,42 @@ fn spatial_filter_matches_the_naive_reference() {
                 2e-5,
             );
         }
+    }
+}
+
+/// With the filter on bins `0 .. k` only, those bins are exactly the filter's on the first `k`
+/// bins alone, and the bins above keep their masks (`m·X`, bit for bit).
+#[test]
+fn spatial_filter_band_keeps_the_masks_above_it() {
+    let (frames, bins, stems, k) = (12, 65, 5, 20);
+    let (x0, x1, m0, m1) = spatial_case(36, frames, bins, stems);
+    let got = spatial_run_band([&x0, &x1], [&m0, &m1], bins, stems, k);
+    // The same frames cut to their first k bins.
+    let cut_x = |x: &[Complex32]| -> Vec<Complex32> {
+        x.chunks_exact(bins).flat_map(|r| r[..k].to_vec()).collect()
+    };
+    let cut_m =
+        |m: &[f32]| -> Vec<f32> { m.chunks_exact(bins).flat_map(|r| r[..k].to_vec()).collect() };
+    let (c0, c1, n0, n1) = (cut_x(&x0), cut_x(&x1), cut_m(&m0), cut_m(&m1));
+    let low = spatial_run([&c0, &c1], [&n0, &n1], k, stems);
+    for (ch, (x, m)) in [(&x0, &m0), (&x1, &m1)].into_iter().enumerate() {
+        let (mut below, mut above, mut want_above) = (Vec::new(), Vec::new(), Vec::new());
+        for (r, row) in got[ch].chunks_exact(bins).enumerate() {
+            let t = r / stems;
+            below.extend_from_slice(&row[..k]);
+            above.extend_from_slice(&row[k..]);
+            want_above.extend((k..bins).map(|b| x[t * bins + b] * m[r * bins + b]));
+        }
+        assert_identical(
+            &format!("channel {ch}, bins below {k}"),
+            &flat_c(&below),
+            &flat_c(&low[ch]),
+        );
+        assert_identical(
+            &format!("channel {ch}, bins from {k}"),
+            &flat_c(&above),
+            &flat_c(&want_above),
+        );
     }
 }
 

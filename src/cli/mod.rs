@@ -157,9 +157,13 @@ pub struct SeparationArgs {
     /// channel counts pass unchanged.
     #[arg(long = "spatial", overrides_with = "no_spatial")]
     spatial: bool,
-    /// Turn the spatial filter off (the masks alone; about a quarter faster on the CPU).
+    /// Turn the spatial filter off (the masks alone; faster on the CPU).
     #[arg(long = "no-spatial", overrides_with = "spatial")]
     no_spatial: bool,
+    /// The spatial filter acts up to this frequency (`4000hz`), or on `all` bins; above it the
+    /// masks stand as they are (a little less quality for less CPU time).
+    #[arg(long = "spatial-max-freq", default_value = "all")]
+    spatial_max_freq: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -66,6 +66,10 @@ impl SeparationArgs {
             drum_tail_ms: parse_unit("--drum-tail-window", &self.drum_tail_window, "ms")?,
             drum_tail_decay_db_s: parse_unit("--drum-tail-decay", &self.drum_tail_decay, "")?,
             spatial: !self.no_spatial,
+            spatial_max_hz: match self.spatial_max_freq.trim() {
+                "all" => f32::INFINITY,
+                f => parse_unit("--spatial-max-freq", f, "hz")?,
+            },
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -129,6 +133,8 @@ impl SeparationArgs {
                 "drum_tail_ms": short(p.drum_tail_ms),
                 "drum_tail_decay_db_s": short(p.drum_tail_decay_db_s),
                 "spatial": p.spatial,
+                // null: every bin.
+                "spatial_max_hz": p.spatial_max_hz.is_finite().then(|| short(p.spatial_max_hz)),
             },
             "device": engines.device_name(),
         })

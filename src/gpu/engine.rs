@@ -381,7 +381,7 @@ impl GpuSeparator {
         let count = (plan.emit_to - plan.emit_from) as usize;
         let p = &plan.params;
         let carried = if p.spatial_segment > 0 && p.spatial_phase > 0 {
-            let need = (SPATIAL_COV_BYTES_PER_BIN / 4) as usize * p.bins as usize;
+            let need = (SPATIAL_COV_BYTES_PER_BIN / 4) as usize * p.spatial_bins as usize;
             if state.spatial_cov.len() != need {
                 return Err(Error::Gpu(format!(
                     "frames {start}..{end} begin inside a spatial segment whose covariances no \
@@ -668,7 +668,7 @@ fn scoped_map<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> Vec<T> + 
 /// without the filter.
 fn spatial_last(p: &GpuParams) -> (Buf, u64, u64) {
     let segments = spatial_segments(p) as u64;
-    let seg_bytes = SPATIAL_COV_BYTES_PER_BIN * p.bins as u64;
+    let seg_bytes = SPATIAL_COV_BYTES_PER_BIN * p.spatial_bins as u64;
     match segments {
         0 => (Buf::SpatialCov, 0, 0),
         n => (Buf::SpatialCov, (n - 1) * seg_bytes, seg_bytes),

@@ -201,8 +201,8 @@ pub struct GpuParams {
     /// block's segment `(spatial_phase + j) / spatial_segment`; segment 0 is carried over from
     /// the previous block (uploaded) when the phase is not 0.
     pub spatial_phase: u32,
-    /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 1],
+    /// Bins the spatial filter acts on (from bin 0); the covariances' row length.
+    pub spatial_bins: u32,
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -349,6 +349,7 @@ mod tests {
             ("tail_rho", offset_of!(GpuParams, tail_rho)),
             ("spatial_segment", offset_of!(GpuParams, spatial_segment)),
             ("spatial_phase", offset_of!(GpuParams, spatial_phase)),
+            ("spatial_bins", offset_of!(GpuParams, spatial_bins)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

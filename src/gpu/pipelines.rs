@@ -910,7 +910,7 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
         ],
         Stage::Mask | Stage::Production => [p.bins.div_ceil(wg), p.out_frames, ch],
         Stage::LineInput => [p.bins.div_ceil(wg), p.harm_frames, 1],
-        Stage::SpatialSums => [p.bins.div_ceil(wg), spatial_sum_segments(p), 5],
+        Stage::SpatialSums => [p.spatial_bins.div_ceil(wg), spatial_sum_segments(p), 5],
         Stage::SpatialApply => [
             p.bins.div_ceil(wg),
             if p.spatial_segment == 0 {

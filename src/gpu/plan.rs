@@ -142,6 +142,7 @@ pub fn plan_block(
         steady_margin: steady.map_or(0.0, |(_, m)| m),
         spatial_segment: spatial.map_or(0, |l| l as u32),
         spatial_phase: spatial.map_or(0, |l| (t0 % l) as u32),
+        spatial_bins: spatial.map_or(0, |_| spatial_bins(sep)),
         ..steady_fields(production_fields(sep), steady.map(|(k, _)| k), grid, t0, lo)
     };
     Ok(BlockPlan {
@@ -185,6 +186,11 @@ fn steady_fields(
 }
 
 /// The production stems' fields of [`GpuParams`] (zero for `hpr`).
+/// The spatial filter's bins (at most all of them).
+fn spatial_bins(sep: &SeparationParams) -> u32 {
+    sep.production.spatial_bins.min(sep.stft.n_bins()) as u32
+}
+
 pub fn production_fields(sep: &SeparationParams) -> GpuParams {
     let crate::stems::StemSet::Production { stems } = &sep.stems else {
         return GpuParams::default();
@@ -252,6 +258,7 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
         // Sizing: the most segments `out` frames can touch.
         spatial_segment: spatial.map_or(0, |l| l as u32),
         spatial_phase: spatial.map_or(0, |l| l as u32 - 1),
+        spatial_bins: spatial.map_or(0, |_| spatial_bins(sep)),
         line_bins: if sep.stems.needs_lines() {
             sep.stft.n_bins() as u32
         } else {

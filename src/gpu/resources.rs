@@ -223,7 +223,9 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::Steady => c * p.steady_rows as u64 * bins * 4,
         Buf::StemSpectra => c * out * inv * bins * 8,
         Buf::StemMasks if p.spatial_segment > 0 => c * out * 5 * bins * 4,
-        Buf::SpatialCov => spatial_segments(p) as u64 * SPATIAL_COV_BYTES_PER_BIN * bins,
+        Buf::SpatialCov => {
+            spatial_segments(p) as u64 * SPATIAL_COV_BYTES_PER_BIN * p.spatial_bins as u64
+        }
         Buf::StemMasks => 0,
         Buf::StemFrames => c * out * inv * n * 4,
         Buf::CplxA | Buf::CplxB => match path {

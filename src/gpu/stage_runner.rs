@@ -449,9 +449,10 @@ impl StageRunner {
 
     /// Stage `spatial` for a stereo block of `frames` frames: `spectra` `[channel][frame][bins]`,
     /// `masks` `[channel][frame][5][bins]` (the production masks in `PRODUCTION` order), frame 0
-    /// at position `phase` of a segment of `segment` frames; when `phase` > 0 segment 0 is
-    /// `carried` (`[5][4][bins]`, as `crate::stages::spatial::normalise` leaves it). Returns the
-    /// block's covariances `[segment][5][4][bins]` (the carried one as given) and the spectra of
+    /// at position `phase` of a segment of `segment` frames, the filter acting on bins `0 .. k`;
+    /// when `phase` > 0 segment 0 is `carried` (`[5][4][k]`, as
+    /// `crate::stages::spatial::normalise` leaves it). Returns the block's covariances
+    /// `[segment][5][4][k]` (the carried one as given) and the spectra of
     /// `stems` (`[channel][frame][stem][bins]`), as `crate::stages::spatial::apply`.
     #[allow(clippy::too_many_arguments)]
     pub fn spatial(
@@ -460,6 +461,7 @@ impl StageRunner {
         masks: &[f32],
         segment: usize,
         phase: usize,
+        k: usize,
         carried: &[f32],
         stems: &[crate::stems::Stem],
     ) -> Result<(Vec<f32>, Vec<Complex32>)> {
@@ -476,9 +478,10 @@ impl StageRunner {
             stem_kinds: crate::gpu::params::stem_kind::pack(stems),
             spatial_segment: segment as u32,
             spatial_phase: phase as u32,
+            spatial_bins: k as u32,
             ..base
         };
-        let cov_len = crate::gpu::pipelines::spatial_segments(&p) as usize * 20 * bins;
+        let cov_len = crate::gpu::pipelines::spatial_segments(&p) as usize * 20 * k;
         let spectra_len = frames * 2 * stems.len() * bins * 2;
         let mut out = self.run_regions(
             Step::Spatial,

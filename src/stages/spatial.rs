@@ -46,6 +46,17 @@ pub fn segment_frames(n_fft: usize) -> usize {
     ((2usize << 20) / n_fft).max(1)
 }
 
+/// Bins the filter acts on: those whose centre frequency is at most `max_hz` (`bin_hz` apart,
+/// `bins` in all; an infinite `max_hz` gives all of them), at least one.
+pub fn band_bins(max_hz: f32, bin_hz: f32, bins: usize) -> usize {
+    let top = (max_hz / bin_hz).floor();
+    if top >= bins as f32 {
+        bins
+    } else {
+        (top as usize + 1).clamp(1, bins)
+    }
+}
+
 /// Frames per partial sum of a segment: 64 where that divides the segment, else the whole
 /// segment. A segment's sums are its chunks' sums (each in frame order from 0) added in chunk
 /// order, on the CPU (chunks summed in parallel) and the GPU alike.
@@ -94,19 +105,21 @@ simd_dispatch!(
     }
 );
 
-/// Adds one frame to a segment's sums (`[stem][row][bin]`, see [`COV_ROWS`]): `Σ|S_0|²`,
-/// `Σ|S_1|²` and `Σ S_0·S̄_1`, from the frame's [`cross_spectra`] and its masks
-/// `masks0`/`masks1` (`[stem][bin]`, channels 0 and 1).
+/// Adds one frame to a segment's sums (`[stem][row][bin]` over the filtered bins `0 .. k`, see
+/// [`COV_ROWS`]): `Σ|S_0|²`, `Σ|S_1|²` and `Σ S_0·S̄_1`, from the frame's [`cross_spectra`] of
+/// those bins (`4 × k`) and its masks `masks0`/`masks1` (`[stem][bin]` over all bins, channels 0
+/// and 1).
 pub fn accumulate(cross: &[f32], masks0: &[f32], masks1: &[f32], sums: &mut [f32]) {
-    let bins = cross.len() / 4;
-    let [p0, p1, qr, qi] = rows4(cross, bins);
+    let k = cross.len() / 4;
+    let stride = masks0.len() / (sums.len() / (COV_ROWS * k));
+    let [p0, p1, qr, qi] = rows4(cross, k);
     for ((s, m0), m1) in sums
-        .chunks_exact_mut(COV_ROWS * bins)
-        .zip(masks0.chunks_exact(bins))
-        .zip(masks1.chunks_exact(bins))
+        .chunks_exact_mut(COV_ROWS * k)
+        .zip(masks0.chunks_exact(stride))
+        .zip(masks1.chunks_exact(stride))
     {
-        let [r00, r11, re, im] = rows4_mut(s, bins);
-        accumulate_rows([p0, p1, qr, qi], [m0, m1], [r00, r11, re, im]);
+        let [r00, r11, re, im] = rows4_mut(s, k);
+        accumulate_rows([p0, p1, qr, qi], [&m0[..k], &m1[..k]], [r00, r11, re, im]);
     }
 }
 
@@ -164,9 +177,10 @@ pub struct SpatialScratch {
 
 /// One frame's stem spectra through the filter, both channels (the mix model and its solve
 /// serve both), from the frame's spectra `x0`/`x1`, masks `masks0`/`masks1` (`[stem][bin]`)
-/// and the segment's covariances `cov` (`[stem][row][bin]`),
-/// for the stems `stems` (indices into the masks) only: `out0`, `out1` are `[stems][bin]`.
-/// Where the mix is silent (`tr C` below [`SPATIAL_FLOOR`]) the masks are applied as they are.
+/// and the segment's covariances `cov` (`[stem][row][bin]` over the filtered bins `0 .. k`,
+/// `k` = its length / (4 × stems)), for the stems `stems` (indices into the masks) only: `out0`,
+/// `out1` are `[stems][bin]`. From bin `k` on, and where the mix is silent (`tr C` below
+/// [`SPATIAL_FLOOR`]), the masks are applied as they are.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     x0: &[Complex32],
@@ -199,20 +213,29 @@ fn prepare(
     cov: &[f32],
     scratch: &mut SpatialScratch,
 ) {
-    let bins = x0.len();
-    let stems = masks0.len() / bins;
-    scratch.v.resize(stems * bins, 0.0);
-    scratch.power.resize(2 * bins, 0.0);
+    let stems = masks0.len() / x0.len();
+    let k = cov.len() / (COV_ROWS * stems);
+    let (x0, x1) = (&x0[..k], &x1[..k]);
+    scratch.v.resize(stems * k, 0.0);
+    scratch.power.resize(2 * k, 0.0);
     powers(x0, x1, &mut scratch.power);
     // The mix model sums into the first four rows; solve writes the rest.
-    scratch.c.resize(9 * bins, 0.0);
-    scratch.c[..4 * bins].fill(0.0);
-    mix_model(&scratch.power, masks0, masks1, cov, &mut scratch.v, &mut scratch.c);
+    scratch.c.resize(9 * k, 0.0);
+    scratch.c[..4 * k].fill(0.0);
+    mix_model(
+        &scratch.power,
+        masks0,
+        masks1,
+        cov,
+        &mut scratch.v,
+        &mut scratch.c,
+    );
     solve(x0, x1, &mut scratch.c);
 }
 
 simd_dispatch!(
-    /// `v_j` per stem and bin into `v`, and `C = Σ_j v_j R_j` into the first four rows of `c`.
+    /// `v_j` per stem and filtered bin into `v`, and `C = Σ_j v_j R_j` into the first four rows
+    /// of `c` (the masks are rows over all bins; the rest over the filtered bins).
     fn mix_model(
         power: &[f32],
         masks0: &[f32],
@@ -223,14 +246,16 @@ simd_dispatch!(
     ) {
         let (p0, p1) = power.split_at(power.len() / 2);
         let bins = p0.len();
+        let stride = masks0.len() / (v.len() / bins);
         let [c00, c11, cre, cim] = rows4_mut(c, bins);
         for (((v, m0), m1), r) in v
             .chunks_exact_mut(bins)
-            .zip(masks0.chunks_exact(bins))
-            .zip(masks1.chunks_exact(bins))
+            .zip(masks0.chunks_exact(stride))
+            .zip(masks1.chunks_exact(stride))
             .zip(cov.chunks_exact(COV_ROWS * bins))
         {
             let [r00, r11, rre, rim] = rows4(r, bins);
+            let (m0, m1) = (&m0[..bins], &m1[..bins]);
             for b in 0..bins {
                 let vb = 0.5 * (m0[b] * m0[b] * p0[b] + m1[b] * m1[b] * p1[b]);
                 v[b] = vb;
@@ -280,7 +305,8 @@ simd_dispatch!(
 
 simd_dispatch!(
     /// Both rows of `v_j R_j y` for each stem `j` of `stems` into `out0`, `out1` (`[stems][bin]`),
-    /// or each channel's mask times its spectrum where `C` was not invertible (there `y` is 0).
+    /// or each channel's mask times its spectrum where `C` was not invertible (there `y` is 0)
+    /// and from the filtered bins' end `k` on (`v`, `c` and `cov` hold `k` bins a row).
     #[allow(clippy::too_many_arguments)]
     fn stem_spectra(
         x: [&[Complex32]; 2],
@@ -293,33 +319,34 @@ simd_dispatch!(
     ) {
         let ([x0, x1], [masks0, masks1], [out0, out1]) = (x, masks, out);
         let bins = x0.len();
-        let y = &c[4 * bins..];
-        let (y, ok) = y.split_at(4 * bins);
-        let [y0r, y0i, y1r, y1i] = rows4(y, bins);
-        for ((o0, o1), &k) in out0
+        let k = c.len() / 9;
+        let y = &c[4 * k..];
+        let (y, ok) = y.split_at(4 * k);
+        let [y0r, y0i, y1r, y1i] = rows4(y, k);
+        for ((o0, o1), &j) in out0
             .chunks_exact_mut(bins)
             .zip(out1.chunks_exact_mut(bins))
             .zip(stems)
         {
-            let at = k * bins..(k + 1) * bins;
-            let (v, m0, m1) = (&v[at.clone()], &masks0[at.clone()], &masks1[at]);
-            let [r00, r11, rre, rim] = rows4(&cov[k * COV_ROWS * bins..], bins);
+            let (m0, m1) = (&masks0[j * bins..][..bins], &masks1[j * bins..][..bins]);
+            let v = &v[j * k..][..k];
+            let [r00, r11, rre, rim] = rows4(&cov[j * COV_ROWS * k..], k);
             // Row 0: r00·y0 + r01·y1; row 1: conj(r01)·y0 + r11·y1. Where C was singular y is 0
             // and the mask's share (1 − ok) takes over.
-            for b in 0..bins {
+            for b in 0..k {
                 let z0r = r00[b] * y0r[b] + (rre[b] * y1r[b] - rim[b] * y1i[b]);
                 let z0i = r00[b] * y0i[b] + (rre[b] * y1i[b] + rim[b] * y1r[b]);
                 let z1r = (rre[b] * y0r[b] + rim[b] * y0i[b]) + r11[b] * y1r[b];
                 let z1i = (rre[b] * y0i[b] - rim[b] * y0r[b]) + r11[b] * y1i[b];
                 let (keep0, keep1) = ((1.0 - ok[b]) * m0[b], (1.0 - ok[b]) * m1[b]);
-                o0[b] = Complex32::new(
-                    z0r * v[b] + keep0 * x0[b].re,
-                    z0i * v[b] + keep0 * x0[b].im,
-                );
-                o1[b] = Complex32::new(
-                    z1r * v[b] + keep1 * x1[b].re,
-                    z1i * v[b] + keep1 * x1[b].im,
-                );
+                o0[b] =
+                    Complex32::new(z0r * v[b] + keep0 * x0[b].re, z0i * v[b] + keep0 * x0[b].im);
+                o1[b] =
+                    Complex32::new(z1r * v[b] + keep1 * x1[b].re, z1i * v[b] + keep1 * x1[b].im);
+            }
+            for b in k..bins {
+                o0[b] = x0[b] * m0[b];
+                o1[b] = x1[b] * m1[b];
             }
         }
     }
