@@ -229,7 +229,8 @@ pub struct CpuState {
     /// `[segment][stem][row][bin]` (rows: [`COV_ROWS`]).
     spatial_masks: Vec<Vec<f32>>,
     spatial_cov: Vec<f32>,
-    /// With the spatial filter: each chunk's sums ([`spatial::sum_chunk`]), `[chunk][stem][row][bin]`.
+    /// With the spatial filter: each chunk's sums ([`spatial::sum_chunk`]),
+    /// `[chunk][stem][row][bin]`.
     spatial_sums: Vec<f32>,
 }
 
@@ -807,9 +808,9 @@ impl Separator {
     }
 
     /// The HPSS masks (`s.mask_h`, `s.mask_p`) and the masks of `stems` (`[stem][bin]` into
-    /// `out`, or `s.masks` without one; none for `hpr`) of output frame `j` of the block, whose spectrum is row
-    /// `rows.0` of the held frames and whose harmonic estimate is row `rows.1` of `work.harm`:
-    /// drum tail, HPSS masks, steady gate, tonal shift, line weights.
+    /// `out`, or `s.masks` without one; none for `hpr`) of output frame `j` of the block, whose
+    /// spectrum is row `rows.0` of the held frames and whose harmonic estimate is row `rows.1`
+    /// of `work.harm`: drum tail, HPSS masks, steady gate, tonal shift, line weights.
     #[allow(clippy::too_many_arguments)]
     fn frame_masks(
         &self,
@@ -935,8 +936,8 @@ impl Separator {
     }
 
     /// Output frame `j` of the block through the spatial filter: the inverted stems of both
-    /// channels, inverse-transformed into `out[channel]` (`[stem][n_fft]`). `held` is the frame's row in
-    /// the held spectra.
+    /// channels, inverse-transformed into `out[channel]` (`[stem][n_fft]`). `held` is the
+    /// frame's row in the held spectra.
     fn spatial_frame(
         &self,
         sp: &SpatialView<'_>,
