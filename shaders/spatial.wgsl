@@ -7,9 +7,10 @@
 // spatial_segment. When the phase is not 0, segment 0 began in the previous block: the host
 // uploaded its covariances and spatial_sums leaves it alone.
 //
-// spatial_sums: per segment, stem and bin, Σ|S_0|², Σ|S_1|², Σ S_0·S̄_1 over the segment's
-// frames, chunk by chunk as the CPU sums them (sum_chunk, accumulate_rows), then normalised into
-// R (normalise).
+// spatial_chunks: per chunk of 64 frames (sum_chunk), stem and bin, Σ|S_0|², Σ|S_1|²,
+// Σ S_0·S̄_1 over the chunk's frames in frame order (accumulate_rows); spatial_sums: per segment,
+// stem and bin, its chunks' sums added in chunk order, as the CPU sums them, then normalised into
+// R (normalise). Two passes so that the frames are summed by many invocations at once.
 // spatial_apply: per output frame and bin, both channels at once: v_j and C = Σ v_j R_j
 // (mix_model), y = C⁻¹X (solve), then each inverted stem's row of v_j R_j y (stem_spectra).
 // The filter acts on bins 0 .. spatial_bins; above, the masks stand as they are.
@@ -19,6 +20,7 @@
 @group(0) @binding(2) var<storage, read> stem_masks: array<f32>;               // [channel][out_frames][5][bins]
 @group(0) @binding(3) var<storage, read_write> cov: array<f32>;                // [segment][5][4][spatial_bins]
 @group(0) @binding(4) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;           // [chunk][5][4][spatial_bins]
 
 const SPATIAL_STEMS: u32 = 5u;
 // stages::spatial::SUM_CHUNK.
@@ -41,7 +43,61 @@ fn cov_at(s: u32, k: u32, r: u32, b: u32) -> u32 {
     return ((s * SPATIAL_STEMS + k) * 4u + r) * params.spatial_bins + b;
 }
 
-// Dispatch (ceil(spatial_bins/64), segments begun in the block, 5).
+// The chunk grid: sum_chunk frames from the first frame of the first segment the block computes
+// (segments are whole multiples of chunks, so no chunk spans two segments).
+fn sum_chunk() -> u32 {
+    let seg = params.spatial_segment;
+    return select(seg, SUM_CHUNK, seg % SUM_CHUNK == 0u);
+}
+
+fn first_computed_segment() -> u32 {
+    return select(0u, 1u, params.spatial_phase > 0u);
+}
+
+// Block frame where the chunk grid starts.
+fn chunk_origin() -> u32 {
+    return first_computed_segment() * params.spatial_segment - params.spatial_phase;
+}
+
+// Dispatch (ceil(spatial_bins/64), chunks, 5): chunk g's sums, from 0 in frame order.
+@compute @workgroup_size(64)
+fn spatial_chunks(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let k = gid.z;
+    if b >= params.spatial_bins || params.spatial_segment == 0u {
+        return;
+    }
+    let g = gid.y;
+    let lo = chunk_origin() + g * sum_chunk();
+    let hi = min(lo + sum_chunk(), params.out_frames);
+    var s00 = 0.0;
+    var s11 = 0.0;
+    var sre = 0.0;
+    var sim = 0.0;
+    for (var j = lo; j < hi; j++) {
+        let x0 = spatial_x(0u, j, b);
+        let x1 = spatial_x(1u, j, b);
+        // cross_spectra
+        let p0 = x0.x * x0.x + x0.y * x0.y;
+        let p1 = x1.x * x1.x + x1.y * x1.y;
+        let qr = x0.x * x1.x + x0.y * x1.y;
+        let qi = x0.y * x1.x - x0.x * x1.y;
+        let a = spatial_mask(0u, j, k, b);
+        let c = spatial_mask(1u, j, k, b);
+        let ac = a * c;
+        s00 += a * a * p0;
+        s11 += c * c * p1;
+        sre += ac * qr;
+        sim += ac * qi;
+    }
+    partials[cov_at(g, k, 0u, b)] = s00;
+    partials[cov_at(g, k, 1u, b)] = s11;
+    partials[cov_at(g, k, 2u, b)] = sre;
+    partials[cov_at(g, k, 3u, b)] = sim;
+}
+
+// Dispatch (ceil(spatial_bins/64), segments the block computes, 5): a segment's sums are its
+// chunks' added in chunk order, then normalised.
 @compute @workgroup_size(64)
 fn spatial_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
@@ -50,41 +106,20 @@ fn spatial_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let seg = params.spatial_segment;
-    let s = gid.y + select(0u, 1u, params.spatial_phase > 0u);
-    let lo = s * seg - params.spatial_phase;
-    let hi = min((s + 1u) * seg - params.spatial_phase, params.out_frames);
-    // The segment's sums: each chunk's (sum_chunk frames, summed from 0 in frame order), added
-    // in chunk order.
-    let chunk = select(seg, SUM_CHUNK, seg % SUM_CHUNK == 0u);
+    let per_segment = seg / sum_chunk();
+    let s = gid.y + first_computed_segment();
+    let g0 = gid.y * per_segment;
+    let frames = params.out_frames - chunk_origin();
+    let g1 = min(g0 + per_segment, (frames + sum_chunk() - 1u) / sum_chunk());
     var r00 = 0.0;
     var r11 = 0.0;
     var re = 0.0;
     var im = 0.0;
-    for (var c0 = lo; c0 < hi; c0 += chunk) {
-        var s00 = 0.0;
-        var s11 = 0.0;
-        var sre = 0.0;
-        var sim = 0.0;
-        for (var j = c0; j < min(c0 + chunk, hi); j++) {
-            let x0 = spatial_x(0u, j, b);
-            let x1 = spatial_x(1u, j, b);
-            // cross_spectra
-            let p0 = x0.x * x0.x + x0.y * x0.y;
-            let p1 = x1.x * x1.x + x1.y * x1.y;
-            let qr = x0.x * x1.x + x0.y * x1.y;
-            let qi = x0.y * x1.x - x0.x * x1.y;
-            let a = spatial_mask(0u, j, k, b);
-            let c = spatial_mask(1u, j, k, b);
-            let ac = a * c;
-            s00 += a * a * p0;
-            s11 += c * c * p1;
-            sre += ac * qr;
-            sim += ac * qi;
-        }
-        r00 += s00;
-        r11 += s11;
-        re += sre;
-        im += sim;
+    for (var g = g0; g < g1; g++) {
+        r00 += partials[cov_at(g, k, 0u, b)];
+        r11 += partials[cov_at(g, k, 1u, b)];
+        re += partials[cov_at(g, k, 2u, b)];
+        im += partials[cov_at(g, k, 3u, b)];
     }
     // normalise
     let d = 0.5 * (r00 + r11);

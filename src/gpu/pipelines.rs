@@ -54,7 +54,9 @@ pub enum Stage {
     /// The production stems' masks applied to the spectrum (or, with the spatial filter, the
     /// masks alone).
     Production,
-    /// The spatial filter's covariances per segment (production stems of stereo input).
+    /// The spatial filter's sums per chunk of frames (production stems of stereo input).
+    SpatialChunks,
+    /// The spatial filter's covariances per segment, from the chunks' sums.
     SpatialSums,
     /// The spatial filter applied: the stem spectra from the masks and covariances.
     SpatialApply,
@@ -149,7 +151,7 @@ const fn none(_: usize) -> u64 {
 }
 
 /// The table: every stage, its shader, entry point, workgroup size, bindings and workgroup memory.
-pub static STAGES: [StageDesc; 18] = [
+pub static STAGES: [StageDesc; 19] = [
     StageDesc {
         stage: Stage::Frame,
         twin: "frame",
@@ -334,6 +336,21 @@ pub static STAGES: [StageDesc; 18] = [
         workgroup_bytes: none,
     },
     StageDesc {
+        stage: Stage::SpatialChunks,
+        twin: "spatial",
+        files: "spatial.wgsl",
+        sources: &[SPATIAL],
+        entry_point: "spatial_chunks",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(1, "spectra", Read),
+            b(2, "stem_masks", Read),
+            b(5, "partials", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
         stage: Stage::SpatialSums,
         twin: "spatial",
         files: "spatial.wgsl",
@@ -342,9 +359,8 @@ pub static STAGES: [StageDesc; 18] = [
         workgroup_size: fixed::<64>,
         bindings: &[
             b(0, "params", Uniform),
-            b(1, "spectra", Read),
-            b(2, "stem_masks", Read),
             b(3, "cov", ReadWrite),
+            b(5, "partials", ReadWrite),
         ],
         workgroup_bytes: none,
     },
@@ -431,7 +447,7 @@ pub static STAGES: [StageDesc; 18] = [
 
 impl Stage {
     /// Every stage, in table order.
-    pub const ALL: [Stage; 18] = [
+    pub const ALL: [Stage; 19] = [
         Stage::Frame,
         Stage::Fft,
         Stage::FftGlobalPass,
@@ -444,6 +460,7 @@ impl Stage {
         Stage::Mask,
         Stage::LineInput,
         Stage::Production,
+        Stage::SpatialChunks,
         Stage::SpatialSums,
         Stage::SpatialApply,
         Stage::Ifft,
@@ -473,6 +490,7 @@ impl Stage {
                 Stage::Mask,
                 Stage::LineInput,
                 Stage::Production,
+                Stage::SpatialChunks,
                 Stage::SpatialSums,
                 Stage::SpatialApply,
                 Stage::Ifft,
@@ -490,6 +508,7 @@ impl Stage {
                 Stage::Mask,
                 Stage::LineInput,
                 Stage::Production,
+                Stage::SpatialChunks,
                 Stage::SpatialSums,
                 Stage::SpatialApply,
                 Stage::IfftGlobalPre,
@@ -910,6 +929,7 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
         ],
         Stage::Mask | Stage::Production => [p.bins.div_ceil(wg), p.out_frames, ch],
         Stage::LineInput => [p.bins.div_ceil(wg), p.harm_frames, 1],
+        Stage::SpatialChunks => [p.spatial_bins.div_ceil(wg), spatial_chunks(p), 5],
         Stage::SpatialSums => [p.spatial_bins.div_ceil(wg), spatial_sum_segments(p), 5],
         Stage::SpatialApply => [
             p.bins.div_ceil(wg),
@@ -933,6 +953,21 @@ pub fn spatial_segments(p: &GpuParams) -> u32 {
         0 => 0,
         seg => (p.spatial_phase + p.out_frames.max(1) - 1) / seg + 1,
     }
+}
+
+/// Chunks of the spatial filter's sums a block computes (`stages::spatial::sum_chunk` frames
+/// each, from the first segment it computes; 0 when off).
+pub fn spatial_chunks(p: &GpuParams) -> u32 {
+    if p.spatial_segment == 0 {
+        return 0;
+    }
+    let chunk = crate::stages::spatial::sum_chunk(p.spatial_segment as usize) as u32;
+    let origin = if p.spatial_phase > 0 {
+        p.spatial_segment - p.spatial_phase
+    } else {
+        0
+    };
+    p.out_frames.saturating_sub(origin).div_ceil(chunk)
 }
 
 /// Segments whose covariances the block computes: all but a carried one.

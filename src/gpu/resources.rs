@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::params::{GpuParams, PassParams};
 use crate::gpu::pipelines::{
-    spatial_segments, workgroups, FftPath, Pipelines, Stage, TIMED_STAGES,
+    spatial_chunks, spatial_segments, workgroups, FftPath, Pipelines, Stage, TIMED_STAGES,
 };
 use std::sync::Arc;
 
@@ -35,8 +35,8 @@ pub enum Step {
     Mask,
     /// production.wgsl, production
     Production,
-    /// spatial.wgsl, spatial_sums then spatial_apply (production stems of stereo input with
-    /// the spatial filter; no workgroups otherwise)
+    /// spatial.wgsl, spatial_chunks, spatial_sums then spatial_apply (production stems of
+    /// stereo input with the spatial filter; no workgroups otherwise)
     Spatial,
     /// ifft.wgsl or fft_global.wgsl
     Ifft,
@@ -139,6 +139,8 @@ pub enum Buf {
     StemMasks,
     /// The spatial filter's covariances `[segment][5][4][bins]` (spatial filter only).
     SpatialCov,
+    /// The spatial filter's sums per chunk of frames `[chunk][5][4][bins]` (spatial filter only).
+    SpatialPartials,
     /// Windowed inverse frames `[channel][out][stem][n_fft]`.
     StemFrames,
     /// Global FFT ping-pong buffer A.
@@ -161,7 +163,7 @@ pub enum Buf {
 
 /// The buffers a block's stages write (every intermediate and the output): what must fit the
 /// device's limits, and what tests poison before each block.
-pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 15] = [
+pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 16] = [
     Buf::Frames,
     Buf::Spectra,
     Buf::Mag,
@@ -172,6 +174,7 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 15] = [
     Buf::StemSpectra,
     Buf::StemMasks,
     Buf::SpatialCov,
+    Buf::SpatialPartials,
     Buf::StemFrames,
     Buf::CplxA,
     Buf::CplxB,
@@ -179,7 +182,7 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 15] = [
     Buf::LineIn,
 ];
 
-const BUFS: [Buf; 21] = [
+const BUFS: [Buf; 22] = [
     Buf::Params,
     Buf::Pcm,
     Buf::Frames,
@@ -192,6 +195,7 @@ const BUFS: [Buf; 21] = [
     Buf::StemSpectra,
     Buf::StemMasks,
     Buf::SpatialCov,
+    Buf::SpatialPartials,
     Buf::StemFrames,
     Buf::CplxA,
     Buf::CplxB,
@@ -227,6 +231,9 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
             spatial_segments(p) as u64 * SPATIAL_COV_BYTES_PER_BIN * p.spatial_bins as u64
         }
         Buf::StemMasks => 0,
+        Buf::SpatialPartials => {
+            spatial_chunks(p) as u64 * SPATIAL_COV_BYTES_PER_BIN * p.spatial_bins as u64
+        }
         Buf::StemFrames => c * out * inv * n * 4,
         Buf::CplxA | Buf::CplxB => match path {
             FftPath::Workgroup => 0,
@@ -458,16 +465,20 @@ impl Resources {
                 buf(Buf::StemMasks),
             ],
         )]);
-        let spatial_in = || {
-            [
-                params(),
-                buf(Buf::Spectra),
-                buf(Buf::StemMasks),
-                buf(Buf::SpatialCov),
-            ]
-        };
         steps.push(vec![
-            one(Stage::SpatialSums, &spatial_in()),
+            one(
+                Stage::SpatialChunks,
+                &[
+                    params(),
+                    buf(Buf::Spectra),
+                    buf(Buf::StemMasks),
+                    buf(Buf::SpatialPartials),
+                ],
+            ),
+            one(
+                Stage::SpatialSums,
+                &[params(), buf(Buf::SpatialCov), buf(Buf::SpatialPartials)],
+            ),
             one(
                 Stage::SpatialApply,
                 &[
@@ -723,6 +734,7 @@ fn create_buffer(device: &wgpu::Device, buf: Buf, size: u64) -> wgpu::Buffer {
             Buf::StemSpectra => "stem spectra",
             Buf::StemMasks => "stem masks",
             Buf::SpatialCov => "spatial covariances",
+            Buf::SpatialPartials => "spatial chunk sums",
             Buf::StemFrames => "stem frames",
             Buf::CplxA => "fft a",
             Buf::CplxB => "fft b",
