@@ -22,8 +22,8 @@
 @group(0) @binding(6) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
 
 @group(0) @binding(9) var<storage, read> steady: array<f32>;                 // [channel][steady_rows][bins]
-// With the spatial filter on (spatial_segment > 0), production writes every channel's five masks
-// here instead of the stem spectra; spatial.wgsl turns them into the stem spectra.
+// With the spatial filter on (spatial_segment > 0), production_masks writes every channel's five
+// masks here instead of production's stem spectra; spatial.wgsl turns them into the stem spectra.
 @group(0) @binding(10) var<storage, read_write> stem_masks: array<f32>;      // [channel][out_frames][5][bins]
 
 // line_input's own bindings (a separate entry point, a separate bind group); production reads mag
@@ -193,15 +193,16 @@ fn drum_tail(ch: u32, j: u32, b: u32, q: f32, f_bass: f32) -> f32 {
     return q + (best - q) * (1.0 - bass);
 }
 
-// Dispatch (ceil(bins/64), out_frames, channels).
-@compute @workgroup_size(64)
-fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let b = gid.x;
-    let j = gid.y;
-    let ch = gid.z;
-    if b >= params.bins || j >= params.out_frames {
-        return;
-    }
+// One bin's inputs to the stems' masks: the HPSS masks h and p (drum tail, steady gate and tonal
+// shift applied) and the bass and melody line weights bw and mw.
+struct StemWeights {
+    h: f32,
+    p: f32,
+    bw: f32,
+    mw: f32,
+}
+
+fn stem_weights(ch: u32, j: u32, b: u32) -> StemWeights {
     let harm_base = (ch * params.harm_frames + params.harm_offset + j) * params.bins;
     var q = perc[(ch * params.out_frames + j) * params.bins + b];
     let line = lines[j];
@@ -224,29 +225,53 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b]);
     let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0);
-    if params.spatial_segment > 0u {
-        // The five production masks, in STEM_* order.
-        let at = ((ch * params.out_frames + j) * 5u) * params.bins + b;
-        stem_masks[at] = p;
-        stem_masks[at + params.bins] = h * bw;
-        stem_masks[at + 2u * params.bins] = h * (1.0 - bw) * mw;
-        stem_masks[at + 3u * params.bins] = h * (1.0 - bw) * (1.0 - mw);
-        stem_masks[at + 4u * params.bins] = max(1.0 - h - p, 0.0);
+    return StemWeights(h, p, bw, mw);
+}
+
+// The mask of the stem of kind `kind` (STEM_*).
+fn stem_mask(w: StemWeights, kind: u32) -> f32 {
+    switch kind {
+        case STEM_DRUMS: { return w.p; }
+        case STEM_FX: { return max(1.0 - w.h - w.p, 0.0); }
+        case STEM_BASS: { return w.h * w.bw; }
+        case STEM_MELODY: { return w.h * (1.0 - w.bw) * w.mw; }
+        case STEM_HARMONY: { return w.h * (1.0 - w.bw) * (1.0 - w.mw); }
+        default: { return 0.0; }
+    }
+}
+
+// Dispatch (ceil(bins/64), out_frames, channels); no workgroups with the spatial filter on.
+@compute @workgroup_size(64)
+fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let j = gid.y;
+    let ch = gid.z;
+    if b >= params.bins || j >= params.out_frames {
         return;
     }
+    let w = stem_weights(ch, j, b);
     let z = spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
     let stems = params.inverted_stems;
     let out = ((ch * params.out_frames + j) * stems) * params.bins + b;
     for (var s = 0u; s < stems; s++) {
-        var m = 0.0;
-        switch (params.stem_kinds >> (4u * s)) & 15u {
-            case STEM_DRUMS: { m = p; }
-            case STEM_FX: { m = max(1.0 - h - p, 0.0); }
-            case STEM_BASS: { m = h * bw; }
-            case STEM_MELODY: { m = h * (1.0 - bw) * mw; }
-            case STEM_HARMONY: { m = h * (1.0 - bw) * (1.0 - mw); }
-            default: { m = 0.0; }
-        }
+        let m = stem_mask(w, (params.stem_kinds >> (4u * s)) & 15u);
         stem_spectra[out + s * params.bins] = vec2<f32>(z.x * m, z.y * m);
+    }
+}
+
+// With the spatial filter: every channel's five masks, in STEM_* order, for spatial.wgsl.
+// Dispatch (ceil(bins/64), out_frames, channels); no workgroups with the filter off.
+@compute @workgroup_size(64)
+fn production_masks(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let j = gid.y;
+    let ch = gid.z;
+    if b >= params.bins || j >= params.out_frames {
+        return;
+    }
+    let w = stem_weights(ch, j, b);
+    let at = ((ch * params.out_frames + j) * 5u) * params.bins + b;
+    for (var k = 0u; k < 5u; k++) {
+        stem_masks[at + k * params.bins] = stem_mask(w, k);
     }
 }

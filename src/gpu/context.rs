@@ -55,8 +55,8 @@ pub struct AdapterSummary {
 
 /// Workgroup size of the fixed-size stages; adapters must allow it.
 pub(crate) const MAX_WORKGROUP_SIZE_USED: u32 = 256;
-/// Storage buffers the widest stage binds (overlap_add: 5).
-pub(crate) const STORAGE_BUFFERS_USED: u32 = 5;
+/// Storage buffers the widest stage binds (production: 8, WebGPU's default limit).
+pub(crate) const STORAGE_BUFFERS_USED: u32 = 8;
 
 fn instance() -> wgpu::Instance {
     // Backends from WGPU_BACKEND when set, else all; no display handle (headless).

@@ -51,9 +51,10 @@ pub enum Stage {
     Mask,
     /// Channel sums the production stems' pitch lines are tracked on.
     LineInput,
-    /// The production stems' masks applied to the spectrum (or, with the spatial filter, the
-    /// masks alone).
+    /// The production stems' masks applied to the spectrum.
     Production,
+    /// The production stems' five masks alone (for the spatial filter).
+    ProductionMasks,
     /// The spatial filter's sums per chunk of frames (production stems of stereo input).
     SpatialChunks,
     /// The spatial filter's covariances per segment, from the chunks' sums.
@@ -151,7 +152,7 @@ const fn none(_: usize) -> u64 {
 }
 
 /// The table: every stage, its shader, entry point, workgroup size, bindings and workgroup memory.
-pub static STAGES: [StageDesc; 19] = [
+pub static STAGES: [StageDesc; 20] = [
     StageDesc {
         stage: Stage::Frame,
         twin: "frame",
@@ -331,6 +332,24 @@ pub static STAGES: [StageDesc; 19] = [
             b(6, "stem_spectra", ReadWrite),
             b(7, "mag", Read),
             b(9, "steady", Read),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
+        stage: Stage::ProductionMasks,
+        twin: "production",
+        files: "select.wgsl, production.wgsl",
+        sources: &[SELECT, PRODUCTION],
+        entry_point: "production_masks",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(2, "harm", Read),
+            b(3, "perc", Read),
+            b(4, "low", Read),
+            b(5, "lines", Read),
+            b(7, "mag", Read),
+            b(9, "steady", Read),
             b(10, "stem_masks", ReadWrite),
         ],
         workgroup_bytes: none,
@@ -447,7 +466,7 @@ pub static STAGES: [StageDesc; 19] = [
 
 impl Stage {
     /// Every stage, in table order.
-    pub const ALL: [Stage; 19] = [
+    pub const ALL: [Stage; 20] = [
         Stage::Frame,
         Stage::Fft,
         Stage::FftGlobalPass,
@@ -460,6 +479,7 @@ impl Stage {
         Stage::Mask,
         Stage::LineInput,
         Stage::Production,
+        Stage::ProductionMasks,
         Stage::SpatialChunks,
         Stage::SpatialSums,
         Stage::SpatialApply,
@@ -490,6 +510,7 @@ impl Stage {
                 Stage::Mask,
                 Stage::LineInput,
                 Stage::Production,
+                Stage::ProductionMasks,
                 Stage::SpatialChunks,
                 Stage::SpatialSums,
                 Stage::SpatialApply,
@@ -508,6 +529,7 @@ impl Stage {
                 Stage::Mask,
                 Stage::LineInput,
                 Stage::Production,
+                Stage::ProductionMasks,
                 Stage::SpatialChunks,
                 Stage::SpatialSums,
                 Stage::SpatialApply,
@@ -927,7 +949,26 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
             },
             ch,
         ],
-        Stage::Mask | Stage::Production => [p.bins.div_ceil(wg), p.out_frames, ch],
+        Stage::Mask => [p.bins.div_ceil(wg), p.out_frames, ch],
+        // One of the two runs: the stem spectra, or (spatial filter) the masks alone.
+        Stage::Production => [
+            p.bins.div_ceil(wg),
+            if p.spatial_segment > 0 {
+                0
+            } else {
+                p.out_frames
+            },
+            ch,
+        ],
+        Stage::ProductionMasks => [
+            p.bins.div_ceil(wg),
+            if p.spatial_segment > 0 {
+                p.out_frames
+            } else {
+                0
+            },
+            ch,
+        ],
         Stage::LineInput => [p.bins.div_ceil(wg), p.harm_frames, 1],
         Stage::SpatialChunks => [p.spatial_bins.div_ceil(wg), spatial_chunks(p), 5],
         Stage::SpatialSums => [p.spatial_bins.div_ceil(wg), spatial_sum_segments(p), 5],
@@ -1100,6 +1141,22 @@ mod tests {
             naga::Expression::Literal(v) => v,
             ref e => panic!("{name} = {e:?}"),
         }
+    }
+
+    /// The adapter check's storage-buffer count is what the widest stage binds.
+    #[test]
+    fn storage_buffers_used_is_the_widest_stage() {
+        let widest = STAGES
+            .iter()
+            .map(|d| {
+                d.bindings
+                    .iter()
+                    .filter(|b| b.access != Access::Uniform)
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert_eq!(widest as u32, crate::gpu::context::STORAGE_BUFFERS_USED);
     }
 
     /// The median constants the dispatch sizes depend on agree between Rust and WGSL.

@@ -33,7 +33,7 @@ pub enum Step {
     LineInput,
     /// mask.wgsl
     Mask,
-    /// production.wgsl, production
+    /// production.wgsl, production (or production_masks with the spatial filter)
     Production,
     /// spatial.wgsl, spatial_chunks, spatial_sums then spatial_apply (production stems of
     /// stereo input with the spatial filter; no workgroups otherwise)
@@ -450,21 +450,36 @@ impl Resources {
                 buf(Buf::StemSpectra),
             ],
         )]);
-        steps.push(vec![one(
-            Stage::Production,
-            &[
-                params(),
-                buf(Buf::Spectra),
-                buf(Buf::Harm),
-                buf(Buf::Perc),
-                buf(Buf::Low),
-                buf(Buf::Lines),
-                buf(Buf::StemSpectra),
-                buf(Buf::Mag),
-                buf(Buf::Steady),
-                buf(Buf::StemMasks),
-            ],
-        )]);
+        // Either the stem spectra or (spatial filter) the masks: the other has no workgroups.
+        steps.push(vec![
+            one(
+                Stage::Production,
+                &[
+                    params(),
+                    buf(Buf::Spectra),
+                    buf(Buf::Harm),
+                    buf(Buf::Perc),
+                    buf(Buf::Low),
+                    buf(Buf::Lines),
+                    buf(Buf::StemSpectra),
+                    buf(Buf::Mag),
+                    buf(Buf::Steady),
+                ],
+            ),
+            one(
+                Stage::ProductionMasks,
+                &[
+                    params(),
+                    buf(Buf::Harm),
+                    buf(Buf::Perc),
+                    buf(Buf::Low),
+                    buf(Buf::Lines),
+                    buf(Buf::Mag),
+                    buf(Buf::Steady),
+                    buf(Buf::StemMasks),
+                ],
+            ),
+        ]);
         steps.push(vec![
             one(
                 Stage::SpatialChunks,
