@@ -8,7 +8,7 @@ use realfft::RealFftPlanner;
 use std::hint::black_box;
 use stemkit::demo::{render_all, Part};
 use stemkit::rng::Rng;
-use stemkit::stages::{fft, frame, ifft, magnitude, mask, median, overlap_add};
+use stemkit::stages::{fft, frame, ifft, magnitude, mask, median, overlap_add, spatial};
 use stemkit::{HpssParams, SeparationParams, Separator};
 
 const FRAMES: usize = 256;
@@ -100,6 +100,65 @@ fn stages(c: &mut Criterion) {
                 0,
                 &mut out,
             )
+        })
+    });
+    // The spatial filter on stereo frames: five stems' masks that partition unity, one
+    // segment's covariances, the four inverted stems of both channels.
+    let stems = 5;
+    let spectra1: Vec<Complex32> = spectra
+        .iter()
+        .map(|z| Complex32::new(z.im, -z.re))
+        .collect();
+    let masks: Vec<Vec<f32>> = (0..2)
+        .map(|_| {
+            let mut m: Vec<f32> = (0..FRAMES * stems * BINS).map(|_| rng.uniform()).collect();
+            for frame in m.chunks_exact_mut(stems * BINS) {
+                for b in 0..BINS {
+                    let sum: f32 = (0..stems).map(|j| frame[j * BINS + b]).sum();
+                    (0..stems).for_each(|j| frame[j * BINS + b] /= sum);
+                }
+            }
+            m
+        })
+        .collect();
+    let mut sums = vec![0.0f32; stems * spatial::COV_ROWS * BINS];
+    let mut cross = vec![0.0f32; 4 * BINS];
+    g.bench_function("spatial_accumulate", |b| {
+        b.iter(|| {
+            sums.fill(0.0);
+            for t in 0..FRAMES {
+                let x = t * BINS..(t + 1) * BINS;
+                let m = t * stems * BINS..(t + 1) * stems * BINS;
+                spatial::cross_spectra(&spectra[x.clone()], &spectra1[x], &mut cross);
+                spatial::accumulate(&cross, &masks[0][m.clone()], &masks[1][m], &mut sums);
+            }
+        })
+    });
+    let mut cov = sums.clone();
+    spatial::normalise(&mut cov, BINS);
+    let inverted = [0usize, 1, 2, 3];
+    let (mut out0, mut out1) = (
+        vec![Complex32::default(); inverted.len() * BINS],
+        vec![Complex32::default(); inverted.len() * BINS],
+    );
+    let mut ss = spatial::SpatialScratch::default();
+    g.bench_function("spatial_apply", |b| {
+        b.iter(|| {
+            for t in 0..FRAMES {
+                let x = t * BINS..(t + 1) * BINS;
+                let m = t * stems * BINS..(t + 1) * stems * BINS;
+                spatial::apply(
+                    &spectra[x.clone()],
+                    &spectra1[x],
+                    &masks[0][m.clone()],
+                    &masks[1][m],
+                    &cov,
+                    &inverted,
+                    [&mut out0, &mut out1],
+                    &mut ss,
+                );
+            }
+            black_box(&out0);
         })
     });
     g.finish();

@@ -408,6 +408,13 @@ impl BlockEngine for Separator {
     }
 }
 
+/// Lengthens `v` to at least `len` (zeros in the new part); never shortens it.
+fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+}
+
 /// The output rows of each channel: `[channel][stem]` borrowed from `out` (`[stem][channel]`).
 fn channel_rows(out: &mut [Vec<Vec<f32>>]) -> Vec<Vec<&mut Vec<f32>>> {
     let channels = out.first().map_or(0, Vec::len);
@@ -642,9 +649,12 @@ impl Separator {
         let mut emit_from = emit_from;
         // Every channel carries the same number of frames.
         let mut tail = chans[0].tail.frames;
+        // `stem_frames` only grows (its frames are overwritten, never zero-filled again): the
+        // first `tail` frames are the carried ones, then each slab's.
         for c in chans.iter_mut() {
-            c.work.stem_frames.clear();
-            c.work.stem_frames.extend_from_slice(&c.tail.frames_data);
+            let data = &c.tail.frames_data;
+            grow(&mut c.work.stem_frames, data.len());
+            c.work.stem_frames[..data.len()].copy_from_slice(data);
         }
         let mut s0 = block.start;
         while s0 < block.end {
@@ -664,6 +674,7 @@ impl Separator {
                 chans.par_iter_mut().for_each(|c| {
                     self.overlap_stems(
                         c.work,
+                        tail + (s1 - s0),
                         c.signal,
                         block.n_frames,
                         held_first,
@@ -681,14 +692,15 @@ impl Separator {
                 c.work
                     .stem_frames
                     .copy_within((total - keep) * frame_stride..total * frame_stride, 0);
-                c.work.stem_frames.truncate(keep * frame_stride);
             }
             tail = keep;
             s0 = s1;
         }
         for c in chans.iter_mut() {
             c.tail.frames_data.clear();
-            c.tail.frames_data.extend_from_slice(&c.work.stem_frames);
+            c.tail
+                .frames_data
+                .extend_from_slice(&c.work.stem_frames[..tail * frame_stride]);
             c.tail.frames = tail;
         }
     }
@@ -708,12 +720,12 @@ impl Separator {
         let frame_stride = self.params.stems.inverted() * self.params.stft.n_fft;
         let j0 = frames.start - block.start;
         let offset = frames.start - block.held_lo;
-        let len = (tail + frames.len()) * frame_stride;
-        a.work.stem_frames.resize(len, 0.0);
-        b.work.stem_frames.resize(len, 0.0);
-        a.work.stem_frames[tail * frame_stride..]
+        let slab = tail * frame_stride..(tail + frames.len()) * frame_stride;
+        grow(&mut a.work.stem_frames, slab.end);
+        grow(&mut b.work.stem_frames, slab.end);
+        a.work.stem_frames[slab.clone()]
             .par_chunks_mut(frame_stride)
-            .zip(b.work.stem_frames[tail * frame_stride..].par_chunks_mut(frame_stride))
+            .zip(b.work.stem_frames[slab].par_chunks_mut(frame_stride))
             .enumerate()
             .for_each_init(
                 || FrameScratch::new(bins, self.ifft.scratch_len()),
@@ -742,12 +754,12 @@ impl Separator {
         let j0 = frames.start - block.start;
         let offset = frames.start - block.held_lo;
         let harm_offset = frames.start - work.harm_first;
-        work.stem_frames
-            .resize((tail + frames.len()) * frame_stride, 0.0);
+        let slab = tail * frame_stride..(tail + frames.len()) * frame_stride;
+        grow(&mut work.stem_frames, slab.end);
         // The frames are written while the rest of the work is read.
         let mut stem_frames = std::mem::take(&mut work.stem_frames);
         let (w, spectra) = (&*work, &work.spectra);
-        stem_frames[tail * frame_stride..]
+        stem_frames[slab]
             .par_chunks_mut(frame_stride)
             .enumerate()
             .for_each_init(
@@ -987,13 +999,14 @@ impl Separator {
     }
 
     /// overlap_add: appends samples `emit_from .. emit_from + count` of every stem to its row
-    /// `out[stem]`: the inverted stems gathered from `work.stem_frames` (frames
-    /// `held_first ..`), and the last stem of a set that has a remainder as the input minus the
+    /// `out[stem]`: the inverted stems gathered from the first `held` frames of
+    /// `work.stem_frames` (frames `held_first ..`), and the last stem of a set that has a remainder as the input minus the
     /// others (subtracted in stem order).
     #[allow(clippy::too_many_arguments)]
     fn overlap_stems(
         &self,
         work: &BlockWork,
+        held: usize,
         signal: SignalView<'_>,
         n_frames: usize,
         held_first: usize,
@@ -1014,7 +1027,7 @@ impl Separator {
             })
             .collect();
         let (inverted_rows, rest) = rows.split_at_mut(inverted);
-        let stem_frames = &work.stem_frames;
+        let stem_frames = &work.stem_frames[..held * frame_stride];
         inverted_rows
             .par_iter_mut()
             .enumerate()

@@ -74,7 +74,7 @@ pub struct WavSink {
     data_start: u64,
     dither: Rng,
     bytes: Vec<u8>,
-    /// One channel's quantised samples (24-bit).
+    /// The chunk's quantised samples (24-bit), `[channel][frame]`.
     quantised: Vec<i32>,
     /// Bytes handed to the kernel, and how far its write-out has been started.
     written: u64,
@@ -164,11 +164,12 @@ impl WavSink {
         let n = planar.first().map_or(0, Vec::len);
         let mut bytes = std::mem::take(&mut self.bytes);
         let width = (self.format.bits() / 8) as usize;
-        bytes.clear();
-        bytes.resize(n * self.channels * width, 0);
+        let len = n * self.channels * width;
         let stride = self.channels * width;
         match self.format {
             SampleFormat::Float32 => {
+                bytes.clear();
+                bytes.resize(len, 0);
                 for (c, ch) in planar.iter().enumerate() {
                     for (frame, &v) in bytes.chunks_exact_mut(stride).zip(ch.iter()) {
                         frame[c * 4..c * 4 + 4].copy_from_slice(&v.to_le_bytes());
@@ -176,16 +177,34 @@ impl WavSink {
                 }
             }
             SampleFormat::Int24 => {
+                // Every channel quantised (`[channel][frame]`), then interleaved frame by frame:
+                // each sample is stored as 4 little-endian bytes, whose top byte the next
+                // sample overwrites (one byte of slack past the end).
                 let q = &mut self.quantised;
-                for (c, ch) in planar.iter_mut().enumerate() {
-                    q.resize(ch.len(), 0);
+                q.resize(n * self.channels, 0);
+                for (ch, q) in planar.iter_mut().zip(q.chunks_exact_mut(n.max(1))) {
                     quantise_24(ch, q);
-                    for (frame, &v) in bytes.chunks_exact_mut(stride).zip(q.iter()) {
-                        frame[c * 3..c * 3 + 3].copy_from_slice(&v.to_le_bytes()[..3]);
+                }
+                bytes.resize(len + 1, 0);
+                let base = bytes.as_mut_ptr();
+                let mut i = 0;
+                for f in 0..n {
+                    for c in 0..self.channels {
+                        // SAFETY: sample `i` starts at byte 3i ≤ len − 3 and the buffer holds
+                        // len + 1 bytes, so all 4 written lie inside it; the write is unaligned.
+                        unsafe {
+                            base.add(3 * i)
+                                .cast::<[u8; 4]>()
+                                .write_unaligned(q[c * n + f].to_le_bytes())
+                        };
+                        i += 1;
                     }
                 }
+                bytes.truncate(len);
             }
             SampleFormat::Int16 => {
+                bytes.clear();
+                bytes.resize(len, 0);
                 const SCALE: f64 = 32_768.0;
                 // Dither in frame order, channel by channel within a frame, so output does not
                 // depend on how a track was cut into chunks.

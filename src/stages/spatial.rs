@@ -163,7 +163,7 @@ pub fn normalise(sums: &mut [f32], bins: usize) {
     }
 }
 
-/// Work buffers of [`apply`], reused across frames.
+/// Work buffers of [`apply`], reused across frames; rows are one tile of bins long.
 #[derive(Default)]
 pub struct SpatialScratch {
     /// Each stem's power `v`, `[stem][bin]`.
@@ -171,9 +171,13 @@ pub struct SpatialScratch {
     /// `C = Σ v R` (four rows as [`COV_ROWS`]), then `y = C⁻¹X` (re, im of y₀ and y₁) and
     /// whether `C` was invertible (1 or 0).
     c: Vec<f32>,
-    /// The frame's `|X_0|²` and `|X_1|²` (the first two rows of its [`cross_spectra`]).
+    /// The tile's `|X_0|²` and `|X_1|²` (the first two rows of its [`cross_spectra`]).
     power: Vec<f32>,
 }
+
+/// Bins per tile of [`apply`]: its per-bin work (mix model, solve, stem spectra) runs tile by
+/// tile so the intermediate rows stay in the L1 cache; every bin's arithmetic is the same.
+const TILE: usize = 128;
 
 /// One frame's stem spectra through the filter, both channels (the mix model and its solve
 /// serve both), from the frame's spectra `x0`/`x1`, masks `masks0`/`masks1` (`[stem][bin]`)
@@ -192,71 +196,91 @@ pub fn apply(
     [out0, out1]: [&mut [Complex32]; 2],
     scratch: &mut SpatialScratch,
 ) {
-    prepare(x0, x1, masks0, masks1, cov, scratch);
-    stem_spectra(
-        [x0, x1],
-        [masks0, masks1],
-        cov,
-        &scratch.v,
-        &scratch.c,
-        stems,
-        [out0, out1],
-    );
+    let bins = x0.len();
+    let n = masks0.len() / bins;
+    let k = cov.len() / (COV_ROWS * n);
+    let w = TILE.min(k);
+    scratch.v.resize(n * w, 0.0);
+    scratch.power.resize(2 * w, 0.0);
+    scratch.c.resize(9 * w, 0.0);
+    let rows = Rows { bins, k };
+    let mut lo = 0;
+    while lo < k {
+        let hi = (lo + TILE).min(k);
+        let t = hi - lo;
+        let (v, power, c) = (
+            &mut scratch.v[..n * t],
+            &mut scratch.power[..2 * t],
+            &mut scratch.c[..9 * t],
+        );
+        powers(&x0[lo..hi], &x1[lo..hi], power);
+        // The mix model sums into the first four rows; solve writes the rest.
+        c[..4 * t].fill(0.0);
+        mix_model(power, [masks0, masks1], cov, rows, lo, v, c);
+        solve(&x0[lo..hi], &x1[lo..hi], c);
+        stem_spectra(
+            [x0, x1],
+            [masks0, masks1],
+            cov,
+            rows,
+            lo,
+            v,
+            c,
+            stems,
+            [&mut *out0, &mut *out1],
+        );
+        lo = hi;
+    }
+    // Above the filtered bins, the masks as they are.
+    for ((o0, o1), &j) in out0
+        .chunks_exact_mut(bins)
+        .zip(out1.chunks_exact_mut(bins))
+        .zip(stems)
+    {
+        let (m0, m1) = (&masks0[j * bins..][..bins], &masks1[j * bins..][..bins]);
+        masked(&x0[k..], &m0[k..], &mut o0[k..]);
+        masked(&x1[k..], &m1[k..], &mut o1[k..]);
+    }
 }
 
-/// `v`, `C` and `y = C⁻¹X` of a frame into `scratch`.
-fn prepare(
-    x0: &[Complex32],
-    x1: &[Complex32],
-    masks0: &[f32],
-    masks1: &[f32],
-    cov: &[f32],
-    scratch: &mut SpatialScratch,
-) {
-    let stems = masks0.len() / x0.len();
-    let k = cov.len() / (COV_ROWS * stems);
-    let (x0, x1) = (&x0[..k], &x1[..k]);
-    scratch.v.resize(stems * k, 0.0);
-    scratch.power.resize(2 * k, 0.0);
-    powers(x0, x1, &mut scratch.power);
-    // The mix model sums into the first four rows; solve writes the rest.
-    scratch.c.resize(9 * k, 0.0);
-    scratch.c[..4 * k].fill(0.0);
-    mix_model(
-        &scratch.power,
-        masks0,
-        masks1,
-        cov,
-        &mut scratch.v,
-        &mut scratch.c,
-    );
-    solve(x0, x1, &mut scratch.c);
+/// Row lengths of [`apply`]'s inputs: masks rows of `bins`, covariance rows of `k`.
+#[derive(Clone, Copy)]
+struct Rows {
+    bins: usize,
+    k: usize,
 }
 
 simd_dispatch!(
-    /// `v_j` per stem and filtered bin into `v`, and `C = Σ_j v_j R_j` into the first four rows
-    /// of `c` (the masks are rows over all bins; the rest over the filtered bins).
+    /// `x · m` per bin into `out`.
+    fn masked(x: &[Complex32], m: &[f32], out: &mut [Complex32]) {
+        for ((o, &x), &m) in out.iter_mut().zip(x).zip(m) {
+            *o = x * m;
+        }
+    }
+);
+
+simd_dispatch!(
+    /// For the tile of bins `lo ..` (`power` rows long): `v_j` per stem into `v` (`[stem][bin]`
+    /// of the tile), and `C = Σ_j v_j R_j` into the first four rows of `c`.
     fn mix_model(
         power: &[f32],
-        masks0: &[f32],
-        masks1: &[f32],
+        masks: [&[f32]; 2],
         cov: &[f32],
+        rows: Rows,
+        lo: usize,
         v: &mut [f32],
         c: &mut [f32],
     ) {
         let (p0, p1) = power.split_at(power.len() / 2);
-        let bins = p0.len();
-        let stride = masks0.len() / (v.len() / bins);
-        let [c00, c11, cre, cim] = rows4_mut(c, bins);
-        for (((v, m0), m1), r) in v
-            .chunks_exact_mut(bins)
-            .zip(masks0.chunks_exact(stride))
-            .zip(masks1.chunks_exact(stride))
-            .zip(cov.chunks_exact(COV_ROWS * bins))
-        {
-            let [r00, r11, rre, rim] = rows4(r, bins);
-            let (m0, m1) = (&m0[..bins], &m1[..bins]);
-            for b in 0..bins {
+        let t = p0.len();
+        let [masks0, masks1] = masks;
+        let [c00, c11, cre, cim] = rows4_mut(c, t);
+        for (j, v) in v.chunks_exact_mut(t).enumerate() {
+            let m0 = &masks0[j * rows.bins + lo..][..t];
+            let m1 = &masks1[j * rows.bins + lo..][..t];
+            let r = &cov[j * COV_ROWS * rows.k..];
+            let [r00, r11, rre, rim] = [0, 1, 2, 3].map(|i| &r[i * rows.k + lo..][..t]);
+            for b in 0..t {
                 let vb = 0.5 * (m0[b] * m0[b] * p0[b] + m1[b] * m1[b] * p1[b]);
                 v[b] = vb;
                 c00[b] += vb * r00[b];
@@ -304,36 +328,41 @@ simd_dispatch!(
 );
 
 simd_dispatch!(
-    /// Both rows of `v_j R_j y` for each stem `j` of `stems` into `out0`, `out1` (`[stems][bin]`),
-    /// or each channel's mask times its spectrum where `C` was not invertible (there `y` is 0)
-    /// and from the filtered bins' end `k` on (`v`, `c` and `cov` hold `k` bins a row).
+    /// For the tile of bins `lo ..` (`v` rows long): both rows of `v_j R_j y` for each stem `j`
+    /// of `stems` into `out0`, `out1` (`[stems][bin]` over all bins), or each channel's mask
+    /// times its spectrum where `C` was not invertible (there `y` is 0).
     #[allow(clippy::too_many_arguments)]
     fn stem_spectra(
         x: [&[Complex32]; 2],
         masks: [&[f32]; 2],
         cov: &[f32],
+        rows: Rows,
+        lo: usize,
         v: &[f32],
         c: &[f32],
         stems: &[usize],
         out: [&mut [Complex32]; 2],
     ) {
         let ([x0, x1], [masks0, masks1], [out0, out1]) = (x, masks, out);
-        let bins = x0.len();
-        let k = c.len() / 9;
-        let y = &c[4 * k..];
-        let (y, ok) = y.split_at(4 * k);
-        let [y0r, y0i, y1r, y1i] = rows4(y, k);
+        let t = c.len() / 9;
+        let (x0, x1) = (&x0[lo..][..t], &x1[lo..][..t]);
+        let y = &c[4 * t..];
+        let (y, ok) = y.split_at(4 * t);
+        let [y0r, y0i, y1r, y1i] = rows4(y, t);
         for ((o0, o1), &j) in out0
-            .chunks_exact_mut(bins)
-            .zip(out1.chunks_exact_mut(bins))
+            .chunks_exact_mut(rows.bins)
+            .zip(out1.chunks_exact_mut(rows.bins))
             .zip(stems)
         {
-            let (m0, m1) = (&masks0[j * bins..][..bins], &masks1[j * bins..][..bins]);
-            let v = &v[j * k..][..k];
-            let [r00, r11, rre, rim] = rows4(&cov[j * COV_ROWS * k..], k);
+            let (o0, o1) = (&mut o0[lo..][..t], &mut o1[lo..][..t]);
+            let m0 = &masks0[j * rows.bins + lo..][..t];
+            let m1 = &masks1[j * rows.bins + lo..][..t];
+            let v = &v[j * t..][..t];
+            let r = &cov[j * COV_ROWS * rows.k..];
+            let [r00, r11, rre, rim] = [0, 1, 2, 3].map(|i| &r[i * rows.k + lo..][..t]);
             // Row 0: r00·y0 + r01·y1; row 1: conj(r01)·y0 + r11·y1. Where C was singular y is 0
             // and the mask's share (1 − ok) takes over.
-            for b in 0..k {
+            for b in 0..t {
                 let z0r = r00[b] * y0r[b] + (rre[b] * y1r[b] - rim[b] * y1i[b]);
                 let z0i = r00[b] * y0i[b] + (rre[b] * y1i[b] + rim[b] * y1r[b]);
                 let z1r = (rre[b] * y0r[b] + rim[b] * y0i[b]) + r11[b] * y1r[b];
@@ -343,10 +372,6 @@ simd_dispatch!(
                     Complex32::new(z0r * v[b] + keep0 * x0[b].re, z0i * v[b] + keep0 * x0[b].im);
                 o1[b] =
                     Complex32::new(z1r * v[b] + keep1 * x1[b].re, z1i * v[b] + keep1 * x1[b].im);
-            }
-            for b in k..bins {
-                o0[b] = x0[b] * m0[b];
-                o1[b] = x1[b] * m1[b];
             }
         }
     }
