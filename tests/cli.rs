@@ -690,3 +690,48 @@ fn production_subsets_get_a_rest_stem_unless_no_rest() {
         }
     }
 }
+
+#[test]
+fn bench_rounds_against_hpr_report_medians_and_the_ratio() {
+    // Two rounds of a 2 s mix, five stems alternating with hpr: both lines carry a median of 2
+    // runs and a range, and the ratio line is the ratio of the two medians printed.
+    let dir = tempfile::tempdir().unwrap();
+    let o = stemkit(&[
+        "bench",
+        "--seconds",
+        "2",
+        "--rounds",
+        "2",
+        "--against-hpr",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--",
+        "--device",
+        "cpu",
+        "--no-loudness",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let median = |line: &str| -> f64 {
+        let at = line.find(" in ").expect("a time") + 4;
+        line[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(lines[0].contains("--device cpu --no-loudness:") && lines[0].contains("median of 2"));
+    assert!(lines[1].contains("--stems hpr:") && lines[1].contains("median of 2"));
+    let ratio: f64 = lines[2]
+        .strip_prefix("ratio: ")
+        .and_then(|r| r.split('x').next())
+        .expect("a ratio line")
+        .parse()
+        .unwrap();
+    let expect = median(lines[0]) / median(lines[1]);
+    assert!(
+        (ratio - expect).abs() <= 0.01 + 0.01 * expect,
+        "ratio {ratio} vs {expect}: {stdout}"
+    );
+    // A bad count is a usage error.
+    let o = stemkit(&["bench", "--seconds", "2", "--rounds", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

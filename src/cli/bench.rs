@@ -23,6 +23,13 @@ pub(crate) struct BenchArgs {
     /// Work folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Time this many runs (one track only) and report the median and range.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Also time `--stems hpr` with the same other arguments, alternating run by run, and report
+    /// the ratio of the medians (the five-stem cost target is ≤ 2×).
+    #[arg(long)]
+    against_hpr: bool,
     /// Extra arguments passed to `separate` (default: --stems hpr --device cpu).
     #[arg(last = true)]
     separate_args: Vec<String>,
@@ -52,6 +59,18 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
             format!("expected 1 to 100000, got {}", args.tracks),
         ));
     }
+    if args.rounds == 0 || args.rounds > 100 {
+        return Err(Error::param(
+            "--rounds",
+            format!("expected 1 to 100, got {}", args.rounds),
+        ));
+    }
+    if args.tracks > 1 && (args.rounds > 1 || args.against_hpr) {
+        return Err(Error::param(
+            "--rounds",
+            "--rounds and --against-hpr time one track: leave out --tracks",
+        ));
+    }
     let frames = (args.seconds * 48000.0).round() as u64;
     let input = if args.tracks == 1 {
         let input = dir.join("bench_mix.wav");
@@ -72,17 +91,29 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
     };
 
     let exe = std::env::current_exe().map_err(|e| Error::io("stemkit", e))?;
-    let run = || -> Result<f64> {
+    let stems_dir = dir.join("stems");
+    let what = if args.separate_args.is_empty() {
+        vec![
+            "--stems".to_string(),
+            "hpr".into(),
+            "--device".into(),
+            "cpu".into(),
+        ]
+    } else {
+        args.separate_args.clone()
+    };
+    // One timed run of `separate` with `extra`, into an emptied stems folder with `clear` (so
+    // a track finished by an earlier run is not skipped as already done).
+    let run = |extra: &[String], clear: bool| -> Result<f64> {
+        if clear && stems_dir.exists() {
+            std::fs::remove_dir_all(&stems_dir).map_err(|e| Error::io(&stems_dir, e))?;
+        }
         let mut cmd = Command::new(&exe);
         cmd.arg("separate")
             .arg("-o")
-            .arg(dir.join("stems"))
-            .arg("--quiet");
-        if args.separate_args.is_empty() {
-            cmd.args(["--stems", "hpr", "--device", "cpu"]);
-        } else {
-            cmd.args(&args.separate_args);
-        }
+            .arg(&stems_dir)
+            .arg("--quiet")
+            .args(extra);
         cmd.arg("--").arg(&input);
         let started = Instant::now();
         let status = cmd.status().map_err(|e| Error::io("stemkit separate", e))?;
@@ -95,14 +126,16 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
         }
         Ok(wall)
     };
-    let wall = run()?;
+    let hpr_args = with_hpr(&what);
+    let (mut walls, mut hpr_walls) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        if args.against_hpr {
+            hpr_walls.push(run(&hpr_args, true)?);
+        }
+        walls.push(run(&what, true)?);
+    }
     let peak = peak_child_rss_mib();
     let audio = args.seconds * args.tracks as f64;
-    let what = if args.separate_args.is_empty() {
-        "--stems hpr --device cpu".to_string()
-    } else {
-        args.separate_args.join(" ")
-    };
     let source = if args.tracks == 1 {
         format!("{:.1} s of stereo 48 kHz", args.seconds)
     } else {
@@ -113,19 +146,75 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
             audio / 3600.0
         )
     };
-    out(format!(
-        "stemkit separate {what}: {source} in {wall:.3} s = {:.1}x real time; peak RSS {}",
-        audio / wall,
-        peak.map_or("unknown".to_string(), |m| format!("{m:.0} MiB")),
-    ));
+    let line = |what: &[String], walls: &[f64]| {
+        let m = median(walls);
+        let spread = if walls.len() > 1 {
+            let (lo, hi) = walls
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(l, h), &w| (l.min(w), h.max(w)));
+            format!(" (median of {}, {lo:.3}–{hi:.3} s)", walls.len())
+        } else {
+            String::new()
+        };
+        format!(
+            "stemkit separate {}: {source} in {m:.3} s{spread} = {:.1}x real time",
+            what.join(" "),
+            audio / m
+        )
+    };
+    let rss = peak.map_or("unknown".to_string(), |m| format!("{m:.0} MiB"));
+    out(format!("{}; peak RSS {rss}", line(&what, &walls)));
+    if args.against_hpr {
+        out(line(&hpr_args, &hpr_walls));
+        let per_round: Vec<f64> = walls.iter().zip(&hpr_walls).map(|(w, h)| w / h).collect();
+        out(format!(
+            "ratio: {:.2}x the time of --stems hpr (medians; per round {})",
+            median(&walls) / median(&hpr_walls),
+            per_round
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
     if args.tracks > 1 {
-        let again = run()?;
+        let again = run(&what, false)?;
         out(format!(
             "rerun of the finished catalog ({} tracks, all already done): {again:.3} s",
             args.tracks
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `args` with `--stems hpr` in place of any `--stems` it has.
+fn with_hpr(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if a == "--stems" {
+            skip = true;
+        } else if !a.starts_with("--stems=") {
+            out.push(a.clone());
+        }
+    }
+    out.extend(["--stems".to_string(), "hpr".to_string()]);
+    out
+}
+
+/// Median of `v` (not empty).
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        0.5 * (s[n / 2 - 1] + s[n / 2])
+    }
 }
 
 /// Renders `frames` of the synthetic mix from frame `from` into a 24-bit stereo WAV, in chunks

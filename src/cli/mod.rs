@@ -61,7 +61,9 @@ enum Command {
     )]
     MergeReports(merge_reports::MergeReportsArgs),
     /// Measure real-time factor and peak memory of `separate` on synthetic stereo 48 kHz audio.
-    #[command(after_help = "Example:\n  stemkit bench --seconds 180")]
+    #[command(
+        after_help = "Examples:\n  stemkit bench --seconds 180\n  stemkit bench --rounds 5 --against-hpr -- --device cpu --no-loudness"
+    )]
     Bench(bench::BenchArgs),
 }
 
