@@ -187,17 +187,33 @@ impl WavSink {
                 }
                 bytes.resize(len + 1, 0);
                 let base = bytes.as_mut_ptr();
-                let mut i = 0;
-                for f in 0..n {
-                    for c in 0..self.channels {
-                        // SAFETY: sample `i` starts at byte 3i ≤ len − 3 and the buffer holds
-                        // len + 1 bytes, so all 4 written lie inside it; the write is unaligned.
+                if self.channels == 2 {
+                    let (l, r) = q.split_at(n);
+                    for (f, (&a, &b)) in l.iter().zip(r).enumerate() {
+                        // SAFETY: frame `f` is bytes 6f .. 6f + 6 ≤ len; the second write
+                        // reaches byte 6f + 7 ≤ len + 1, inside the buffer; unaligned writes.
                         unsafe {
-                            base.add(3 * i)
+                            base.add(6 * f)
                                 .cast::<[u8; 4]>()
-                                .write_unaligned(q[c * n + f].to_le_bytes())
-                        };
-                        i += 1;
+                                .write_unaligned(a.to_le_bytes());
+                            base.add(6 * f + 3)
+                                .cast::<[u8; 4]>()
+                                .write_unaligned(b.to_le_bytes());
+                        }
+                    }
+                } else {
+                    let mut i = 0;
+                    for f in 0..n {
+                        for c in 0..self.channels {
+                            // SAFETY: sample `i` starts at byte 3i ≤ len − 3 and the buffer
+                            // holds len + 1 bytes, so all 4 written lie inside it; unaligned.
+                            unsafe {
+                                base.add(3 * i)
+                                    .cast::<[u8; 4]>()
+                                    .write_unaligned(q[c * n + f].to_le_bytes())
+                            };
+                            i += 1;
+                        }
                     }
                 }
                 bytes.truncate(len);
