@@ -15,6 +15,7 @@
 //! [`segment_frames`]), so blocks made of whole segments give the same answer whatever their
 //! size. Twin of `shaders/spatial.wgsl`.
 
+use crate::stages::mask::apply_mask;
 use realfft::num_complex::Complex32;
 
 /// Diagonal loading of each stem's normalised covariance (trace 2): keeps `C` invertible where
@@ -238,8 +239,8 @@ pub fn apply(
         .zip(stems)
     {
         let (m0, m1) = (&masks0[j * bins..][..bins], &masks1[j * bins..][..bins]);
-        masked(&x0[k..], &m0[k..], &mut o0[k..]);
-        masked(&x1[k..], &m1[k..], &mut o1[k..]);
+        apply_mask(&x0[k..], &m0[k..], &mut o0[k..]);
+        apply_mask(&x1[k..], &m1[k..], &mut o1[k..]);
     }
 }
 
@@ -249,15 +250,6 @@ struct Rows {
     bins: usize,
     k: usize,
 }
-
-simd_dispatch!(
-    /// `x · m` per bin into `out`.
-    fn masked(x: &[Complex32], m: &[f32], out: &mut [Complex32]) {
-        for ((o, &x), &m) in out.iter_mut().zip(x).zip(m) {
-            *o = x * m;
-        }
-    }
-);
 
 simd_dispatch!(
     /// For the tile of bins `lo ..` (`power` rows long): `v_j` per stem into `v` (`[stem][bin]`
