@@ -61,6 +61,10 @@ struct Params {
     spatial_segment: u32,
     spatial_phase: u32,
     spatial_bins: u32,
+    spatial_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

@@ -8,7 +8,8 @@
 // uploaded its covariances and spatial_sums leaves it alone.
 //
 // spatial_chunks: per chunk of 64 frames (sum_chunk), stem and bin, Σ|S_0|², Σ|S_1|²,
-// Σ S_0·S̄_1 over the chunk's frames in frame order (accumulate_rows); spatial_sums: per segment,
+// Σ S_0·S̄_1 over every spatial_stride-th frame of the chunk from its first (stats_stride), in
+// frame order (accumulate_rows); spatial_sums: per segment,
 // stem and bin, its chunks' sums added in chunk order, as the CPU sums them, then normalised into
 // R (normalise). Two passes so that the frames are summed by many invocations at once.
 // spatial_apply: per output frame and bin, both channels at once: v_j and C = Σ v_j R_j
@@ -28,6 +29,8 @@ const SUM_CHUNK: u32 = 64u;
 // stages::spatial::SPATIAL_REG and SPATIAL_FLOOR.
 const SPATIAL_REG: f32 = 0.1;
 const SPATIAL_FLOOR: f32 = 1e-30;
+// stages::spatial::SPATIAL_SHRINK.
+const SPATIAL_SHRINK: f32 = 1e-3;
 const F32_MAX: f32 = 3.40282347e38;
 
 fn spatial_x(ch: u32, j: u32, b: u32) -> vec2<f32> {
@@ -74,7 +77,7 @@ fn spatial_chunks(@builtin(global_invocation_id) gid: vec3<u32>) {
     var s11 = 0.0;
     var sre = 0.0;
     var sim = 0.0;
-    for (var j = lo; j < hi; j++) {
+    for (var j = lo; j < hi; j += max(params.spatial_stride, 1u)) {
         let x0 = spatial_x(0u, j, b);
         let x1 = spatial_x(1u, j, b);
         // cross_spectra
@@ -97,7 +100,8 @@ fn spatial_chunks(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // Dispatch (ceil(spatial_bins/64), segments the block computes, 5): a segment's sums are its
-// chunks' added in chunk order, then normalised.
+// chunks' added in chunk order, then normalised; the shrinkage needs every stem's power at the
+// bin, summed in stem order (each stem's chunks summed again by each invocation).
 @compute @workgroup_size(64)
 fn spatial_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
@@ -115,18 +119,31 @@ fn spatial_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
     var r11 = 0.0;
     var re = 0.0;
     var im = 0.0;
+    var total = 0.0;
+    for (var kk = 0u; kk < SPATIAL_STEMS; kk++) {
+        var a00 = 0.0;
+        var a11 = 0.0;
+        for (var g = g0; g < g1; g++) {
+            a00 += partials[cov_at(g, kk, 0u, b)];
+            a11 += partials[cov_at(g, kk, 1u, b)];
+        }
+        total += 0.5 * (a00 + a11);
+        if kk == k {
+            r00 = a00;
+            r11 = a11;
+        }
+    }
     for (var g = g0; g < g1; g++) {
-        r00 += partials[cov_at(g, k, 0u, b)];
-        r11 += partials[cov_at(g, k, 1u, b)];
         re += partials[cov_at(g, k, 2u, b)];
         im += partials[cov_at(g, k, 3u, b)];
     }
     // normalise
-    let d = 0.5 * (r00 + r11);
+    let shrink = SPATIAL_SHRINK * total;
+    let d = 0.5 * (r00 + r11) + shrink;
     if d > SPATIAL_FLOOR && d <= F32_MAX {
         let inv = 1.0 / d;
-        r00 = r00 * inv + SPATIAL_REG;
-        r11 = r11 * inv + SPATIAL_REG;
+        r00 = (r00 + shrink) * inv + SPATIAL_REG;
+        r11 = (r11 + shrink) * inv + SPATIAL_REG;
         re *= inv;
         im *= inv;
     } else {

@@ -55,16 +55,18 @@ pub fn median_filter(x: &[f32], k: usize) -> Vec<f32> {
 }
 
 /// The spatial stage (`stages::spatial`) over one segment, by the book in f64: per stem and bin
-/// the covariance `R_j = Σ_t S_j S_jᴴ / Σ_t v_j + λI`, then per frame `W_j = v_j R_j C⁻¹` with
-/// `C = Σ_k v_k R_k` inverted as a 2 × 2 matrix, and `S'_j = W_j X`. `x[c]` is channel `c`'s
-/// spectra `[frame][bin]`, `masks[c]` its masks `[frame][stem][bin]`; the result is
-/// `[c][frame][stem][bin]`. Where `C` is singular (silence) the masks apply as they are.
+/// the covariance `R_j = (Σ_t S_j S_jᴴ + εD·I) / (Σ_t v_j + εD) + λI` over the frames `t` that
+/// are multiples of `stride` (`D` = Σ_j Σ_t v_j, ε = `shrink`), then per frame `W_j = v_j R_j C⁻¹` with `C = Σ_k v_k R_k` inverted as a 2 × 2
+/// matrix, and `S'_j = W_j X`. `x[c]` is channel `c`'s spectra `[frame][bin]`, `masks[c]` its
+/// masks `[frame][stem][bin]`; the result is `[c][frame][stem][bin]`. Where `C` is singular
+/// (silence) the masks apply as they are.
 pub fn spatial_filter(
     x: [&[Complex64]; 2],
     masks: [&[f64]; 2],
     bins: usize,
     stems: usize,
-    reg: f64,
+    (reg, shrink): (f64, f64),
+    stride: usize,
 ) -> [Vec<Complex64>; 2] {
     type M = [[Complex64; 2]; 2];
     let frames = x[0].len() / bins;
@@ -74,23 +76,32 @@ pub fn spatial_filter(
     };
     let v =
         |t: usize, j: usize, b: usize| (s(0, t, j, b).norm_sqr() + s(1, t, j, b).norm_sqr()) / 2.0;
-    let mut cov = vec![[[zero; 2]; 2]; stems * bins];
+    // Each stem's raw sums and power, then the power of all the stems per bin.
+    let mut raw = vec![([[zero; 2]; 2], 0.0f64); stems * bins];
     for j in 0..stems {
         for b in 0..bins {
-            let mut r: M = [[zero; 2]; 2];
-            let mut d = 0.0;
-            for t in 0..frames {
+            let (r, d) = &mut raw[j * bins + b];
+            for t in (0..frames).step_by(stride) {
                 for (a, row) in r.iter_mut().enumerate() {
                     for (c, e) in row.iter_mut().enumerate() {
                         *e += s(a, t, j, b) * s(c, t, j, b).conj();
                     }
                 }
-                d += v(t, j, b);
+                *d += v(t, j, b);
             }
+        }
+    }
+    let mut cov = vec![[[zero; 2]; 2]; stems * bins];
+    for b in 0..bins {
+        let total: f64 = (0..stems).map(|j| raw[j * bins + b].1).sum();
+        let floor = shrink * total;
+        for j in 0..stems {
+            let (mut r, d) = raw[j * bins + b];
             for (a, row) in r.iter_mut().enumerate() {
                 for (c, e) in row.iter_mut().enumerate() {
-                    *e = if d > 0.0 {
-                        *e / d
+                    let diag = if a == c { floor } else { 0.0 };
+                    *e = if d + floor > 0.0 {
+                        (*e + diag) / (d + floor)
                     } else if a == c {
                         Complex64::new(1.0, 0.0)
                     } else {

@@ -224,22 +224,19 @@ pub struct CpuState {
     works: Vec<BlockWork>,
     /// The block's melody combs, `[frame][bin]` (production stems).
     mel: Vec<f32>,
-    /// With the spatial filter: each channel's masks of the five production stems,
-    /// `[channel][frame][stem][bin]`, and the covariances of the block's segments,
+    /// With the spatial filter: the covariances of the block's segments,
     /// `[segment][stem][row][bin]` (rows: [`COV_ROWS`]).
-    spatial_masks: Vec<Vec<f32>>,
     spatial_cov: Vec<f32>,
     /// With the spatial filter: each chunk's sums ([`spatial::sum_chunk`]),
     /// `[chunk][stem][row][bin]`.
     spatial_sums: Vec<f32>,
 }
 
-/// What the spatial filter gives a channel's synthesis: both channels' spectra (held frames)
-/// and masks (output frames), the covariances of the block's segments, and the channel.
+/// What the spatial filter gives a stereo synthesis: both channels' analyses, the
+/// covariances of the block's segments and the segment length.
 #[derive(Clone, Copy)]
 struct SpatialView<'a> {
-    spectra: [&'a [Complex32]; 2],
-    masks: [&'a [f32]; 2],
+    works: [&'a BlockWork; 2],
     cov: &'a [f32],
     segment: usize,
 }
@@ -249,7 +246,7 @@ struct SpatialView<'a> {
 struct ChannelSynth<'a, 'b> {
     tail: &'a mut ChannelTail,
     signal: SignalView<'b>,
-    work: &'a mut BlockWork,
+    work: &'a BlockWork,
     rows: Vec<&'a mut Vec<f32>>,
 }
 
@@ -258,6 +255,9 @@ struct ChannelTail {
     /// Windowed inverse frames of the last `frames` frames, `[frame][stem][n_fft]`.
     frames_data: Vec<f32>,
     frames: usize,
+    /// The synthesis's inverse frames, `[frame][stem][n_fft]`: the carried ones, then each
+    /// slab's (a work buffer that only grows).
+    stem_frames: Vec<f32>,
 }
 
 /// Work buffers reused across blocks (and across channels when one set serves them all).
@@ -279,7 +279,6 @@ struct BlockWork {
     /// the tonal weights of the output frames.
     tonal_ratios: Vec<u32>,
     tonal: Vec<f32>,
-    stem_frames: Vec<f32>,
 }
 
 /// Bytes of inverse frames synthesised at once: small enough to stay in cache between the
@@ -303,7 +302,6 @@ impl BlockEngine for Separator {
             tails: (0..channels).map(|_| ChannelTail::default()).collect(),
             works: Vec::new(),
             mel: Vec::new(),
-            spatial_masks: Vec::new(),
             spatial_cov: Vec::new(),
             spatial_sums: Vec::new(),
         }
@@ -332,19 +330,12 @@ impl BlockEngine for Separator {
             let mut mel = std::mem::take(&mut state.mel);
             self.melody_combs(&lines, &mut mel);
             let spatial = self.params.spatial().filter(|_| inputs.len() == 2);
-            // The spatial filter reads both channels' spectra in each one's synthesis.
-            let mut spectra = Vec::new();
             if let Some(segment) = spatial {
                 self.spatial_stats(block, segment, &lines, &mel, state);
-                spectra = state
-                    .works
-                    .iter_mut()
-                    .map(|w| std::mem::take(&mut w.spectra))
-                    .collect();
             }
+            // The spatial filter reads both channels' analyses in each frame's synthesis.
             let view = spatial.map(|segment| SpatialView {
-                spectra: [&spectra[0][..], &spectra[1][..]],
-                masks: [&state.spatial_masks[0][..], &state.spatial_masks[1][..]],
+                works: [&state.works[0], &state.works[1]],
                 cov: &state.spatial_cov,
                 segment,
             });
@@ -352,7 +343,7 @@ impl BlockEngine for Separator {
                 .tails
                 .iter_mut()
                 .zip(inputs)
-                .zip(&mut state.works)
+                .zip(&state.works)
                 .zip(channel_rows(out))
                 .map(|(((tail, signal), work), rows)| ChannelSynth {
                     tail,
@@ -378,9 +369,6 @@ impl BlockEngine for Separator {
                     )
                 }),
             }
-            for (w, x) in state.works.iter_mut().zip(spectra) {
-                w.spectra = x;
-            }
             state.mel = mel;
         } else {
             state.works.resize_with(1, BlockWork::default);
@@ -391,7 +379,7 @@ impl BlockEngine for Separator {
                 let mut chan = ChannelSynth {
                     tail,
                     signal: *signal,
-                    work: &mut *work,
+                    work: &*work,
                     rows,
                 };
                 self.synthesise(
@@ -652,19 +640,23 @@ impl Separator {
         // `stem_frames` only grows (its frames are overwritten, never zero-filled again): the
         // first `tail` frames are the carried ones, then each slab's.
         for c in chans.iter_mut() {
-            let data = &c.tail.frames_data;
-            grow(&mut c.work.stem_frames, data.len());
-            c.work.stem_frames[..data.len()].copy_from_slice(data);
+            let (data, frames) = (&c.tail.frames_data, &mut c.tail.stem_frames);
+            grow(frames, data.len());
+            frames[..data.len()].copy_from_slice(data);
         }
         let mut s0 = block.start;
         while s0 < block.end {
             let s1 = (s0 + slab).min(block.end);
             let emit_to = block.emit_to_at(s1, &self.params.stft);
             match (spatial, &mut *chans) {
-                (Some(sp), [a, b]) => self.invert_spatial([a, b], block, s0..s1, tail, &sp),
+                (Some(sp), [a, b]) => {
+                    let frames = [&mut a.tail.stem_frames, &mut b.tail.stem_frames];
+                    self.invert_spatial(frames, block, s0..s1, tail, &sp, lines, mel)
+                }
                 _ => {
                     for c in chans.iter_mut() {
-                        self.invert_frames(c.work, block, s0..s1, tail, lines, mel);
+                        let frames = &mut c.tail.stem_frames;
+                        self.invert_frames(c.work, frames, block, s0..s1, tail, lines, mel);
                     }
                 }
             }
@@ -673,7 +665,7 @@ impl Separator {
             if count > 0 {
                 chans.par_iter_mut().for_each(|c| {
                     self.overlap_stems(
-                        c.work,
+                        &c.tail.stem_frames,
                         tail + (s1 - s0),
                         c.signal,
                         block.n_frames,
@@ -689,7 +681,7 @@ impl Separator {
             let total = tail + (s1 - s0);
             let keep = keep_max.min(total);
             for c in chans.iter_mut() {
-                c.work
+                c.tail
                     .stem_frames
                     .copy_within((total - keep) * frame_stride..total * frame_stride, 0);
             }
@@ -697,39 +689,46 @@ impl Separator {
             s0 = s1;
         }
         for c in chans.iter_mut() {
-            c.tail.frames_data.clear();
-            c.tail
-                .frames_data
-                .extend_from_slice(&c.work.stem_frames[..tail * frame_stride]);
-            c.tail.frames = tail;
+            let t = &mut *c.tail;
+            t.frames_data.clear();
+            t.frames_data
+                .extend_from_slice(&t.stem_frames[..tail * frame_stride]);
+            t.frames = tail;
         }
     }
 
     /// [`Separator::invert_frames`] for both channels of a stereo block through the spatial
-    /// filter: one task per frame computes the filter once for both channels and inverts each
-    /// channel's stems into its `stem_frames`.
+    /// filter: one task per frame computes the frame's masks in both channels and the filter
+    /// once for both, and inverts each channel's stems into its inverse frames `out` (after
+    /// `tail` held frames).
+    #[allow(clippy::too_many_arguments)]
     fn invert_spatial(
         &self,
-        [a, b]: [&mut ChannelSynth<'_, '_>; 2],
+        [a, b]: [&mut Vec<f32>; 2],
         block: &Block,
         frames: std::ops::Range<usize>,
         tail: usize,
         sp: &SpatialView<'_>,
+        lines: &[(f32, f32)],
+        mel: &[f32],
     ) {
         let bins = self.params.stft.n_bins();
         let frame_stride = self.params.stems.inverted() * self.params.stft.n_fft;
         let j0 = frames.start - block.start;
         let offset = frames.start - block.held_lo;
         let slab = tail * frame_stride..(tail + frames.len()) * frame_stride;
-        grow(&mut a.work.stem_frames, slab.end);
-        grow(&mut b.work.stem_frames, slab.end);
-        a.work.stem_frames[slab.clone()]
+        grow(a, slab.end);
+        grow(b, slab.end);
+        a[slab.clone()]
             .par_chunks_mut(frame_stride)
-            .zip(b.work.stem_frames[slab].par_chunks_mut(frame_stride))
+            .zip(b[slab].par_chunks_mut(frame_stride))
             .enumerate()
             .for_each_init(
                 || FrameScratch::new(bins, self.ifft.scratch_len()),
-                |s, (i, (o0, o1))| self.spatial_frame(sp, block, j0 + i, offset + i, [o0, o1], s),
+                |s, (i, (o0, o1))| {
+                    let at = (j0 + i, offset + i);
+                    self.spatial_frame(sp, block, at, (lines, mel), [o0, o1], s)
+                },
             );
     }
 
@@ -738,9 +737,11 @@ impl Separator {
     /// remainder of the others it is taken in the time domain (x − Σ others; the ISTFT is linear
     /// and reconstructs x) and needs no inverse transform of its own. Inverse frames are laid
     /// out `[frame][stem][n_fft]`.
+    #[allow(clippy::too_many_arguments)]
     fn invert_frames(
         &self,
-        work: &mut BlockWork,
+        work: &BlockWork,
+        stem_frames: &mut Vec<f32>,
         block: &Block,
         frames: std::ops::Range<usize>,
         tail: usize,
@@ -755,10 +756,8 @@ impl Separator {
         let offset = frames.start - block.held_lo;
         let harm_offset = frames.start - work.harm_first;
         let slab = tail * frame_stride..(tail + frames.len()) * frame_stride;
-        grow(&mut work.stem_frames, slab.end);
-        // The frames are written while the rest of the work is read.
-        let mut stem_frames = std::mem::take(&mut work.stem_frames);
-        let (w, spectra) = (&*work, &work.spectra);
+        grow(stem_frames, slab.end);
+        let (w, spectra) = (work, &work.spectra);
         stem_frames[slab]
             .par_chunks_mut(frame_stride)
             .enumerate()
@@ -816,7 +815,6 @@ impl Separator {
                     }
                 },
             );
-        work.stem_frames = stem_frames;
     }
 
     /// The HPSS masks (`s.mask_h`, `s.mask_p`) and the masks of `stems` (`[stem][bin]` into
@@ -861,10 +859,11 @@ impl Separator {
         self.stem_masks(harm, lines.get(j).copied(), mel_w, stems, out, s);
     }
 
-    /// The spatial filter's inputs for a stereo block: every output frame's masks of the five
-    /// production stems in both channels (`state.spatial_masks`), then the covariances of the
-    /// block's segments (`state.spatial_cov`; the block holds whole segments, see
-    /// [`SeparationParams::block_len`], but for the signal's last).
+    /// The spatial filter's covariances for a stereo block's segments (`state.spatial_cov`;
+    /// the block holds whole segments, see [`SeparationParams::block_len`], but for the
+    /// signal's last): every [`spatial::stats_stride`]-th frame's masks of the five production
+    /// stems in both channels, summed per chunk ([`spatial::sum_chunk`]) while they are in
+    /// cache, the chunks in order per segment, normalised.
     fn spatial_stats(
         &self,
         block: &Block,
@@ -880,54 +879,44 @@ impl Separator {
         let k = self.params.production.spatial_bins.min(bins);
         let seg_len = n * COV_ROWS * k;
         let chunk = spatial::sum_chunk(segment);
+        let stft = &self.params.stft;
+        let stride = spatial::stats_stride(segment, stft.n_fft, stft.hop_length);
         debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
-        state.spatial_masks.resize_with(2, Vec::new);
-        let [masks0, masks1] = &mut state.spatial_masks[..] else {
-            unreachable!("two channels")
-        };
-        masks0.resize(frames * n * bins, 0.0);
-        masks1.resize(frames * n * bins, 0.0);
         let mut partial = std::mem::take(&mut state.spatial_sums);
         partial.resize(frames.div_ceil(chunk) * seg_len, 0.0);
         let (w0, w1) = (&state.works[0], &state.works[1]);
         let offset = block.start - block.held_lo;
         // One task per chunk of frames (the block starts on the segment grid and chunks divide
-        // segments): each frame's masks in both channels, its cross spectra, and the chunk's
-        // sums in frame order while they are in cache.
-        masks0
-            .par_chunks_mut(chunk * n * bins)
-            .zip(masks1.par_chunks_mut(chunk * n * bins))
-            .zip(partial.par_chunks_mut(seg_len))
-            .enumerate()
-            .for_each_init(
-                || (FrameScratch::new(bins, 0), vec![0.0f32; 4 * k]),
-                |(s, cross), (c, ((m0, m1), sums))| {
-                    sums.fill(0.0);
-                    let rows = m0
-                        .chunks_exact_mut(n * bins)
-                        .zip(m1.chunks_exact_mut(n * bins));
-                    for (i, (r0, r1)) in rows.enumerate() {
-                        let j = c * chunk + i;
-                        for (work, row) in [(w0, &mut *r0), (w1, &mut *r1)] {
-                            let harm_offset = block.start - work.harm_first;
-                            self.frame_masks(
-                                work,
-                                block,
-                                j,
-                                (offset + j, harm_offset + j),
-                                lines,
-                                mel,
-                                &PRODUCTION,
-                                Some(row),
-                                s,
-                            );
-                        }
-                        let x = (offset + j) * bins..(offset + j) * bins + k;
-                        spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
-                        spatial::accumulate(cross, r0, r1, sums);
+        // segments).
+        partial.par_chunks_mut(seg_len).enumerate().for_each_init(
+            || {
+                let s = FrameScratch::new(bins, 0);
+                (s, vec![0.0f32; 2 * n * bins], vec![0.0f32; 4 * k])
+            },
+            |(s, masks, cross), (c, sums)| {
+                sums.fill(0.0);
+                let (r0, r1) = masks.split_at_mut(n * bins);
+                for j in (c * chunk..((c + 1) * chunk).min(frames)).step_by(stride) {
+                    for (work, row) in [(w0, &mut *r0), (w1, &mut *r1)] {
+                        let harm_offset = block.start - work.harm_first;
+                        self.frame_masks(
+                            work,
+                            block,
+                            j,
+                            (offset + j, harm_offset + j),
+                            lines,
+                            mel,
+                            &PRODUCTION,
+                            Some(row),
+                            s,
+                        );
                     }
-                },
-            );
+                    let x = (offset + j) * bins..(offset + j) * bins + k;
+                    spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
+                    spatial::accumulate(cross, r0, r1, sums);
+                }
+            },
+        );
         // Each segment's sums: its chunks' in order, then normalised.
         let first = block.start / segment;
         let segments = (block.end - 1) / segment + 1 - first;
@@ -947,37 +936,55 @@ impl Separator {
         state.spatial_cov = cov;
     }
 
-    /// Output frame `j` of the block through the spatial filter: the inverted stems of both
-    /// channels, inverse-transformed into `out[channel]` (`[stem][n_fft]`). `held` is the
-    /// frame's row in the held spectra.
+    /// Output frame `j` of the block through the spatial filter (`at` = `(j, held)`, `held`
+    /// the frame's row in the held spectra): its masks of the five production stems in both
+    /// channels, then the inverted stems of both channels, inverse-transformed into
+    /// `out[channel]` (`[stem][n_fft]`).
     fn spatial_frame(
         &self,
         sp: &SpatialView<'_>,
         block: &Block,
-        j: usize,
-        held: usize,
+        (j, held): (usize, usize),
+        (lines, mel): (&[(f32, f32)], &[f32]),
         out: [&mut [f32]; 2],
         s: &mut FrameScratch,
     ) {
         let (bins, n_fft) = (self.params.stft.n_bins(), self.params.stft.n_fft);
         let n = PRODUCTION.len();
+        let mut masks = std::mem::take(&mut s.spatial_masks);
+        masks.resize(2 * n * bins, 0.0);
+        let (m0, m1) = masks.split_at_mut(n * bins);
+        for (work, row) in [(sp.works[0], &mut *m0), (sp.works[1], &mut *m1)] {
+            let harm_offset = block.start - work.harm_first;
+            self.frame_masks(
+                work,
+                block,
+                j,
+                (held, harm_offset + j),
+                lines,
+                mel,
+                &PRODUCTION,
+                Some(row),
+                s,
+            );
+        }
         let x = held * bins..(held + 1) * bins;
-        let m = j * n * bins..(j + 1) * n * bins;
         let seg = (block.start + j) / sp.segment - block.start / sp.segment;
         let seg_len = n * COV_ROWS * self.params.production.spatial_bins.min(bins);
         let inverted = self.params.stems.inverted();
         s.spatial.resize(2 * inverted * bins, Complex32::default());
         let (s0, s1) = s.spatial.split_at_mut(inverted * bins);
         spatial::apply(
-            &sp.spectra[0][x.clone()],
-            &sp.spectra[1][x],
-            &sp.masks[0][m.clone()],
-            &sp.masks[1][m],
+            &sp.works[0].spectra[x.clone()],
+            &sp.works[1].spectra[x],
+            m0,
+            m1,
             &sp.cov[seg * seg_len..(seg + 1) * seg_len],
             &self.spatial_rows[..inverted],
             [s0, s1],
             &mut s.spatial_scratch,
         );
+        s.spatial_masks = masks;
         for (spectra, out) in s.spatial.chunks_exact(inverted * bins).zip(out) {
             // Two stems per complex inverse transform; an odd one alone.
             let mut rows = spectra.chunks_exact(bins);
@@ -999,13 +1006,13 @@ impl Separator {
     }
 
     /// overlap_add: appends samples `emit_from .. emit_from + count` of every stem to its row
-    /// `out[stem]`: the inverted stems gathered from the first `held` frames of
-    /// `work.stem_frames` (frames `held_first ..`), and the last stem of a set that has a remainder as the input minus the
+    /// `out[stem]`: the inverted stems gathered from the first `held` inverse frames of
+    /// `stem_frames` (frames `held_first ..`), and the last stem of a set that has a remainder as the input minus the
     /// others (subtracted in stem order).
     #[allow(clippy::too_many_arguments)]
     fn overlap_stems(
         &self,
-        work: &BlockWork,
+        stem_frames: &[f32],
         held: usize,
         signal: SignalView<'_>,
         n_frames: usize,
@@ -1027,7 +1034,7 @@ impl Separator {
             })
             .collect();
         let (inverted_rows, rest) = rows.split_at_mut(inverted);
-        let stem_frames = &work.stem_frames[..held * frame_stride];
+        let stem_frames = &stem_frames[..held * frame_stride];
         inverted_rows
             .par_iter_mut()
             .enumerate()
@@ -1196,8 +1203,10 @@ struct FrameScratch {
     masks: Vec<f32>,
     /// One masked stem spectrum (a stem inverted alone).
     stem: Vec<Complex32>,
-    /// The spatial filter's stem spectra of the frame, `[stem][bin]`, and its work buffers.
+    /// The spatial filter's stem spectra of the frame, `[stem][bin]`, the frame's masks in
+    /// both channels, `[channel][stem][bin]`, and its work buffers.
     spatial: Vec<Complex32>,
+    spatial_masks: Vec<f32>,
     spatial_scratch: SpatialScratch,
     ifft: Vec<Complex32>,
 }
@@ -1214,6 +1223,7 @@ impl FrameScratch {
             masks: Vec::new(),
             stem: vec![Complex32::default(); bins],
             spatial: Vec::new(),
+            spatial_masks: Vec::new(),
             spatial_scratch: SpatialScratch::default(),
             ifft: vec![Complex32::default(); ifft_scratch],
         }

@@ -382,42 +382,6 @@ fn production_params(stems: &str, no_rest: bool, rate: u32, block: usize) -> Sep
     .unwrap()
 }
 
-/// A mix with a bass line, a melody and a few clicks at 48 kHz: lines the trackers lock onto.
-fn production_signal(channels: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng::new(seed);
-    let rate = 48000.0;
-    let tau = std::f32::consts::TAU;
-    let notes: Vec<(f32, f32)> = (0..8)
-        .map(|_| (55.0 * (1.0 + rng.uniform()), 330.0 * (1.0 + rng.uniform())))
-        .collect();
-    let base: Vec<f32> = (0..len)
-        .map(|i| {
-            let t = i as f32 / rate;
-            let (fb, fm) = notes[(t * 2.0) as usize % notes.len()];
-            let bass: f32 = (1..4)
-                .map(|h| 0.2 / h as f32 * (tau * fb * h as f32 * t).sin())
-                .sum();
-            let vib = fm * (1.0 + 0.01 * (tau * 5.0 * t).sin());
-            let lead: f32 = (1..6)
-                .map(|h| 0.1 / h as f32 * (tau * vib * h as f32 * t).sin())
-                .sum();
-            let click = if i % 12000 < 40 {
-                0.5 * rng.signed()
-            } else {
-                0.0
-            };
-            bass + lead + click + 0.003 * rng.signed()
-        })
-        .collect();
-    (0..channels)
-        .map(|c| {
-            base.iter()
-                .map(|v| v * (1.0 - 0.2 * c as f32) + 0.002 * rng.signed())
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn production_stems_match_the_cpu_separator() {
     let Some(ctx) = gpu() else { return };
@@ -435,7 +399,7 @@ fn production_stems_match_the_cpu_separator() {
         ("drums,fx", true, 1, 30_000, 50),
         ("harmony,rest", false, 2, 1_500, 16), // shorter than one frame
     ] {
-        let x = production_signal(channels, len, len as u64);
+        let x = common::production_signal(channels, len, len as u64);
         let cpu = production_params(stems, no_rest, 48000, 1024);
         let want = Separator::new(cpu).unwrap().separate(&x);
         let gpu = poisoned(&ctx, production_params(stems, no_rest, 48000, block));
@@ -486,7 +450,7 @@ fn spatial_stems_match_the_cpu_separator() {
             p.production.spatial_frames = segment;
             p
         };
-        let x = production_signal(2, 48_000 * 3 + 333, segment as u64);
+        let x = common::production_signal(2, 48_000 * 3 + 333, segment as u64);
         let want = Separator::new(spatial(1000)).unwrap().separate(&x);
         let gpu = GpuSeparator::with_options(
             ctx.clone(),
@@ -524,7 +488,7 @@ fn spatial_stems_match_the_cpu_separator() {
 fn production_traffic_stays_near_the_pcm() {
     let Some(ctx) = gpu() else { return };
     let (channels, len) = (2, 48_000 * 8);
-    let x = production_signal(channels, len, 5);
+    let x = common::production_signal(channels, len, 5);
     let gpu = GpuSeparator::new(
         ctx.clone(),
         production_params("drums,bass,melody,harmony,fx", false, 48000, 512),
@@ -549,7 +513,7 @@ fn concurrent_tracks_share_submissions_and_match_alone() {
             GpuSeparator::new(ctx.clone(), production_params(stems, false, 48000, 2048)).unwrap();
         // Short tracks: one block each.
         let tracks: Vec<Vec<Vec<f32>>> = (0..6)
-            .map(|i| production_signal(2, 40_000 + 3_001 * i, i as u64))
+            .map(|i| common::production_signal(2, 40_000 + 3_001 * i, i as u64))
             .collect();
         let alone: Vec<_> = tracks.iter().map(|x| gpu.separate(x).unwrap()).collect();
         let before = gpu.stats();

@@ -354,7 +354,7 @@ fn spatial_case(
     (x0, x1, m0, m1)
 }
 
-/// The spatial stage over one segment: sums, normalise, apply for both channels,
+/// The spatial stage over one segment: sums (every frame), normalise, apply for both channels,
 /// `[channel][frame][stem][bin]`.
 fn spatial_run(
     x: [&[Complex32]; 2],
@@ -362,16 +362,17 @@ fn spatial_run(
     bins: usize,
     stems: usize,
 ) -> [Vec<Complex32>; 2] {
-    spatial_run_band(x, m, bins, stems, bins)
+    spatial_run_band(x, m, bins, stems, bins, 1)
 }
 
-/// [`spatial_run`] with the filter on bins `0 .. k` only.
+/// [`spatial_run`] with the filter on bins `0 .. k` only and sums over every `stride`-th frame.
 fn spatial_run_band(
     x: [&[Complex32]; 2],
     m: [&[f32]; 2],
     bins: usize,
     stems: usize,
     k: usize,
+    stride: usize,
 ) -> [Vec<Complex32>; 2] {
     use stemkit::stages::spatial::{
         accumulate, apply, cross_spectra, normalise, SpatialScratch, COV_ROWS,
@@ -384,7 +385,7 @@ fn spatial_run_band(
     let mut cov = vec![0.0f32; stems * COV_ROWS * k];
     let mut scratch = SpatialScratch::default();
     let mut cross = vec![0.0f32; 4 * k];
-    for t in 0..frames {
+    for t in (0..frames).step_by(stride) {
         let band = t * bins..t * bins + k;
         cross_spectra(&x[0][band.clone()], &x[1][band], &mut cross);
         accumulate(&cross, &m[0][mrow(t)], &m[1][mrow(t)], &mut cov);
@@ -418,14 +419,16 @@ fn flat_c(v: &[Complex32]) -> Vec<f32> {
 #[test]
 fn spatial_filter_matches_the_naive_reference() {
     use realfft::num_complex::Complex64;
-    use stemkit::stages::spatial::SPATIAL_REG;
-    for (seed, frames, bins, stems) in [
-        (31u64, 24usize, 33usize, 5usize),
-        (32, 7, 65, 5),
-        (33, 40, 9, 2),
+    use stemkit::stages::spatial::{SPATIAL_REG, SPATIAL_SHRINK};
+    for (seed, frames, bins, stems, stride) in [
+        (31u64, 24usize, 33usize, 5usize, 1usize),
+        (32, 7, 65, 5, 1),
+        (33, 40, 9, 2, 1),
+        (34, 30, 33, 5, 4),
+        (35, 9, 17, 5, 4),
     ] {
         let (x0, x1, m0, m1) = spatial_case(seed, frames, bins, stems);
-        let got = spatial_run([&x0, &x1], [&m0, &m1], bins, stems);
+        let got = spatial_run_band([&x0, &x1], [&m0, &m1], bins, stems, bins, stride);
         let c64 = |v: &[Complex32]| -> Vec<Complex64> {
             v.iter()
                 .map(|z| Complex64::new(z.re as f64, z.im as f64))
@@ -433,8 +436,14 @@ fn spatial_filter_matches_the_naive_reference() {
         };
         let f64s = |v: &[f32]| -> Vec<f64> { v.iter().map(|&m| m as f64).collect() };
         let (x0d, x1d, m0d, m1d) = (c64(&x0), c64(&x1), f64s(&m0), f64s(&m1));
-        let want =
-            reference::spatial_filter([&x0d, &x1d], [&m0d, &m1d], bins, stems, SPATIAL_REG as f64);
+        let want = reference::spatial_filter(
+            [&x0d, &x1d],
+            [&m0d, &m1d],
+            bins,
+            stems,
+            (SPATIAL_REG as f64, SPATIAL_SHRINK as f64),
+            stride,
+        );
         for ch in 0..2 {
             let w: Vec<f32> = want[ch]
                 .iter()
@@ -442,7 +451,7 @@ fn spatial_filter_matches_the_naive_reference() {
                 .collect();
             assert_close(
                 &format!(
-                    "spatial seed={seed} frames={frames} bins={bins} stems={stems} channel {ch}"
+                    "spatial seed={seed} frames={frames} bins={bins} stems={stems} stride={stride} channel {ch}"
                 ),
                 &flat_c(&got[ch]),
                 &w,
@@ -458,7 +467,7 @@ fn spatial_filter_matches_the_naive_reference() {
 fn spatial_filter_band_keeps_the_masks_above_it() {
     let (frames, bins, stems, k) = (12, 65, 5, 20);
     let (x0, x1, m0, m1) = spatial_case(36, frames, bins, stems);
-    let got = spatial_run_band([&x0, &x1], [&m0, &m1], bins, stems, k);
+    let got = spatial_run_band([&x0, &x1], [&m0, &m1], bins, stems, k, 1);
     // The same frames cut to their first k bins.
     let cut_x = |x: &[Complex32]| -> Vec<Complex32> {
         x.chunks_exact(bins).flat_map(|r| r[..k].to_vec()).collect()

@@ -203,6 +203,10 @@ pub struct GpuParams {
     pub spatial_phase: u32,
     /// Bins the spatial filter acts on (from bin 0); the covariances' row length.
     pub spatial_bins: u32,
+    /// Frames apart of the frames a segment's sums take (`stages::spatial::stats_stride`).
+    pub spatial_stride: u32,
+    /// Pads the uniform to a multiple of 16 bytes.
+    pub _pad: [u32; 3],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -350,6 +354,7 @@ mod tests {
             ("spatial_segment", offset_of!(GpuParams, spatial_segment)),
             ("spatial_phase", offset_of!(GpuParams, spatial_phase)),
             ("spatial_bins", offset_of!(GpuParams, spatial_bins)),
+            ("spatial_stride", offset_of!(GpuParams, spatial_stride)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

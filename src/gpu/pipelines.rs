@@ -1176,11 +1176,12 @@ mod tests {
     /// The spatial filter's constants agree between Rust and WGSL.
     #[test]
     fn spatial_constants_match_the_shader() {
-        use crate::stages::spatial::{SPATIAL_FLOOR, SPATIAL_REG, SUM_CHUNK};
+        use crate::stages::spatial::{SPATIAL_FLOOR, SPATIAL_REG, SPATIAL_SHRINK, SUM_CHUNK};
         use naga::Literal::{F32, U32};
         let constant = |name| wgsl_constant(Stage::SpatialApply, name);
         assert_eq!(constant("SPATIAL_REG"), F32(SPATIAL_REG));
         assert_eq!(constant("SPATIAL_FLOOR"), F32(SPATIAL_FLOOR));
+        assert_eq!(constant("SPATIAL_SHRINK"), F32(SPATIAL_SHRINK));
         assert_eq!(constant("F32_MAX"), F32(f32::MAX));
         assert_eq!(constant("SUM_CHUNK"), U32(SUM_CHUNK as u32));
     }

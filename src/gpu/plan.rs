@@ -143,6 +143,7 @@ pub fn plan_block(
         spatial_segment: spatial.map_or(0, |l| l as u32),
         spatial_phase: spatial.map_or(0, |l| (t0 % l) as u32),
         spatial_bins: spatial.map_or(0, |_| spatial_bins(sep)),
+        spatial_stride: spatial.map_or(1, |l| spatial_stride(sep, l)),
         ..steady_fields(production_fields(sep), steady.map(|(k, _)| k), grid, t0, lo)
     };
     Ok(BlockPlan {
@@ -189,6 +190,10 @@ fn steady_fields(
 /// The spatial filter's bins (at most all of them).
 fn spatial_bins(sep: &SeparationParams) -> u32 {
     sep.production.spatial_bins.min(sep.stft.n_bins()) as u32
+}
+
+fn spatial_stride(sep: &SeparationParams, segment: usize) -> u32 {
+    crate::stages::spatial::stats_stride(segment, sep.stft.n_fft, sep.stft.hop_length) as u32
 }
 
 pub fn production_fields(sep: &SeparationParams) -> GpuParams {
@@ -259,6 +264,7 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
         spatial_segment: spatial.map_or(0, |l| l as u32),
         spatial_phase: spatial.map_or(0, |l| l as u32 - 1),
         spatial_bins: spatial.map_or(0, |_| spatial_bins(sep)),
+        spatial_stride: spatial.map_or(1, |l| spatial_stride(sep, l)),
         line_bins: if sep.stems.needs_lines() {
             sep.stft.n_bins() as u32
         } else {

@@ -479,6 +479,11 @@ impl StageRunner {
             spatial_segment: segment as u32,
             spatial_phase: phase as u32,
             spatial_bins: k as u32,
+            spatial_stride: crate::stages::spatial::stats_stride(
+                segment,
+                base.n_fft as usize,
+                base.hop_length as usize,
+            ) as u32,
             ..base
         };
         let cov_len = crate::gpu::pipelines::spatial_segments(&p) as usize * 20 * k;

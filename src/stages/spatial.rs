@@ -13,7 +13,8 @@
 //!
 //! Segments are a grid fixed to the signal (frames `0 .. L`, `L .. 2L`, …; `L` =
 //! [`segment_frames`]), so blocks made of whole segments give the same answer whatever their
-//! size. Twin of `shaders/spatial.wgsl`.
+//! size. A segment's sums take every [`stats_stride`]-th frame (frames that tile the signal
+//! without overlap). Twin of `shaders/spatial.wgsl`.
 
 use crate::stages::mask::apply_mask;
 use realfft::num_complex::Complex32;
@@ -21,6 +22,10 @@ use realfft::num_complex::Complex32;
 /// Diagonal loading of each stem's normalised covariance (trace 2): keeps `C` invertible where
 /// one stem holds a bin alone, and there gives that stem the whole bin.
 pub const SPATIAL_REG: f32 = 0.1;
+
+/// Share of all the stems' power at a bin over a segment (−30 dB) below which a stem's
+/// covariance is mostly shrunk towards the identity ([`normalise`]).
+pub const SPATIAL_SHRINK: f32 = 1e-3;
 
 /// The four rows of `bins` values at the start of `s`.
 #[inline(always)]
@@ -71,6 +76,25 @@ pub fn sum_chunk(segment: usize) -> usize {
 
 /// See [`sum_chunk`].
 pub const SUM_CHUNK: usize = 64;
+
+/// Frames apart of the frames a segment's sums take, from each chunk's first: `n_fft / hop`
+/// (4 at the default hop), where that divides the chunk ([`sum_chunk`]), else 1. Those frames
+/// tile the signal without overlap: the frames between them see the same samples again through
+/// the window, and leaving them out of an average over ~11 s moves the covariances by far less
+/// than the masks' own error, while the sums cost a quarter of the frames' masks.
+pub fn stats_stride(segment: usize, n_fft: usize, hop: usize) -> usize {
+    let stride = (n_fft / hop.max(1)).max(1);
+    let stride = if std::env::var("ST1").is_ok() {
+        1
+    } else {
+        stride
+    };
+    if sum_chunk(segment).is_multiple_of(stride) {
+        stride
+    } else {
+        1
+    }
+}
 
 /// Rows of one stem's covariances, each `bins` long: `R[0][0]`, `R[1][1]`, `Re R[0][1]`,
 /// `Im R[0][1]` (`R[1][0]` is the conjugate of `R[0][1]`). Sums and covariances are laid out
@@ -142,19 +166,27 @@ simd_dispatch!(
     }
 );
 
-/// Normalises a segment's sums (`[stem][row][bin]`) into covariances:
-/// `R = sums / ((Σ|S_0|² + Σ|S_1|²) / 2) + λI`; a stem silent over the segment at a bin (sums
-/// below [`SPATIAL_FLOOR`], where `1 / d` would overflow f32) gets `(1 + λ)·I` (no spatial
-/// information).
+/// Normalises a segment's sums (`[stem][row][bin]`) into covariances. With `d_j =
+/// (Σ|S_0|² + Σ|S_1|²) / 2` stem `j`'s power and `D = Σ_j d_j` all the stems' at a bin,
+/// `R_j = (sums_j + εD·I) / (d_j + εD) + λI` (ε = [`SPATIAL_SHRINK`], λ = [`SPATIAL_REG`];
+/// trace 2 + 2λ): a stem that holds a bin barely at all over the segment (its sums little more
+/// than leakage and rounding) is shrunk towards no spatial information instead of a direction
+/// learnt from noise. Where the bin is silent over the segment (`d_j + εD` below
+/// [`SPATIAL_FLOOR`], where `1 / d` would overflow f32) a stem gets `(1 + λ)·I`.
 pub fn normalise(sums: &mut [f32], bins: usize) {
-    for s in sums.chunks_exact_mut(COV_ROWS * bins) {
-        let [r00, r11, re, im] = rows4_mut(s, bins);
-        for b in 0..bins {
-            let d = 0.5 * (r00[b] + r11[b]);
+    for b in 0..bins {
+        let total: f32 = sums
+            .chunks_exact(COV_ROWS * bins)
+            .map(|s| 0.5 * (s[b] + s[bins + b]))
+            .sum();
+        let floor = SPATIAL_SHRINK * total;
+        for s in sums.chunks_exact_mut(COV_ROWS * bins) {
+            let [r00, r11, re, im] = rows4_mut(s, bins);
+            let d = 0.5 * (r00[b] + r11[b]) + floor;
             if d > SPATIAL_FLOOR && d.is_finite() {
                 let inv = 1.0 / d;
-                r00[b] = r00[b] * inv + SPATIAL_REG;
-                r11[b] = r11[b] * inv + SPATIAL_REG;
+                r00[b] = (r00[b] + floor) * inv + SPATIAL_REG;
+                r11[b] = (r11[b] + floor) * inv + SPATIAL_REG;
                 re[b] *= inv;
                 im[b] *= inv;
             } else {
@@ -368,3 +400,21 @@ simd_dispatch!(
         }
     }
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_stride_tiles_the_signal_where_it_divides_the_chunk() {
+        // n_fft 2048 at hop 512: segments of 1024 frames, chunks of 64, every 4th frame.
+        assert_eq!(stats_stride(segment_frames(2048), 2048, 512), 4);
+        assert_eq!(stats_stride(segment_frames(2048), 2048, 1024), 2);
+        assert_eq!(stats_stride(segment_frames(2048), 2048, 2048), 1);
+        // A chunk of 6 frames (the whole segment) is not a multiple of 4: every frame.
+        assert_eq!(stats_stride(6, 256, 64), 1);
+        assert_eq!(stats_stride(8, 256, 64), 4);
+        // A hop longer than the frame (gaps between frames) still takes every frame.
+        assert_eq!(stats_stride(1024, 256, 512), 1);
+    }
+}

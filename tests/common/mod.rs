@@ -153,3 +153,39 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A mix with a bass line, a melody and a few clicks at 48 kHz: lines the trackers lock onto.
+pub fn production_signal(channels: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    let rate = 48000.0;
+    let tau = std::f32::consts::TAU;
+    let notes: Vec<(f32, f32)> = (0..8)
+        .map(|_| (55.0 * (1.0 + rng.uniform()), 330.0 * (1.0 + rng.uniform())))
+        .collect();
+    let base: Vec<f32> = (0..len)
+        .map(|i| {
+            let t = i as f32 / rate;
+            let (fb, fm) = notes[(t * 2.0) as usize % notes.len()];
+            let bass: f32 = (1..4)
+                .map(|h| 0.2 / h as f32 * (tau * fb * h as f32 * t).sin())
+                .sum();
+            let vib = fm * (1.0 + 0.01 * (tau * 5.0 * t).sin());
+            let lead: f32 = (1..6)
+                .map(|h| 0.1 / h as f32 * (tau * vib * h as f32 * t).sin())
+                .sum();
+            let click = if i % 12000 < 40 {
+                0.5 * rng.signed()
+            } else {
+                0.0
+            };
+            bass + lead + click + 0.003 * rng.signed()
+        })
+        .collect();
+    (0..channels)
+        .map(|c| {
+            base.iter()
+                .map(|v| v * (1.0 - 0.2 * c as f32) + 0.002 * rng.signed())
+                .collect()
+        })
+        .collect()
+}
