@@ -354,7 +354,7 @@ simd_dispatch!(
 simd_dispatch!(
     /// For the tile of bins `lo ..` (`v` rows long): both rows of `v_j R_j y` for each stem `j`
     /// of `stems` into `out0`, `out1` (`[stems][bin]` over all bins), or each channel's mask
-    /// times its spectrum where `C` was not invertible (there `y` is 0).
+    /// times its spectrum where `C` was not invertible (row 8 of `c` is 0; rare: silence).
     #[allow(clippy::too_many_arguments)]
     fn stem_spectra(
         x: [&[Complex32]; 2],
@@ -373,29 +373,34 @@ simd_dispatch!(
         let y = &c[4 * t..];
         let (y, ok) = y.split_at(4 * t);
         let [y0r, y0i, y1r, y1i] = rows4(y, t);
+        let silent = ok.iter().any(|&ok| ok == 0.0);
         for ((o0, o1), &j) in out0
             .chunks_exact_mut(rows.bins)
             .zip(out1.chunks_exact_mut(rows.bins))
             .zip(stems)
         {
             let (o0, o1) = (&mut o0[lo..][..t], &mut o1[lo..][..t]);
-            let m0 = &masks0[j * rows.bins + lo..][..t];
-            let m1 = &masks1[j * rows.bins + lo..][..t];
             let v = &v[j * t..][..t];
             let r = &cov[j * COV_ROWS * rows.k..];
             let [r00, r11, rre, rim] = [0, 1, 2, 3].map(|i| &r[i * rows.k + lo..][..t]);
-            // Row 0: r00·y0 + r01·y1; row 1: conj(r01)·y0 + r11·y1. Where C was singular y is 0
-            // and the mask's share (1 − ok) takes over.
+            // Row 0: r00·y0 + r01·y1; row 1: conj(r01)·y0 + r11·y1.
             for b in 0..t {
                 let z0r = r00[b] * y0r[b] + (rre[b] * y1r[b] - rim[b] * y1i[b]);
                 let z0i = r00[b] * y0i[b] + (rre[b] * y1i[b] + rim[b] * y1r[b]);
                 let z1r = (rre[b] * y0r[b] + rim[b] * y0i[b]) + r11[b] * y1r[b];
                 let z1i = (rre[b] * y0i[b] - rim[b] * y0r[b]) + r11[b] * y1i[b];
-                let (keep0, keep1) = ((1.0 - ok[b]) * m0[b], (1.0 - ok[b]) * m1[b]);
-                o0[b] =
-                    Complex32::new(z0r * v[b] + keep0 * x0[b].re, z0i * v[b] + keep0 * x0[b].im);
-                o1[b] =
-                    Complex32::new(z1r * v[b] + keep1 * x1[b].re, z1i * v[b] + keep1 * x1[b].im);
+                o0[b] = Complex32::new(z0r * v[b], z0i * v[b]);
+                o1[b] = Complex32::new(z1r * v[b], z1i * v[b]);
+            }
+            // Where C was singular (silence; y is 0 there) the masks as they are.
+            if !silent {
+                continue;
+            }
+            let m0 = &masks0[j * rows.bins + lo..][..t];
+            let m1 = &masks1[j * rows.bins + lo..][..t];
+            for b in (0..t).filter(|&b| ok[b] == 0.0) {
+                o0[b] = x0[b] * m0[b];
+                o1[b] = x1[b] * m1[b];
             }
         }
     }
