@@ -373,7 +373,7 @@ simd_dispatch!(
         let y = &c[4 * t..];
         let (y, ok) = y.split_at(4 * t);
         let [y0r, y0i, y1r, y1i] = rows4(y, t);
-        let silent = ok.iter().any(|&ok| ok == 0.0);
+        let silent = ok.contains(&0.0);
         for ((o0, o1), &j) in out0
             .chunks_exact_mut(rows.bins)
             .zip(out1.chunks_exact_mut(rows.bins))
