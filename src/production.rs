@@ -83,8 +83,9 @@ pub struct ProductionSpec {
     /// (on by default).
     pub spatial: bool,
     /// The spatial filter acts on the bins up to this frequency, Hz (infinite: all of them);
-    /// above it the masks stand as they are. Most of its gain lies below 4 kHz and part of its
-    /// cost grows with the bins, so a limit trades a little quality for speed.
+    /// above it the masks stand as they are. Most of its gain lies below 4 kHz (the default)
+    /// and part of its cost grows with the bins: all bins give melody about +0.08 dB and drums
+    /// +0.02 dB for a fifth more of the five stems' CPU time.
     pub spatial_max_hz: f32,
 }
 
@@ -112,7 +113,7 @@ impl Default for ProductionSpec {
             drum_tail_ms: 120.0,
             drum_tail_decay_db_s: 130.0,
             spatial: true,
-            spatial_max_hz: f32::INFINITY,
+            spatial_max_hz: 4000.0,
         }
     }
 }

@@ -455,6 +455,10 @@ fn spatial_stems_are_stable_under_tiny_changes_of_the_input() {
         let params = || {
             let mut p = SeparationSpec {
                 stems: "drums,bass,melody,harmony,fx".into(),
+                production: stemkit::production::ProductionSpec {
+                    spatial_max_hz: f32::INFINITY,
+                    ..Default::default()
+                },
                 ..Default::default()
             }
             .resolve(48000)

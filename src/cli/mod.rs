@@ -162,9 +162,9 @@ pub struct SeparationArgs {
     /// Turn the spatial filter off (the masks alone; faster on the CPU).
     #[arg(long = "no-spatial", overrides_with = "spatial")]
     no_spatial: bool,
-    /// The spatial filter acts up to this frequency (`4000hz`), or on `all` bins; above it the
-    /// masks stand as they are (a little less quality for less CPU time).
-    #[arg(long = "spatial-max-freq", default_value = "all")]
+    /// The spatial filter acts up to this frequency (`8000hz`), or on `all` bins; above it the
+    /// masks stand as they are (`all`: a little more quality for more CPU time).
+    #[arg(long = "spatial-max-freq", default_value = "4000hz")]
     spatial_max_freq: String,
 }
 
