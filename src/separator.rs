@@ -897,20 +897,8 @@ impl Separator {
                 sums.fill(0.0);
                 let (r0, r1) = masks.split_at_mut(n * bins);
                 for j in (c * chunk..((c + 1) * chunk).min(frames)).step_by(stride) {
-                    for (work, row) in [(w0, &mut *r0), (w1, &mut *r1)] {
-                        let harm_offset = block.start - work.harm_first;
-                        self.frame_masks(
-                            work,
-                            block,
-                            j,
-                            (offset + j, harm_offset + j),
-                            lines,
-                            mel,
-                            &PRODUCTION,
-                            Some(row),
-                            s,
-                        );
-                    }
+                    let at = (j, offset + j);
+                    self.stereo_masks([w0, w1], block, at, (lines, mel), [r0, r1], s);
                     let x = (offset + j) * bins..(offset + j) * bins + k;
                     spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
                     spatial::accumulate(cross, r0, r1, sums);
@@ -936,6 +924,25 @@ impl Separator {
         state.spatial_cov = cov;
     }
 
+    /// Output frame `j` of the block's masks of the five production stems in both channels
+    /// (`works[c]` channel `c`'s analysis, `out[c]` its masks, `[stem][bin]`); `at` = `(j,
+    /// held)`, `held` the frame's row in the held spectra.
+    fn stereo_masks(
+        &self,
+        works: [&BlockWork; 2],
+        block: &Block,
+        (j, held): (usize, usize),
+        (lines, mel): (&[(f32, f32)], &[f32]),
+        out: [&mut [f32]; 2],
+        s: &mut FrameScratch,
+    ) {
+        for (work, row) in works.into_iter().zip(out) {
+            let harm_row = block.start - work.harm_first + j;
+            let rows = (held, harm_row);
+            self.frame_masks(work, block, j, rows, lines, mel, &PRODUCTION, Some(row), s);
+        }
+    }
+
     /// Output frame `j` of the block through the spatial filter (`at` = `(j, held)`, `held`
     /// the frame's row in the held spectra): its masks of the five production stems in both
     /// channels, then the inverted stems of both channels, inverse-transformed into
@@ -954,20 +961,7 @@ impl Separator {
         let mut masks = std::mem::take(&mut s.spatial_masks);
         masks.resize(2 * n * bins, 0.0);
         let (m0, m1) = masks.split_at_mut(n * bins);
-        for (work, row) in [(sp.works[0], &mut *m0), (sp.works[1], &mut *m1)] {
-            let harm_offset = block.start - work.harm_first;
-            self.frame_masks(
-                work,
-                block,
-                j,
-                (held, harm_offset + j),
-                lines,
-                mel,
-                &PRODUCTION,
-                Some(row),
-                s,
-            );
-        }
+        self.stereo_masks(sp.works, block, (j, held), (lines, mel), [m0, m1], s);
         let x = held * bins..(held + 1) * bins;
         let seg = (block.start + j) / sp.segment - block.start / sp.segment;
         let seg_len = n * COV_ROWS * self.params.production.spatial_bins.min(bins);

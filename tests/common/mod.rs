@@ -189,3 +189,49 @@ pub fn production_signal(channels: usize, len: usize, seed: u64) -> Vec<Vec<f32>
         })
         .collect()
 }
+
+/// SNR in dB of `got` against `want` (relative to `want`'s energy, floored at 1e-12 of the
+/// input's so that near-silent stems are judged against the signal).
+pub fn snr_db(got: &[f32], want: &[f32], input_energy: f64) -> f64 {
+    assert_eq!(got.len(), want.len(), "length");
+    let (mut sig, mut err) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        sig += (w as f64).powi(2);
+        err += (g as f64 - w as f64).powi(2);
+    }
+    let sig = sig.max(input_energy * 1e-12).max(1e-30);
+    if err == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (sig / err).log10()
+    }
+}
+
+/// Asserts every stem of every channel (`[stem][channel]`) of `got` is within `min_db` of
+/// `want`'s; prints the worst.
+pub fn assert_stems_match(
+    what: &str,
+    got: &[Vec<Vec<f32>>],
+    want: &[Vec<Vec<f32>>],
+    x: &[Vec<f32>],
+    min_db: f64,
+) {
+    assert_eq!(got.len(), want.len(), "{what}: stem count");
+    let mut lowest = f64::INFINITY;
+    for (s, (gs, ws)) in got.iter().zip(want).enumerate() {
+        for (ch, (g, w)) in gs.iter().zip(ws).enumerate() {
+            assert!(
+                g.iter().all(|v| v.is_finite()),
+                "{what}: stem {s} ch {ch} has NaN"
+            );
+            let e: f64 = x[ch].iter().map(|v| (*v as f64).powi(2)).sum();
+            let db = snr_db(g, w, e);
+            if db < min_db {
+                let (i, gv, wv) = worst(g, w);
+                panic!("{what}: stem {s} ch {ch}: SNR {db:.1} dB < {min_db} dB; worst at {i}: got {gv}, want {wv}");
+            }
+            lowest = lowest.min(db);
+        }
+    }
+    println!("{what}: worst stem SNR {lowest:.1} dB");
+}
