@@ -390,21 +390,7 @@ fn spatial_stems_match_the_cpu_separator() {
         (24, 100, 80, f32::INFINITY),
         (128, 200, 130, 4000.0),
     ] {
-        let spatial = |block: usize| {
-            let mut p = stemkit::SeparationSpec {
-                stems: "drums,bass,melody,harmony,fx".into(),
-                block_frames: block,
-                production: stemkit::production::ProductionSpec {
-                    spatial_max_hz: band,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }
-            .resolve(48000)
-            .unwrap();
-            p.production.spatial_frames = segment;
-            p
-        };
+        let spatial = |block: usize| common::spatial_params(segment, band, block);
         let x = common::production_signal(2, 48_000 * 3 + 333, segment as u64);
         let want = Separator::new(spatial(1000)).unwrap().separate(&x);
         let gpu = GpuSeparator::with_options(

@@ -452,20 +452,8 @@ fn spatial_filter_keeps_the_sum_blocks_and_subsets() {
 #[test]
 fn spatial_stems_are_stable_under_tiny_changes_of_the_input() {
     for segment in [24usize, 40, 64] {
-        let params = || {
-            let mut p = SeparationSpec {
-                stems: "drums,bass,melody,harmony,fx".into(),
-                production: stemkit::production::ProductionSpec {
-                    spatial_max_hz: f32::INFINITY,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }
-            .resolve(48000)
-            .unwrap();
-            p.production.spatial_frames = segment;
-            p
-        };
+        let block = SeparationSpec::default().block_frames;
+        let params = || common::spatial_params(segment, f32::INFINITY, block);
         let x = common::production_signal(2, 48_000 * 3 + 333, segment as u64);
         let mut rng = Rng::new(7);
         let nudged: Vec<Vec<f32>> = x

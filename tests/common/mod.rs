@@ -235,3 +235,22 @@ pub fn assert_stems_match(
     }
     println!("{what}: worst stem SNR {lowest:.1} dB");
 }
+
+/// The five production stems at 48 kHz through the spatial filter with segments of `segment`
+/// frames (short ones, so a few seconds cross several), the filter up to `band` Hz (infinite:
+/// every bin), blocks of `block` frames (rounded up to whole segments).
+pub fn spatial_params(segment: usize, band: f32, block: usize) -> stemkit::SeparationParams {
+    let mut p = stemkit::SeparationSpec {
+        stems: "drums,bass,melody,harmony,fx".into(),
+        block_frames: block,
+        production: stemkit::production::ProductionSpec {
+            spatial_max_hz: band,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .resolve(48000)
+    .unwrap();
+    p.production.spatial_frames = segment;
+    p
+}
