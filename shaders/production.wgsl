@@ -75,10 +75,14 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 // add_comb of the twin at bin b: max of `init` and each partial's bump (times its share of the
 // partial when `shared_row`, reading the harmonic row at harm[base ..]: the falling envelope
 // model model_1 = a_1, model_h = min(a_h, comb_growth · min(a_1 … a_{h−1})), from h = 3 also at
-// most comb_plaw · max(m_1, m_2) · h^(−α) with α = max(log2(m_1 / m_2), 0); from h = 2, where
+// most comb_plaw · max(m_1, m_2) · h^(−α) with α = max(log2(m_1 / m_2), 0), from h = 4 also at
+// most comb_plaw · max(m_1, m_2) · (h − 2)^(−BASS_UPPER_EXPONENT); from h = 2, where
 // bin b's harmonic magnitude stands above model_h the bump gives the share (model_h / harm[b])²).
 // comb_fade of the twin (pitch::low_weight over ±3 semitones): a partial's weight fading out
 // around fade_hz (≤ 0: no fade).
+// production::BASS_UPPER_EXPONENT: the comb's bound on the bass's partials from the 4th on.
+const BASS_UPPER_EXPONENT: f32 = 2.0;
+
 fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
     if fade_hz > 0.0 {
         let st = 12.0 * log2(centre / fade_hz);
@@ -116,6 +120,9 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
             var model = select(min(a, params.comb_growth * run), a, h == 1u);
             if h > 2u && m2 > 0.0 {
                 model = min(model, params.comb_plaw * max(m1, m2) * pow(f32(h), -alpha));
+            }
+            if h > 3u && m2 > 0.0 {
+                model = min(model, params.comb_plaw * max(m1, m2) * pow(f32(h - 2u), -BASS_UPPER_EXPONENT));
             }
             if h == 1u {
                 m1 = model;

@@ -1173,6 +1173,19 @@ mod tests {
         );
     }
 
+    /// The bass comb's upper-partial exponent agrees between Rust and WGSL.
+    #[test]
+    fn production_constants_match_the_shader() {
+        assert_eq!(
+            wgsl_constant(Stage::Production, "BASS_UPPER_EXPONENT"),
+            naga::Literal::F32(crate::production::BASS_UPPER_EXPONENT)
+        );
+        assert_eq!(
+            wgsl_constant(Stage::ProductionMasks, "BASS_UPPER_EXPONENT"),
+            naga::Literal::F32(crate::production::BASS_UPPER_EXPONENT)
+        );
+    }
+
     /// The spatial filter's constants agree between Rust and WGSL.
     #[test]
     fn spatial_constants_match_the_shader() {
