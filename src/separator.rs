@@ -774,7 +774,7 @@ impl Separator {
                         lines,
                         mel,
                         &self.stems[..inverted],
-                        None,
+                        (None, bins),
                         s,
                     );
                     let FrameScratch {
@@ -820,7 +820,10 @@ impl Separator {
     /// The HPSS masks (`s.mask_h`, `s.mask_p`) and the masks of `stems` (`[stem][bin]` into
     /// `out`, or `s.masks` without one; none for `hpr`) of output frame `j` of the block, whose
     /// spectrum is row `rows.0` of the held frames and whose harmonic estimate is row `rows.1`
-    /// of `work.harm`: drum tail, HPSS masks, steady gate, tonal shift, line weights.
+    /// of `work.harm`: drum tail, HPSS masks, steady gate, tonal shift, line weights. Only the
+    /// first `limit` bins (`out` then `[stem][limit]`): the spatial filter's sums need no more,
+    /// and each of those bins' masks is the same as in a whole row (the line weights are still
+    /// built on the whole row, as the bass comb's envelope reads partials above the limit).
     #[allow(clippy::too_many_arguments)]
     fn frame_masks(
         &self,
@@ -831,7 +834,7 @@ impl Separator {
         lines: &[(f32, f32)],
         mel: &[f32],
         stems: &[Stem],
-        out: Option<&mut [f32]>,
+        (out, limit): (Option<&mut [f32]>, usize),
         s: &mut FrameScratch,
     ) {
         let bins = self.params.stft.n_bins();
@@ -842,21 +845,22 @@ impl Separator {
             self.drum_tails(&work.mag, &work.perc, j, held, lines.get(j).copied(), s);
             perc = &s.perc;
         }
-        hpss_masks(harm, perc, &hpss, &mut s.mask_h, &mut s.mask_p);
+        let perc = &perc[..limit];
+        hpss_masks(&harm[..limit], perc, &hpss, &mut s.mask_h, &mut s.mask_p);
         if let Some((_, margin)) = self.params.steady() {
             let r = work.grid.row(block.start + j);
-            let steady = &work.steady[r * bins..(r + 1) * bins];
+            let steady = &work.steady[r * bins..r * bins + limit];
             steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
         }
         if self.params.tonal().is_some() {
             tonal_shift(
-                &work.tonal[j * bins..(j + 1) * bins],
+                &work.tonal[j * bins..j * bins + limit],
                 &mut s.mask_h,
                 &s.mask_p,
             );
         }
         let mel_w = mel.get(j * bins..(j + 1) * bins);
-        self.stem_masks(harm, lines.get(j).copied(), mel_w, stems, out, s);
+        self.stem_masks(harm, lines.get(j).copied(), mel_w, stems, (out, limit), s);
     }
 
     /// The spatial filter's covariances for a stereo block's segments (`state.spatial_cov`;
@@ -891,11 +895,12 @@ impl Separator {
         partial.par_chunks_mut(seg_len).enumerate().for_each_init(
             || {
                 let s = FrameScratch::new(bins, 0);
-                (s, vec![0.0f32; 2 * n * bins], vec![0.0f32; 4 * k])
+                // Masks of the filter's bins only (`[stem][k]`).
+                (s, vec![0.0f32; 2 * n * k], vec![0.0f32; 4 * k])
             },
             |(s, masks, cross), (c, sums)| {
                 sums.fill(0.0);
-                let (r0, r1) = masks.split_at_mut(n * bins);
+                let (r0, r1) = masks.split_at_mut(n * k);
                 for j in (c * chunk..((c + 1) * chunk).min(frames)).step_by(stride) {
                     let at = (j, offset + j);
                     self.stereo_masks([w0, w1], block, at, (lines, mel), [r0, r1], s);
@@ -925,8 +930,8 @@ impl Separator {
     }
 
     /// Output frame `j` of the block's masks of the five production stems in both channels
-    /// (`works[c]` channel `c`'s analysis, `out[c]` its masks, `[stem][bin]`); `at` = `(j,
-    /// held)`, `held` the frame's row in the held spectra.
+    /// (`works[c]` channel `c`'s analysis, `out[c]` its masks, `[stem][bin]` over the first
+    /// `out[c].len() / 5` bins); `at` = `(j, held)`, `held` the frame's row in the held spectra.
     fn stereo_masks(
         &self,
         works: [&BlockWork; 2],
@@ -939,7 +944,9 @@ impl Separator {
         for (work, row) in works.into_iter().zip(out) {
             let harm_row = block.start - work.harm_first + j;
             let rows = (held, harm_row);
-            self.frame_masks(work, block, j, rows, lines, mel, &PRODUCTION, Some(row), s);
+            let limit = row.len() / PRODUCTION.len();
+            let out = (Some(row), limit);
+            self.frame_masks(work, block, j, rows, lines, mel, &PRODUCTION, out, s);
         }
     }
 
@@ -1146,18 +1153,18 @@ impl Separator {
         }
     }
 
-    /// Fills `s.masks` (`[stem][bin]`) with the masks of `stems` (production stems, no
-    /// remainder) for a production set; `hpr` uses `s.mask_h` and `s.mask_p` as they are.
+    /// Fills `s.masks` (`[stem][bin]`, or `out` when given) with the masks of `stems`
+    /// (production stems, no remainder) for a production set, over the first `limit` bins (the
+    /// line weights over the whole row `harm`); `hpr` uses `s.mask_h` and `s.mask_p` as they are.
     fn stem_masks(
         &self,
         harm: &[f32],
         line: Option<(f32, f32)>,
         mel_w: Option<&[f32]>,
         stems: &[Stem],
-        out: Option<&mut [f32]>,
+        (out, limit): (Option<&mut [f32]>, usize),
         s: &mut FrameScratch,
     ) {
-        let bins = harm.len();
         if let StemSet::Production { .. } = &self.params.stems {
             let p = &self.params.production;
             let f_bass = line.map_or(0.0, |l| l.0);
@@ -1175,11 +1182,18 @@ impl Separator {
             let out = match out {
                 Some(out) => out,
                 None => {
-                    s.masks.resize(stems.len() * bins, 0.0);
+                    s.masks.resize(stems.len() * limit, 0.0);
                     &mut s.masks[..]
                 }
             };
-            production_masks(stems, &s.mask_h, &s.mask_p, &s.bass_w, mel_w, out);
+            production_masks(
+                stems,
+                &s.mask_h[..limit],
+                &s.mask_p[..limit],
+                &s.bass_w,
+                mel_w,
+                out,
+            );
         }
     }
 }
