@@ -18,7 +18,8 @@
 @group(0) @binding(2) var<storage, read> harm: array<f32>;                   // [channel][harm_frames][bins]
 @group(0) @binding(3) var<storage, read> perc: array<f32>;                   // [channel][out_frames][bins]
 @group(0) @binding(4) var<storage, read> low: array<f32>;                    // [bins]
-@group(0) @binding(5) var<storage, read> lines: array<vec2<f32>>;            // [out_frames] (bass, melody) f0
+// [out_frames] (bass, melody) f0, then [out_frames][PROFILE_PARTIALS / 2] the bass profile
+@group(0) @binding(5) var<storage, read> lines: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
 
 @group(0) @binding(9) var<storage, read> steady: array<f32>;                 // [channel][steady_rows][bins]
@@ -82,6 +83,18 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 // around fade_hz (≤ 0: no fade).
 // production::BASS_UPPER_EXPONENT: the comb's bound on the bass's partials from the 4th on.
 const BASS_UPPER_EXPONENT: f32 = 2.0;
+// production::PROFILE_PARTIALS, PROFILE_MIN_HZ: the bass profile's partials (1 ..= this) and
+// its lowest partial frequency. With a profile ratio c_h ≥ 0 (output frame j's segment's, after
+// the lines: production::bass_profile, computed on the host), partial h from PROFILE_MIN_HZ is
+// also capped at c_h · a_1, and there a bin above the cap gives the share
+// cap² / (cap² + (harm[b] − cap)²).
+const PROFILE_PARTIALS: u32 = 8u;
+const PROFILE_MIN_HZ: f32 = 150.0;
+
+fn profile_ratio(j: u32, h: u32) -> f32 {
+    let pair = lines[params.out_frames + j * (PROFILE_PARTIALS / 2u) + (h - 1u) / 2u];
+    return select(pair.x, pair.y, (h - 1u) % 2u == 1u);
+}
 
 fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
     if fade_hz > 0.0 {
@@ -91,7 +104,7 @@ fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
     return 1.0;
 }
 
-fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u32, init: f32) -> f32 {
+fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u32, init: f32, j: u32) -> f32 {
     var w = init;
     if f0 <= 0.0 {
         return w;
@@ -112,6 +125,7 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
     var m1 = 0.0;
     var m2 = 0.0;
     var alpha = 0.0;
+    var a1 = 0.0;
     let h_first = select(u32(h_lo), 1u, shared_row);
     for (var h = h_first; f32(h) <= h_hi; h++) {
         var share = 1.0;
@@ -134,8 +148,25 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
                 }
             }
             run = select(min(run, a), a, h == 1u);
-            if h > 1u && hb > model {
-                share = (model / hb) * (model / hb);
+            if h == 1u {
+                a1 = a;
+            }
+            var cap = model;
+            var profiled = false;
+            if h > 1u && h <= PROFILE_PARTIALS && f32(h) * f0 >= PROFILE_MIN_HZ {
+                let c = profile_ratio(j, h);
+                if c >= 0.0 {
+                    cap = min(cap, c * a1);
+                    profiled = true;
+                }
+            }
+            if h > 1u && hb > cap {
+                if profiled {
+                    let d = hb - cap;
+                    share = (cap * cap) / (cap * cap + d * d);
+                } else {
+                    share = (cap / hb) * (cap / hb);
+                }
             }
         }
         if f32(h) < h_lo {
@@ -196,7 +227,7 @@ fn drum_tail(ch: u32, j: u32, b: u32, q: f32, f_bass: f32) -> f32 {
         }
         best = max(best, min(g * p, x));
     }
-    let bass = comb(b, f_bass, params.bass_partials, params.bass_comb_fade_hz, false, 0u, 0.0);
+    let bass = comb(b, f_bass, params.bass_partials, params.bass_comb_fade_hz, false, 0u, 0.0, 0u);
     return q + (best - q) * (1.0 - bass);
 }
 
@@ -230,8 +261,8 @@ fn stem_weights(ch: u32, j: u32, b: u32) -> StemWeights {
     if params.tonal_window > 0u {
         h += tonal_weight(ch, j, b) * max(1.0 - h - p, 0.0);
     }
-    let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b]);
-    let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0);
+    let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b], j);
+    let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0, j);
     return StemWeights(h, p, bw, mw);
 }
 

@@ -87,6 +87,9 @@ pub struct ProductionSpec {
     /// and part of its cost grows with the bins: all bins give melody about +0.08 dB and drums
     /// +0.02 dB for a fifth more of the five stems' CPU time.
     pub spatial_max_hz: f32,
+    /// Cap the bass comb's partials by the bass's partial profile learnt per segment from the
+    /// mix ([`bass_profile`]; on by default).
+    pub bass_profile: bool,
 }
 
 impl Default for ProductionSpec {
@@ -114,6 +117,7 @@ impl Default for ProductionSpec {
             drum_tail_decay_db_s: 130.0,
             spatial: true,
             spatial_max_hz: 4000.0,
+            bass_profile: true,
         }
     }
 }
@@ -158,6 +162,11 @@ pub struct ProductionParams {
     pub spatial_frames: usize,
     /// Bins the spatial filter acts on, from bin 0 (the others keep their masks).
     pub spatial_bins: usize,
+    /// Frames per segment of the bass profile ([`bass_profile`]; the spatial filter's segment
+    /// grid; 0: off).
+    pub profile_frames: usize,
+    /// Frames each side of a frame in the bass profile's floor ([`PROFILE_FLOOR_MS`]).
+    pub profile_floor: usize,
 }
 
 impl ProductionSpec {
@@ -313,6 +322,13 @@ impl ProductionSpec {
                 sample_rate as f32 / stft.n_fft as f32,
                 stft.n_bins(),
             ),
+            profile_frames: if self.bass_profile {
+                crate::stages::spatial::segment_frames(stft.n_fft)
+            } else {
+                0
+            },
+            profile_floor: (PROFILE_FLOOR_MS / 1000.0 * sample_rate as f32 / stft.hop_length as f32)
+                .round() as usize,
         }
     }
 }
@@ -474,6 +490,116 @@ pub const BASS_POWER_LAW_GROWTH: f32 = 1.2;
 /// harmony gains 0.15 dB over seeds 1–6 and 0.12 dB over seeds 8 and 10 (on the fresh seed 13 it
 /// loses 0.04 dB; +0.10 dB over all 114 songs).
 pub const BASS_UPPER_EXPONENT: f32 = 2.0;
+
+/// Partials the bass profile covers (1 ..= this): the bass comb's partials above them keep the
+/// envelope model alone.
+pub const PROFILE_PARTIALS: usize = 8;
+
+/// A segment's bass partial profile: per partial `h` (index `h − 1`) the ratio `c_h` such that
+/// the bass comb takes at most `c_h · a_1` of partial `h` (`a_1` the frame's fundamental), or a
+/// negative value where there is none ([`NO_PROFILE`]; always for `h = 1`).
+pub type BassProfile = [f32; PROFILE_PARTIALS];
+
+/// No profile: the comb keeps its envelope model.
+pub const NO_PROFILE: BassProfile = [-1.0; PROFILE_PARTIALS];
+
+/// The bass profile's floor: each side of a frame, the span whose minimum of a partial's
+/// amplitude is taken as what does not come and go with the bass's notes (a held chord tone).
+pub const PROFILE_FLOOR_MS: f32 = 250.0;
+
+/// The bass profile's margin: the cap is this many times the estimated ratio (an underestimate
+/// hands the bass's own partial to the harmony, an overestimate is bounded by the envelope
+/// model anyway). Chosen among 1, 1.5, 2, 3 on seeds 6, 8, 9, 10.
+pub const PROFILE_SCALE: f32 = 1.5;
+
+/// From the 4th partial on the profile is at most
+/// [`BASS_POWER_LAW_GROWTH`]` · max(1, ρ_2) · (h − 2)^(−this)`: the floor-subtracted ratios of
+/// the upper partials, where chord tones come and go too, run high.
+pub const PROFILE_UPPER_EXPONENT: f32 = 3.0;
+
+/// Partials below this keep the envelope model alone: there the bass owns the bins.
+pub const PROFILE_MIN_HZ: f32 = 150.0;
+
+/// A segment whose bass fundamental moves less than this (the median over its voiced frames of
+/// `E_1 / a_1`, see [`bass_profile`]) has no profile: a bass held at one level (a sustained
+/// synth bass) looks like a chord tone to the floor, and its partials would be lost. Plucked and
+/// struck basses decay within their notes: 0.53–1.0 over the 126 evaluation songs (seeds 1–13
+/// and the low-bass set), against 0.04 for the held bass of the dense synthetic mix.
+pub const PROFILE_MIN_MOTION: f32 = 0.3;
+
+/// Fundamental amplitudes at or below this do not count in the profile (silence).
+pub const PROFILE_MIN_AMP: f32 = 1e-6;
+
+/// Stage `bass_profile`: the bass's partial profile over one segment of frames, from the bass
+/// line `f0` (0: unvoiced) and `amp(j, k)`, the channel-summed magnitude of frame `j` at bin `k`.
+///
+/// For each frame and partial `h ≤` [`PROFILE_PARTIALS`], `a_h` is the magnitude at the partial's
+/// nearest bin (0 when unvoiced or past the top); `E_h = max(a_h − min over ±floor frames of
+/// a_h, 0)`, what rises and falls with the notes (a held chord tone on the same bin stays in the
+/// floor); `ρ_h` = the median over the voiced frames with `a_1 >` [`PROFILE_MIN_AMP`] of
+/// `E_h / a_1` (the upper median of an even count). From `h = 4` on `ρ_h` is bounded by
+/// [`PROFILE_UPPER_EXPONENT`], then every ratio is scaled by [`PROFILE_SCALE`]. Without such a
+/// frame, or when the fundamental's own `E_1 / a_1` has a median below [`PROFILE_MIN_MOTION`],
+/// the segment has [`NO_PROFILE`]. Both engines run it on the host, on the same sums the
+/// lines are tracked on. Measured on the evaluation songs (fifteenth session): with the true
+/// profile the bass share at the partials' bins has half the error of the envelope model alone.
+pub fn bass_profile(
+    f0: &[f32],
+    amp: impl Fn(usize, usize) -> f32,
+    bins: usize,
+    bin_hz: f32,
+    floor: usize,
+) -> BassProfile {
+    let n = f0.len();
+    let mut a = vec![0.0f32; PROFILE_PARTIALS * n];
+    for (j, &f) in f0.iter().enumerate() {
+        if f <= 0.0 {
+            continue;
+        }
+        for h in 1..=PROFILE_PARTIALS {
+            let k = (h as f32 * f / bin_hz).round() as usize;
+            if k >= bins {
+                break;
+            }
+            a[(h - 1) * n + j] = amp(j, k);
+        }
+    }
+    let voiced: Vec<usize> = (0..n).filter(|&j| a[j] > PROFILE_MIN_AMP).collect();
+    if voiced.is_empty() {
+        return NO_PROFILE;
+    }
+    // The median over the voiced frames of E_h / a_1 (the upper median of an even count).
+    let mut ratios = Vec::with_capacity(voiced.len());
+    let mut median_ratio = |h: usize| {
+        let row = &a[(h - 1) * n..h * n];
+        ratios.clear();
+        ratios.extend(voiced.iter().map(|&j| {
+            let span = &row[j.saturating_sub(floor)..(j + floor + 1).min(n)];
+            let low = span.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+            (row[j] - low).max(0.0) / a[j]
+        }));
+        let mid = ratios.len() / 2;
+        *ratios.select_nth_unstable_by(mid, |x, y| x.total_cmp(y)).1
+    };
+    // The fundamental's own motion: a bass held at one level has none to learn from.
+    if median_ratio(1) < PROFILE_MIN_MOTION {
+        return NO_PROFILE;
+    }
+    let mut rho = [1.0f32; PROFILE_PARTIALS];
+    for (h, r) in rho.iter_mut().enumerate().skip(1) {
+        *r = median_ratio(h + 1);
+    }
+    let top = BASS_POWER_LAW_GROWTH * rho[1].max(1.0);
+    let mut out = NO_PROFILE;
+    for h in 2..=PROFILE_PARTIALS {
+        let mut r = rho[h - 1];
+        if h >= 4 {
+            r = r.min(top * ((h - 2) as f32).powf(-PROFILE_UPPER_EXPONENT));
+        }
+        out[h - 1] = PROFILE_SCALE * r;
+    }
+    out
+}
 
 /// Most frames each side of a frame in its tonal stability (10 s at 48 kHz and hop 512; only tiny
 /// hops reach it): bounds the harmonic context a block holds and the GPU's loop per bin.
@@ -667,6 +793,11 @@ simd_dispatch!(
     /// Where another source sits on or beside a partial (chord tones on the bass's upper
     /// partials), a bin of the partial's bump whose harmonic magnitude stands above the model
     /// gives the line only the share `(model_h / harm[b])²` of it (power, as a Wiener mask).
+    /// With a `profile` ([`bass_profile`]), partials `2 ..=` [`PROFILE_PARTIALS`] from
+    /// [`PROFILE_MIN_HZ`] up are also capped at `c_h · a_1`, and there a bin above the cap gives
+    /// the line the share `cap² / (cap² + (harm[b] − cap)²)` (the bin's amplitude split into the
+    /// line's and the rest's).
+    #[allow(clippy::too_many_arguments)]
     pub fn add_comb(
         w: &mut [f32],
         harm: Option<&[f32]>,
@@ -675,6 +806,7 @@ simd_dispatch!(
         fade_hz: f32,
         cents: f32,
         bin_hz: f32,
+        profile: Option<&BassProfile>,
     ) {
         if f0 <= 0.0 {
             return;
@@ -701,7 +833,7 @@ simd_dispatch!(
             let hi = (((centre + 3.0 * sigma) / bin_hz).floor() as usize).min(bins - 1);
             let fade = comb_fade(centre, fade_hz);
             // Bins of the bump above `cap` give the line the share (cap / harm[b])².
-            let cap = if harm.is_some() {
+            let mut cap = if harm.is_some() {
                 let model = envelope.next(amp(h));
                 if h > 1 {
                     model
@@ -711,6 +843,15 @@ simd_dispatch!(
             } else {
                 f32::INFINITY
             };
+            // The profile's cap on partials 2 ..= PROFILE_PARTIALS from PROFILE_MIN_HZ, with the
+            // share of a bin split as amplitudes (the bass `cap`, the rest `harm[b] − cap`).
+            let mut profiled = false;
+            if let Some(c) = profile.and_then(|p| p.get(h - 1)) {
+                if h > 1 && *c >= 0.0 && cap.is_finite() && centre >= PROFILE_MIN_HZ {
+                    cap = cap.min(c * amp(1));
+                    profiled = true;
+                }
+            }
             // The bump of `comb_weight` around this partial (bins within 3σ of it).
             // Branch-free (it vectorises): `bump` with its zero outside ±3σ as a max.
             let inv = 1.0 / sigma;
@@ -721,6 +862,14 @@ simd_dispatch!(
                 x2 * x2
             };
             match harm {
+                Some(harm) if profiled => {
+                    let c2 = cap * cap;
+                    for (i, (v, &hb)) in w[lo..=hi].iter_mut().zip(&harm[lo..=hi]).enumerate() {
+                        let d = hb - cap;
+                        let r2 = if hb > cap { c2 / (c2 + d * d) } else { 1.0 };
+                        *v = v.max(fade * r2 * bump(i));
+                    }
+                }
                 Some(harm) if cap.is_finite() => {
                     for (i, (v, &hb)) in w[lo..=hi].iter_mut().zip(&harm[lo..=hi]).enumerate() {
                         let r = if hb > cap { cap / hb } else { 1.0 };
@@ -923,7 +1072,7 @@ mod tests {
         }
         harm[260] += 8.0 / 16.0;
         let mut w = vec![0.0f32; bins];
-        add_comb(&mut w, Some(&harm), f0, 6, 0.0, 1.0, bin_hz);
+        add_comb(&mut w, Some(&harm), f0, 6, 0.0, 1.0, bin_hz, None);
         for h in [1usize, 2, 3, 5, 6] {
             let v = w[h * 65];
             assert!((v - 1.0).abs() < 1e-3, "partial {h}: weight {v}");
@@ -989,6 +1138,143 @@ mod tests {
         assert_eq!(models[..3], [0.5, 1.0, 1.1], "{models:?}");
         let cap4 = (BASS_ENVELOPE_GROWTH * 0.5).min(BASS_POWER_LAW_GROWTH * 1.0);
         assert!((models[3] - cap4).abs() < 1e-6, "{models:?} vs {cap4}");
+    }
+
+    /// Frames of a bass line for [`bass_profile`]: notes of `note` frames cycling through four
+    /// f0s, each partial `h` at `rho[h − 1] · env(t)` on its nearest bin, `gap` unvoiced frames
+    /// between notes; plus `chord` (bin, level) held at every frame. Returns (f0, magnitudes).
+    fn bass_frames(
+        rho: &[f32; PROFILE_PARTIALS],
+        note: usize,
+        gap: usize,
+        env: impl Fn(usize) -> f32,
+        chord: Option<(usize, f32)>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (bins, bin_hz) = (1025, 48000.0 / 2048.0);
+        let f0s = [55.0f32, 65.4, 82.4, 49.0];
+        let (mut f0, mut mag) = (Vec::new(), Vec::new());
+        for i in 0..12 {
+            for t in 0..note + gap {
+                let mut row = vec![0.0f32; bins];
+                if let Some((b, level)) = chord {
+                    row[b] += level;
+                }
+                let f = if t < note { f0s[i % 4] } else { 0.0 };
+                if f > 0.0 {
+                    for (h, r) in rho.iter().enumerate() {
+                        let k = ((h + 1) as f32 * f / bin_hz).round() as usize;
+                        row[k] += r * env(t);
+                    }
+                }
+                f0.push(f);
+                mag.extend(row);
+            }
+        }
+        (f0, mag)
+    }
+
+    fn profile_of(f0: &[f32], mag: &[f32]) -> BassProfile {
+        let (bins, bin_hz) = (1025, 48000.0 / 2048.0);
+        bass_profile(f0, |j, k| mag[j * bins + k], bins, bin_hz, 23)
+    }
+
+    #[test]
+    fn bass_profile_recovers_a_known_profile() {
+        // Short notes between rests: every voiced frame's floor window reaches a rest (a = 0),
+        // so E_h = a_h and the ratios are the profile itself, whatever the decay.
+        let rho = [1.0, 1.6, 0.5, 0.3, 0.2, 0.05, 0.02, 0.01];
+        let (f0, mag) = bass_frames(&rho, 20, 4, |t| 0.9f32.powi(t as i32), None);
+        let p = profile_of(&f0, &mag);
+        assert!(p[0] < 0.0, "no cap on the fundamental: {p:?}");
+        let top = BASS_POWER_LAW_GROWTH * 1.6;
+        for h in 2..=PROFILE_PARTIALS {
+            let mut want = rho[h - 1];
+            if h >= 4 {
+                want = want.min(top * ((h - 2) as f32).powf(-PROFILE_UPPER_EXPONENT));
+            }
+            let got = p[h - 1] / PROFILE_SCALE;
+            assert!(
+                (got - want).abs() <= 1e-5 * want.max(1.0),
+                "partial {h}: got {got}, want {want} (profile {p:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn bass_profile_leaves_a_held_chord_tone_in_the_floor() {
+        // Long decaying notes without rests; a chord tone held on the bin of the first note's
+        // 3rd partial, twice as loud as the bass's partial there. The floor takes it out: the
+        // profile barely moves (what the envelope model alone cannot tell apart).
+        let rho = [1.0, 0.8, 0.4, 0.2, 0.1, 0.05, 0.02, 0.01];
+        let env = |t: usize| 0.95f32.powi(t as i32);
+        let (f0, plain) = bass_frames(&rho, 60, 0, env, None);
+        let bin = (3.0f32 * 55.0 / (48000.0 / 2048.0)).round() as usize;
+        let (_, chord) = bass_frames(&rho, 60, 0, env, Some((bin, 0.8)));
+        let (a, b) = (profile_of(&f0, &plain), profile_of(&f0, &chord));
+        for h in 2..=4 {
+            assert!(a[h - 1] > 0.0, "partial {h}: no profile {a:?}");
+            assert!(
+                (b[h - 1] / a[h - 1] - 1.0).abs() < 0.05,
+                "partial {h}: {} with the chord tone, {} without",
+                b[h - 1],
+                a[h - 1]
+            );
+        }
+    }
+
+    #[test]
+    fn a_held_bass_or_silence_has_no_profile() {
+        let rho = [1.0, 0.8, 0.4, 0.2, 0.1, 0.05, 0.02, 0.01];
+        // A synth bass held at one level through notes of 60 frames: nothing comes and goes.
+        let (f0, mag) = bass_frames(&rho, 60, 0, |_| 0.5, None);
+        assert_eq!(profile_of(&f0, &mag), NO_PROFILE);
+        let silent = vec![0.0f32; 100 * 1025];
+        assert_eq!(profile_of(&[0.0; 100], &silent), NO_PROFILE);
+        assert_eq!(profile_of(&[55.0; 100], &silent), NO_PROFILE);
+    }
+
+    #[test]
+    fn the_profile_caps_the_comb_and_splits_amplitudes() {
+        // One partial (h = 3 at 165 Hz) whose harmonic magnitude is 1 where the envelope
+        // model allows 1 (a flat bass, partials 1 and 2 also at 1): without a profile the bass
+        // takes it whole; with c_3 = 0.4 the cap is 0.4 and the share 0.16 / (0.16 + 0.36).
+        let (bins, bin_hz) = (1025, 48000.0 / 2048.0);
+        let f0 = 55.0;
+        let mut harm = vec![0.0f32; bins];
+        for h in 1..=3 {
+            let k = (h as f32 * f0 / bin_hz).floor() as usize;
+            harm[k] = 1.0;
+            harm[k + 1] = 1.0;
+        }
+        let k3 = (3.0 * f0 / bin_hz).round() as usize;
+        let centre_bump = |w: &[f32]| w[k3];
+        let mut plain = vec![0.0f32; bins];
+        add_comb(&mut plain, Some(&harm), f0, 3, 0.0, 50.0, bin_hz, None);
+        let mut profile = NO_PROFILE;
+        profile[2] = 0.4;
+        let mut capped = vec![0.0f32; bins];
+        add_comb(
+            &mut capped,
+            Some(&harm),
+            f0,
+            3,
+            0.0,
+            50.0,
+            bin_hz,
+            Some(&profile),
+        );
+        let bump = plain[k3];
+        assert!(bump > 0.5, "the bump at the partial's bin: {bump}");
+        let want = bump * 0.16 / (0.16 + 0.36);
+        assert!(
+            (centre_bump(&capped) - want).abs() < 1e-6,
+            "capped {} want {want}",
+            capped[k3]
+        );
+        // Partials 1 and 2 (below PROFILE_MIN_HZ, or without a ratio) keep their weights.
+        for k in 0..k3 - 3 {
+            assert_eq!(capped[k], plain[k], "bin {k}");
+        }
     }
 
     #[test]

@@ -9,9 +9,9 @@
 use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
-    add_comb, drum_tail, freq_median_at, line_candidates, line_input, low_register,
-    production_masks, tonal_ratio, tonal_shift, tonal_weights, ProductionParams, ProductionSpec,
-    SteadyGrid, STEADY_STEP,
+    add_comb, bass_profile, drum_tail, freq_median_at, line_candidates, line_input, low_register,
+    production_masks, tonal_ratio, tonal_shift, tonal_weights, BassProfile, ProductionParams,
+    ProductionSpec, SteadyGrid, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -96,13 +96,29 @@ impl SeparationParams {
         (matches!(self.stems, StemSet::Production { .. }) && f > 0).then_some(f)
     }
 
-    /// Frames per block: `block_frames`, rounded up to whole segments of the spatial filter when
-    /// it is on (its segments are a grid fixed to the signal, so each block holds whole ones).
+    /// The production stems' bass profile: frames per segment, `None` when off or when the set
+    /// tracks no lines.
+    pub fn profile(&self) -> Option<usize> {
+        let f = self.production.profile_frames;
+        (self.stems.needs_lines() && f > 0).then_some(f)
+    }
+
+    /// Frames per block: `block_frames`, rounded up to whole segments of the spatial filter and
+    /// of the bass profile when they are on (their segments are grids fixed to the signal, so
+    /// each block holds whole ones).
     pub fn block_len(&self) -> usize {
-        match self.spatial() {
-            Some(seg) => self.block_frames.div_ceil(seg) * seg,
-            None => self.block_frames,
+        fn gcd(a: usize, b: usize) -> usize {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
         }
+        let grid = [self.spatial(), self.profile()]
+            .into_iter()
+            .flatten()
+            .fold(1, |l, s| l / gcd(l, s) * s);
+        self.block_frames.div_ceil(grid) * grid
     }
 
     /// Frames before and after an output frame that its processing reads: half the harmonic
@@ -279,6 +295,9 @@ struct BlockWork {
     /// the tonal weights of the output frames.
     tonal_ratios: Vec<u32>,
     tonal: Vec<f32>,
+    /// With the bass profile: the profiles of the block's segments (the same in every channel's
+    /// work).
+    profiles: Vec<BassProfile>,
 }
 
 /// Bytes of inverse frames synthesised at once: small enough to stay in cache between the
@@ -326,6 +345,12 @@ impl BlockEngine for Separator {
                 .zip(inputs)
                 .for_each(|(work, signal)| self.analyse(*signal, block, work));
             let lines = self.track_lines(block, &state.works);
+            if let Some(segment) = self.params.profile() {
+                let profiles = self.block_profiles(block, segment, &state.works, &lines);
+                for work in &mut state.works {
+                    work.profiles.clone_from(&profiles);
+                }
+            }
             // The melody comb depends on the frame alone: built once for every channel.
             let mut mel = std::mem::take(&mut state.mel);
             self.melody_combs(&lines, &mut mel);
@@ -611,6 +636,35 @@ impl Separator {
             .collect()
     }
 
+    /// The bass profiles ([`bass_profile`]) of the block's segments (it starts on their grid),
+    /// each from its frames' bass line and channel-summed magnitude (as the lines' input sums
+    /// it, in channel order).
+    fn block_profiles(
+        &self,
+        block: &Block,
+        segment: usize,
+        works: &[BlockWork],
+        lines: &[(f32, f32)],
+    ) -> Vec<BassProfile> {
+        debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
+        let bins = self.params.stft.n_bins();
+        let floor = self.params.production.profile_floor;
+        let f0: Vec<f32> = lines.iter().map(|l| l.0).collect();
+        f0.par_chunks(segment)
+            .enumerate()
+            .map(|(i, f0)| {
+                let first = block.start + i * segment - block.held_lo;
+                let amp = |j: usize, k: usize| {
+                    let at = (first + j) * bins + k;
+                    let mut works = works.iter();
+                    let first = works.next().map_or(0.0, |w| w.mag[at]);
+                    works.fold(first, |s, w| s + w.mag[at])
+                };
+                bass_profile(f0, amp, bins, self.bin_hz, floor)
+            })
+            .collect()
+    }
+
     /// masks → stem spectra → ifft → overlap_add for `chans` (one channel, or both channels of a
     /// stereo block through the spatial filter); appends each stem's completed samples to the
     /// channel's row `rows[stem]`.
@@ -860,7 +914,12 @@ impl Separator {
             );
         }
         let mel_w = mel.get(j * bins..(j + 1) * bins);
-        self.stem_masks(harm, lines.get(j).copied(), mel_w, stems, (out, limit), s);
+        let profile = self
+            .params
+            .profile()
+            .map(|seg| &work.profiles[(block.start + j) / seg - block.start / seg]);
+        let line = lines.get(j).copied();
+        self.stem_masks(harm, line, profile, mel_w, stems, (out, limit), s);
     }
 
     /// The spatial filter's covariances for a stereo block's segments (`state.spatial_cov`;
@@ -1093,6 +1152,7 @@ impl Separator {
                     0.0,
                     p.comb_cents,
                     self.bin_hz,
+                    None,
                 );
             });
     }
@@ -1136,6 +1196,7 @@ impl Separator {
             p.bass_comb_fade_hz,
             p.comb_cents,
             self.bin_hz,
+            None,
         );
         let x = &mag[held * bins..(held + 1) * bins];
         for b in 0..tail_bins {
@@ -1156,10 +1217,12 @@ impl Separator {
     /// Fills `s.masks` (`[stem][bin]`, or `out` when given) with the masks of `stems`
     /// (production stems, no remainder) for a production set, over the first `limit` bins (the
     /// line weights over the whole row `harm`); `hpr` uses `s.mask_h` and `s.mask_p` as they are.
+    #[allow(clippy::too_many_arguments)]
     fn stem_masks(
         &self,
         harm: &[f32],
         line: Option<(f32, f32)>,
+        profile: Option<&BassProfile>,
         mel_w: Option<&[f32]>,
         stems: &[Stem],
         (out, limit): (Option<&mut [f32]>, usize),
@@ -1177,6 +1240,7 @@ impl Separator {
                 p.bass_comb_fade_hz,
                 p.comb_cents,
                 self.bin_hz,
+                profile,
             );
             let mel_w = mel_w.unwrap_or(&s.mel_w);
             let out = match out {

@@ -10,12 +10,14 @@ macro_rules! simd_dispatch {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn wide($($arg: $ty),*) {
                     body($($arg),*)
                 }

@@ -377,6 +377,49 @@ fn production_stems_match_the_cpu_separator() {
     }
 }
 
+/// The bass profile on short segments (32 frames), so that GPU blocks hold several and their
+/// rebuilt first frames lie in the previous block's last one; stereo without the spatial filter
+/// and mono. The profile must change the stems (else this tests nothing).
+#[test]
+fn bass_profile_segments_match_the_cpu_separator() {
+    let Some(ctx) = gpu() else { return };
+    for (channels, block) in [(2usize, 100usize), (1, 70)] {
+        let params = |block: usize, profile: bool| {
+            let mut p = stemkit::SeparationSpec {
+                stems: "drums,bass,melody,harmony,fx".into(),
+                block_frames: block,
+                production: stemkit::production::ProductionSpec {
+                    spatial: false,
+                    bass_profile: profile,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .resolve(48000)
+            .unwrap();
+            if profile {
+                p.production.profile_frames = 32;
+            }
+            p
+        };
+        let x = common::production_signal(channels, 48_000 * 3 + 71, 77);
+        let want = Separator::new(params(1000, true)).unwrap().separate(&x);
+        let plain = Separator::new(params(1000, false)).unwrap().separate(&x);
+        assert_ne!(
+            want, plain,
+            "the bass profile leaves the stems as they were"
+        );
+        let got = poisoned(&ctx, params(block, true)).separate(&x).unwrap();
+        assert_stems_match(
+            &format!("bass profile, {channels} ch, GPU block {block}"),
+            &got,
+            &want,
+            &x,
+            100.0,
+        );
+    }
+}
+
 #[test]
 fn spatial_stems_match_the_cpu_separator() {
     let Some(ctx) = gpu() else { return };
@@ -415,7 +458,8 @@ fn spatial_stems_match_the_cpu_separator() {
         );
         // Mono passes unchanged: the same stems as without the filter.
         let mono = [x[0].clone()];
-        let plain = production_params("drums,bass,melody,harmony,fx", false, 48000, block);
+        let mut plain = production_params("drums,bass,melody,harmony,fx", false, 48000, block);
+        plain.production.profile_frames = segment;
         let a = gpu.separate(&mono).unwrap();
         let b = GpuSeparator::new(ctx.clone(), plain)
             .unwrap()

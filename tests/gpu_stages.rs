@@ -612,7 +612,7 @@ fn line_input_matches_cpu() {
 fn production_masks_match_cpu() {
     use stemkit::production::{
         add_comb, drum_tail, low_register, production_masks, tonal_ratio, tonal_shift,
-        tonal_weights, ProductionSpec,
+        tonal_weights, BassProfile, ProductionSpec, NO_PROFILE,
     };
     use stemkit::Stem;
     let Some(ctx) = gpu() else { return };
@@ -711,6 +711,24 @@ fn production_masks_match_cpu() {
                 (b, m)
             })
             .collect();
+        // Bass profiles: none in every fifth row, else ratios from 0 to 2 (some partials
+        // without a cap), as `bass_profile` makes them (their own seeded stream).
+        let mut prng = Rng::new(13 + rows as u64);
+        let profiles: Vec<BassProfile> = (0..rows)
+            .map(|r| {
+                let mut p = NO_PROFILE;
+                if r % 5 != 4 {
+                    for c in p.iter_mut().skip(1) {
+                        *c = if prng.uniform() < 0.1 {
+                            -1.0
+                        } else {
+                            2.0 * prng.uniform()
+                        };
+                    }
+                }
+                p
+            })
+            .collect();
         for power in [2.0f32, 4.0, f32::INFINITY] {
             let hpss = HpssParams {
                 power,
@@ -720,7 +738,8 @@ fn production_masks_match_cpu() {
             };
             let got = runner
                 .production(
-                    &spectra, &mag, &harm, &perc, &steady, t0, &lines, &low, &hpss, &pp, &stems,
+                    &spectra, &mag, &harm, &perc, &steady, t0, &lines, &profiles, &low, &hpss, &pp,
+                    &stems,
                 )
                 .unwrap();
             let mut want = vec![Complex32::default(); n * stems.len()];
@@ -740,6 +759,7 @@ fn production_masks_match_cpu() {
                     pp.bass_comb_fade_hz,
                     pp.comb_cents,
                     bin_hz,
+                    None,
                 );
                 for (b, q) in q.iter_mut().enumerate().take(pp.tail_bins) {
                     let prev = (1..=pp.tail_frames)
@@ -767,6 +787,7 @@ fn production_masks_match_cpu() {
                     pp.bass_comb_fade_hz,
                     pp.comb_cents,
                     bin_hz,
+                    Some(&profiles[r]),
                 );
                 let mut mw = vec![0.0; bins];
                 add_comb(
@@ -777,6 +798,7 @@ fn production_masks_match_cpu() {
                     0.0,
                     pp.comb_cents,
                     bin_hz,
+                    None,
                 );
                 production_masks(&stems, &mh, &mp, &bw, &mw, &mut masks);
                 let out = &mut want[r * stems.len() * bins..(r + 1) * stems.len() * bins];

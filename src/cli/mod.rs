@@ -166,6 +166,10 @@ pub struct SeparationArgs {
     /// masks stand as they are (`all`: a little more quality for more CPU time).
     #[arg(long = "spatial-max-freq", default_value = "4000hz")]
     spatial_max_freq: String,
+    /// Turn off the bass profile: the bass comb's cap on its partials from the bass's partial
+    /// profile, learnt per ~11 s segment from the mix (on by default).
+    #[arg(long = "no-bass-profile")]
+    no_bass_profile: bool,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -70,6 +70,7 @@ impl SeparationArgs {
                 "all" => f32::INFINITY,
                 f => parse_unit("--spatial-max-freq", f, "hz")?,
             },
+            bass_profile: !self.no_bass_profile,
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -135,6 +136,7 @@ impl SeparationArgs {
                 "spatial": p.spatial,
                 // null: every bin.
                 "spatial_max_hz": p.spatial_max_hz.is_finite().then(|| short(p.spatial_max_hz)),
+                "bass_profile": p.bass_profile,
             },
             "device": engines.device_name(),
         })

@@ -35,7 +35,7 @@ use crate::gpu::resources::{
 };
 use crate::gpu::stage_runner::periodic_wss;
 use crate::gpu::stats::GpuStats;
-use crate::production::{line_candidates, low_register};
+use crate::production::{bass_profile, line_candidates, low_register, BassProfile, NO_PROFILE};
 use crate::separator::SeparationParams;
 use crate::stages::frame::{hann_periodic, SignalView};
 use crate::stages::overlap_add::WindowSumSquare;
@@ -81,6 +81,9 @@ pub struct GpuTrackState {
     /// The spatial filter's covariances of the segment the last block ended in,
     /// `[5][4][bins]` (empty before the first block, or without the filter).
     pub spatial_cov: Vec<f32>,
+    /// The bass profile of the segment the last block ended in (`None` before the first block,
+    /// or without the profile).
+    pub profile: Option<BassProfile>,
 }
 
 /// Blocks that can share one queue submission (one slot of buffers each).
@@ -106,6 +109,9 @@ struct Request {
     n_frames: usize,
     pcm: Vec<f32>,
     carried: Vec<f32>,
+    /// The bass profile of the segment before the block's own frames (its rebuilt first
+    /// frames lie there).
+    carried_profile: Option<BassProfile>,
     result: Mutex<Option<Result<BlockResult>>>,
 }
 
@@ -114,6 +120,8 @@ struct Request {
 struct BlockResult {
     samples: Vec<f32>,
     spatial_cov: Vec<f32>,
+    /// The bass profile of the block's last segment (with the profile).
+    profile: Option<BassProfile>,
 }
 
 /// Blocks from every thread using the engine (one per track with `--jobs N`): whoever finds no
@@ -392,18 +400,31 @@ impl GpuSeparator {
         } else {
             Vec::new()
         };
+        let rebuilt_before = self
+            .params
+            .profile()
+            .is_some_and(|seg| plan.t0 < plan.start && plan.t0 / seg < plan.start / seg);
+        if rebuilt_before && state.profile.is_none() {
+            return Err(Error::Gpu(format!(
+                "frames {start}..{end} rebuild frames of a bass-profile segment that no earlier \
+                 block gave"
+            )));
+        }
         let request = Arc::new(Request {
             plan,
             n_frames,
             pcm,
             carried,
+            carried_profile: state.profile.take(),
             result: Mutex::new(None),
         });
         let BlockResult {
             samples,
             spatial_cov,
+            profile,
         } = self.submit(&request)?;
         state.spatial_cov = spatial_cov;
+        state.profile = profile;
         for (stem, per_stem) in out.iter_mut().enumerate().take(self.stems.len()) {
             for (ch, dst) in per_stem.iter_mut().enumerate().take(channels) {
                 let at = (stem * channels + ch) * count;
@@ -504,22 +525,25 @@ impl GpuSeparator {
                 + plan.wss_edge.len() * 4
                 + req.carried.len() * 4) as u64;
         }
+        let mut last_profiles: Vec<Option<BassProfile>> = Vec::new();
         let last: &[Step] = match &self.params.stems {
             StemSet::Hpr { .. } => &Step::HPR,
             StemSet::Production { .. } if self.lines.is_none() => &Step::PRODUCTION_ONLY,
             StemSet::Production { .. } => {
+                last_profiles.resize(batch.len(), None);
                 // Spectra, medians and the lines' input; the lines on the host; then the rest.
                 let line_in = |p: &GpuParams| {
                     vec![(Buf::LineIn, 0, buffer_bytes(Buf::LineIn, p, self.path, 0))]
                 };
                 let lines = self.run_steps(inner, batch, &Step::ANALYSIS, line_in, |i, b| {
                     let req = &batch[i];
-                    self.track_lines(&req.plan, req.n_frames, bytemuck::cast_slice(b))
+                    self.track_lines(req, bytemuck::cast_slice(b))
                 })?;
-                for (i, lines) in lines.iter().enumerate() {
-                    let flat: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
+                for (i, (lines, profiles, last)) in lines.into_iter().enumerate() {
+                    let flat = lines_buffer(&lines, &profiles);
                     inner.slots[i].write(Buf::Lines, bytemuck::cast_slice(&flat));
                     inner.stats.bytes_uploaded += (flat.len() * 4) as u64;
+                    last_profiles[i] = last;
                 }
                 &Step::SYNTHESIS
             }
@@ -537,6 +561,7 @@ impl GpuSeparator {
             BlockResult {
                 samples: bytemuck::cast_slice::<u8, f32>(samples).to_vec(),
                 spatial_cov: bytemuck::cast_slice::<u8, f32>(cov).to_vec(),
+                profile: last_profiles.get(i).copied().flatten(),
             }
         })
     }
@@ -593,7 +618,8 @@ impl GpuSeparator {
     /// Runs on plain scoped threads, not rayon: the caller is the submission leader, whose
     /// waiters may be blocked rayon workers, and a rayon wait here could steal one of their
     /// jobs onto this thread and block it behind itself.
-    fn track_lines(&self, plan: &BlockPlan, n_frames: usize, line_in: &[f32]) -> Vec<(f32, f32)> {
+    fn track_lines(&self, req: &Request, line_in: &[f32]) -> BlockLines {
+        let (plan, n_frames) = (&req.plan, req.n_frames);
         let (bass, melody) = self.lines.as_ref().expect("a set with lines");
         let p = &plan.params;
         let bins = p.bins as usize;
@@ -625,7 +651,7 @@ impl GpuSeparator {
         });
         let (bass_c, mel_c): (Vec<FrameCandidates>, Vec<FrameCandidates>) =
             candidates.into_iter().unzip();
-        scoped_map(plan.end - plan.t0, |range| {
+        let lines: Vec<(f32, f32)> = scoped_map(plan.end - plan.t0, |range| {
             range
                 .map(|j| {
                     let t = plan.t0 + j;
@@ -635,8 +661,54 @@ impl GpuSeparator {
                     )
                 })
                 .collect()
-        })
+        });
+        // The bass profile per output frame: the rebuilt frames before `start` take the carried
+        // one (the previous segment's), the block's own segments their own, from the same
+        // channel-summed magnitude the lines were tracked on (as the CPU engine sums it).
+        let Some(seg) = self.params.profile() else {
+            return (lines, Vec::new(), None);
+        };
+        let own = plan.start - plan.t0;
+        let f0: Vec<f32> = lines[own..].iter().map(|l| l.0).collect();
+        let segments: Vec<BassProfile> = f0
+            .chunks(seg)
+            .enumerate()
+            .map(|(i, f0)| {
+                let first = plan.start + i * seg - h0;
+                let amp = |j: usize, k: usize| rows[first + j][line_bins + k];
+                bass_profile(
+                    f0,
+                    amp,
+                    bins,
+                    self.bin_hz,
+                    self.params.production.profile_floor,
+                )
+            })
+            .collect();
+        let carried = req.carried_profile.unwrap_or(NO_PROFILE);
+        let profiles = (0..lines.len())
+            .map(|j| match j.checked_sub(own) {
+                Some(k) => segments[k / seg],
+                None => carried,
+            })
+            .collect();
+        let last = segments.last().copied().or(req.carried_profile);
+        (lines, profiles, last)
     }
+}
+
+/// A block's lines (per output frame), its bass profile per output frame (empty without the
+/// profile) and its last segment's profile.
+type BlockLines = (Vec<(f32, f32)>, Vec<BassProfile>, Option<BassProfile>);
+
+/// The `lines` buffer: the (bass, melody) f0 of each output frame, then each frame's bass
+/// profile ([`NO_PROFILE`] without one).
+pub(crate) fn lines_buffer(lines: &[(f32, f32)], profiles: &[BassProfile]) -> Vec<f32> {
+    let mut flat: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
+    for j in 0..lines.len() {
+        flat.extend_from_slice(profiles.get(j).unwrap_or(&NO_PROFILE));
+    }
+    flat
 }
 
 /// `0..n` split into contiguous ranges over a few scoped OS threads; `f` maps a range to its
@@ -711,6 +783,7 @@ impl BlockEngine for GpuSeparator {
         GpuTrackState {
             channels,
             spatial_cov: Vec::new(),
+            profile: None,
         }
     }
 
@@ -731,8 +804,10 @@ impl BlockEngine for GpuSeparator {
         if let Some(m) = self.options.max_part_frames {
             cap = cap.min(m);
         }
-        if let Some(seg) = self.params.spatial().filter(|_| channels == 2) {
-            // Parts of whole segments, like the blocks (the segments are a grid on the signal).
+        // Parts of whole segments of the spatial filter and the bass profile, like the blocks
+        // (the segments are grids on the signal).
+        let spatial = self.params.spatial().filter(|_| channels == 2);
+        for seg in [spatial, self.params.profile()].into_iter().flatten() {
             cap -= cap % seg;
         }
         if cap == 0 {

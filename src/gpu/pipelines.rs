@@ -1176,14 +1176,14 @@ mod tests {
     /// The bass comb's upper-partial exponent agrees between Rust and WGSL.
     #[test]
     fn production_constants_match_the_shader() {
-        assert_eq!(
-            wgsl_constant(Stage::Production, "BASS_UPPER_EXPONENT"),
-            naga::Literal::F32(crate::production::BASS_UPPER_EXPONENT)
-        );
-        assert_eq!(
-            wgsl_constant(Stage::ProductionMasks, "BASS_UPPER_EXPONENT"),
-            naga::Literal::F32(crate::production::BASS_UPPER_EXPONENT)
-        );
+        use crate::production::{BASS_UPPER_EXPONENT, PROFILE_MIN_HZ, PROFILE_PARTIALS};
+        use naga::Literal::{F32, U32};
+        for stage in [Stage::Production, Stage::ProductionMasks] {
+            let constant = |name| wgsl_constant(stage, name);
+            assert_eq!(constant("BASS_UPPER_EXPONENT"), F32(BASS_UPPER_EXPONENT));
+            assert_eq!(constant("PROFILE_PARTIALS"), U32(PROFILE_PARTIALS as u32));
+            assert_eq!(constant("PROFILE_MIN_HZ"), F32(PROFILE_MIN_HZ));
+        }
     }
 
     /// The spatial filter's constants agree between Rust and WGSL.

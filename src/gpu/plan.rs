@@ -23,6 +23,8 @@ pub const MAX_FRAMES_REL: usize = 1 << 29;
 /// samples `emit_from .. emit_to`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockPlan {
+    /// First frame the block produces (its own; the frames from `t0` are rebuilt).
+    pub start: usize,
     /// First frame whose inverse is computed: `start − tail_frames` (or 0).
     pub t0: usize,
     /// One past the last frame produced.
@@ -147,6 +149,7 @@ pub fn plan_block(
         ..steady_fields(production_fields(sep), steady.map(|(k, _)| k), grid, t0, lo)
     };
     Ok(BlockPlan {
+        start,
         t0,
         end,
         lo,

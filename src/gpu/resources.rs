@@ -243,7 +243,7 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::WssEdge => wss_edge_len as u64 * 4,
         Buf::Out => p.n_stems as u64 * c * p.emit_count as u64 * 4,
         Buf::Low => bins * 4,
-        Buf::Lines => out * 8,
+        Buf::Lines => out * (8 + 4 * crate::production::PROFILE_PARTIALS as u64),
         Buf::LineIn => p.harm_frames as u64 * (p.line_bins as u64 + bins) * 4,
     }
 }

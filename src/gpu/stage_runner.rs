@@ -395,6 +395,7 @@ impl StageRunner {
         steady: &[f32],
         t0: usize,
         lines: &[(f32, f32)],
+        profiles: &[crate::production::BassProfile],
         low: &[f32],
         hpss: &HpssParams,
         production: &crate::production::ProductionParams,
@@ -427,7 +428,7 @@ impl StageRunner {
             steady_base: 0,
             ..self.mask_params(rows, hpss, inverted)
         };
-        let lines: Vec<f32> = lines.iter().flat_map(|&(b, m)| [b, m]).collect();
+        let lines = crate::gpu::engine::lines_buffer(lines, profiles);
         let out = self.run(
             Step::Production,
             p,

@@ -252,5 +252,7 @@ pub fn spatial_params(segment: usize, band: f32, block: usize) -> stemkit::Separ
     .resolve(48000)
     .unwrap();
     p.production.spatial_frames = segment;
+    // The bass profile on the same grid, so blocks of a few segments stay small.
+    p.production.profile_frames = segment;
     p
 }
