@@ -379,11 +379,12 @@ fn production_stems_match_the_cpu_separator() {
 
 /// The bass profile on short segments (32 frames), so that GPU blocks hold several and their
 /// rebuilt first frames lie in the previous block's last one; stereo without the spatial filter
-/// and mono. The profile must change the stems (else this tests nothing).
+/// and mono; blocks split into parts (a device cap of 45 frames: parts of one segment). The
+/// profile must change the stems (else this tests nothing).
 #[test]
 fn bass_profile_segments_match_the_cpu_separator() {
     let Some(ctx) = gpu() else { return };
-    for (channels, block) in [(2usize, 100usize), (1, 70)] {
+    for (channels, block, cap) in [(2usize, 100usize, None), (1, 70, None), (2, 100, Some(45))] {
         let params = |block: usize, profile: bool| {
             let mut p = stemkit::SeparationSpec {
                 stems: "drums,bass,melody,harmony,fx".into(),
@@ -409,9 +410,19 @@ fn bass_profile_segments_match_the_cpu_separator() {
             want, plain,
             "the bass profile leaves the stems as they were"
         );
-        let got = poisoned(&ctx, params(block, true)).separate(&x).unwrap();
+        let gpu = GpuSeparator::with_options(
+            ctx.clone(),
+            params(block, true),
+            GpuOptions {
+                poison: true,
+                max_part_frames: cap,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let got = gpu.separate(&x).unwrap();
         assert_stems_match(
-            &format!("bass profile, {channels} ch, GPU block {block}"),
+            &format!("bass profile, {channels} ch, GPU block {block}, parts of at most {cap:?}"),
             &got,
             &want,
             &x,
