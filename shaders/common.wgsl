@@ -62,7 +62,7 @@ struct Params {
     spatial_phase: u32,
     spatial_bins: u32,
     spatial_stride: u32,
-    _pad0: u32,
+    drums_below: f32,
     _pad1: u32,
     _pad2: u32,
 }

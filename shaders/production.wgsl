@@ -238,6 +238,19 @@ struct StemWeights {
     p: f32,
     bw: f32,
     mw: f32,
+    // The bass stem's weight (bw, or the comb alone below drums_below_bins) and the drums' extra
+    // share of the harmonic part there (bw − bc; 0 elsewhere).
+    bc: f32,
+    kw: f32,
+}
+
+// production::drums_below_bins: the bins below ratio · f0 whose harmonic share goes to the drums
+// where the bass comb does not hold it.
+fn drums_below_bins(f0: f32, ratio: f32, bin_hz: f32) -> u32 {
+    if f0 > 0.0 && ratio > 0.0 {
+        return u32(ceil((ratio * f0) / bin_hz));
+    }
+    return 0u;
 }
 
 fn stem_weights(ch: u32, j: u32, b: u32) -> StemWeights {
@@ -261,17 +274,25 @@ fn stem_weights(ch: u32, j: u32, b: u32) -> StemWeights {
     if params.tonal_window > 0u {
         h += tonal_weight(ch, j, b) * max(1.0 - h - p, 0.0);
     }
-    let bw = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, low[b], j);
+    // The comb alone, then the bass weight: the larger of it and the low register.
+    let c = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, 0.0, j);
+    let bw = max(low[b], c);
     let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0, j);
-    return StemWeights(h, p, bw, mw);
+    var bc = bw;
+    var kw = 0.0;
+    if b < drums_below_bins(line.x, params.drums_below, params.bin_hz) {
+        bc = c;
+        kw = bw - c;
+    }
+    return StemWeights(h, p, bw, mw, bc, kw);
 }
 
 // The mask of the stem of kind `kind` (STEM_*).
 fn stem_mask(w: StemWeights, kind: u32) -> f32 {
     switch kind {
-        case STEM_DRUMS: { return w.p; }
+        case STEM_DRUMS: { return w.p + w.h * w.kw; }
         case STEM_FX: { return max(1.0 - w.h - w.p, 0.0); }
-        case STEM_BASS: { return w.h * w.bw; }
+        case STEM_BASS: { return w.h * w.bc; }
         case STEM_MELODY: { return w.h * (1.0 - w.bw) * w.mw; }
         case STEM_HARMONY: { return w.h * (1.0 - w.bw) * (1.0 - w.mw); }
         default: { return 0.0; }

@@ -9,9 +9,9 @@
 use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
-    add_comb, bass_profile, drum_tail, freq_median_at, line_candidates, line_input, low_register,
-    production_masks, tonal_ratio, tonal_shift, tonal_weights, BassProfile, ProductionParams,
-    ProductionSpec, SteadyGrid, STEADY_STEP,
+    add_comb, bass_profile, drum_tail, drums_below_bins, freq_median_at, line_candidates,
+    line_input, low_register, production_masks, tonal_ratio, tonal_shift, tonal_weights,
+    BassProfile, ProductionParams, ProductionSpec, SteadyGrid, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -62,14 +62,17 @@ impl SeparationParams {
     }
 
     /// The production stems' tonal shift: (window in frames each side, threshold), `None` when
-    /// off or when it cannot change the set's stems (hpr; drums and their rest). Any set with
-    /// fx or a harmonic stem takes it, so a subset's stems equal the full set's.
+    /// off or when it cannot change the set's stems (hpr; drums and their rest without
+    /// [`ProductionParams::drums_below_ratio`], which gives the drums a harmonic share). Any set
+    /// with fx or a harmonic stem takes it, so a subset's stems equal the full set's.
     pub fn tonal(&self) -> Option<(usize, f32)> {
         let p = &self.production;
         let moves = match &self.stems {
-            StemSet::Production { stems } => stems
-                .iter()
-                .any(|s| matches!(s, Stem::Fx | Stem::Bass | Stem::Melody | Stem::Harmony)),
+            StemSet::Production { stems } => stems.iter().any(|s| match s {
+                Stem::Fx | Stem::Bass | Stem::Melody | Stem::Harmony => true,
+                Stem::Drums => p.drums_below_ratio > 0.0,
+                _ => false,
+            }),
             StemSet::Hpr { .. } => false,
         };
         (moves && p.tonal_reach() > 0).then_some((p.tonal_window, p.tonal_threshold))
@@ -1231,9 +1234,10 @@ impl Separator {
         if let StemSet::Production { .. } = &self.params.stems {
             let p = &self.params.production;
             let f_bass = line.map_or(0.0, |l| l.0);
-            s.bass_w.copy_from_slice(&self.low);
+            // The comb alone, then the bass weight: the larger of it and the low register.
+            s.comb.fill(0.0);
             add_comb(
-                &mut s.bass_w,
+                &mut s.comb,
                 Some(harm),
                 f_bass,
                 p.bass_partials,
@@ -1242,6 +1246,10 @@ impl Separator {
                 self.bin_hz,
                 profile,
             );
+            for ((w, &l), &c) in s.bass_w.iter_mut().zip(&self.low).zip(&s.comb) {
+                *w = l.max(c);
+            }
+            let below = drums_below_bins(f_bass, p.drums_below_ratio, self.bin_hz);
             let mel_w = mel_w.unwrap_or(&s.mel_w);
             let out = match out {
                 Some(out) => out,
@@ -1256,6 +1264,7 @@ impl Separator {
                 &s.mask_p[..limit],
                 &s.bass_w,
                 mel_w,
+                (&s.comb, below),
                 out,
             );
         }
@@ -1271,6 +1280,8 @@ struct FrameScratch {
     /// A frequency-median window.
     window: Vec<f32>,
     bass_w: Vec<f32>,
+    /// The bass comb alone (the bass weight without the low register).
+    comb: Vec<f32>,
     mel_w: Vec<f32>,
     masks: Vec<f32>,
     /// One masked stem spectrum (a stem inverted alone).
@@ -1291,6 +1302,7 @@ impl FrameScratch {
             perc: Vec::with_capacity(bins),
             window: Vec::new(),
             bass_w: vec![0.0; bins],
+            comb: vec![0.0; bins],
             mel_w: vec![0.0; bins],
             masks: Vec::new(),
             stem: vec![Complex32::default(); bins],

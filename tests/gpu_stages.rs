@@ -611,8 +611,8 @@ fn line_input_matches_cpu() {
 #[test]
 fn production_masks_match_cpu() {
     use stemkit::production::{
-        add_comb, drum_tail, low_register, production_masks, tonal_ratio, tonal_shift,
-        tonal_weights, BassProfile, ProductionSpec, NO_PROFILE,
+        add_comb, drum_tail, drums_below_bins, low_register, production_masks, tonal_ratio,
+        tonal_shift, tonal_weights, BassProfile, ProductionSpec, NO_PROFILE,
     };
     use stemkit::Stem;
     let Some(ctx) = gpu() else { return };
@@ -778,9 +778,11 @@ fn production_masks_match_cpu() {
                 if tonal_threshold < 1.0 {
                     tonal_shift(&tonal[row.clone()], &mut mh, &mp);
                 }
-                let mut bw = low.clone();
+                // The comb alone, the bass weight max(low, comb), and the bins below the line
+                // whose harmonic share the drums take.
+                let mut comb = vec![0.0; bins];
                 add_comb(
-                    &mut bw,
+                    &mut comb,
                     Some(&harm[row.clone()]),
                     lines[r].0,
                     pp.bass_partials,
@@ -800,7 +802,14 @@ fn production_masks_match_cpu() {
                     bin_hz,
                     None,
                 );
-                production_masks(&stems, &mh, &mp, &bw, &mw, &mut masks);
+                let bw: Vec<f32> = low.iter().zip(&comb).map(|(l, c)| l.max(*c)).collect();
+                let below = drums_below_bins(lines[r].0, pp.drums_below_ratio, bin_hz);
+                assert_eq!(
+                    below > 0,
+                    lines[r].0 > 0.0,
+                    "row {r}: {below} bins below the line"
+                );
+                production_masks(&stems, &mh, &mp, &bw, &mw, (&comb, below), &mut masks);
                 let out = &mut want[r * stems.len() * bins..(r + 1) * stems.len() * bins];
                 for (m, o) in masks.chunks_exact(bins).zip(out.chunks_exact_mut(bins)) {
                     apply_mask(&spectra[row.clone()], m, o);

@@ -170,6 +170,10 @@ pub struct SeparationArgs {
     /// profile, learnt per ~11 s segment from the mix (on by default).
     #[arg(long = "no-bass-profile")]
     no_bass_profile: bool,
+    /// Harmonic energy more than this many octaves below the bass line's f0 goes to the drums,
+    /// not the bass (a kick's low body; no harmonic source sounds below its fundamental); 0: off
+    #[arg(long = "drums-below-line", default_value = "1")]
+    drums_below_line: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -71,6 +71,7 @@ impl SeparationArgs {
                 f => parse_unit("--spatial-max-freq", f, "hz")?,
             },
             bass_profile: !self.no_bass_profile,
+            drums_below_line_oct: parse_unit("--drums-below-line", &self.drums_below_line, "")?,
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -137,6 +138,7 @@ impl SeparationArgs {
                 // null: every bin.
                 "spatial_max_hz": p.spatial_max_hz.is_finite().then(|| short(p.spatial_max_hz)),
                 "bass_profile": p.bass_profile,
+                "drums_below_line_oct": short(p.drums_below_line_oct),
             },
             "device": engines.device_name(),
         })

@@ -205,8 +205,11 @@ pub struct GpuParams {
     pub spatial_bins: u32,
     /// Frames apart of the frames a segment's sums take (`stages::spatial::stats_stride`).
     pub spatial_stride: u32,
+    /// The drums take the harmonic share below `drums_below · f0` of the bass line's f0 where the
+    /// comb does not hold it (`production::drums_below_bins`); 0: off.
+    pub drums_below: f32,
     /// Pads the uniform to a multiple of 16 bytes.
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 2],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -355,6 +358,7 @@ mod tests {
             ("spatial_phase", offset_of!(GpuParams, spatial_phase)),
             ("spatial_bins", offset_of!(GpuParams, spatial_bins)),
             ("spatial_stride", offset_of!(GpuParams, spatial_stride)),
+            ("drums_below", offset_of!(GpuParams, drums_below)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

@@ -213,6 +213,7 @@ pub fn production_fields(sep: &SeparationParams) -> GpuParams {
         melody_partials: p.melody_partials as u32,
         comb_lobe_hz: crate::production::COMB_LOBE_BINS * bin_hz,
         bass_comb_fade_hz: p.bass_comb_fade_hz,
+        drums_below: p.drums_below_ratio,
         comb_growth: crate::production::BASS_ENVELOPE_GROWTH,
         comb_plaw: crate::production::BASS_POWER_LAW_GROWTH,
         tonal_window: sep.tonal().map_or(0, |(w, _)| w as u32),
