@@ -77,8 +77,9 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 // partial when `shared_row`, reading the harmonic row at harm[base ..]: the falling envelope
 // model model_1 = a_1, model_h = min(a_h, comb_growth · min(a_1 … a_{h−1})), from h = 3 also at
 // most comb_plaw · max(m_1, m_2) · h^(−α) with α = max(log2(m_1 / m_2), 0), from h = 4 also at
-// most comb_plaw · max(m_1, m_2) · (h − 2)^(−BASS_UPPER_EXPONENT); from h = 2, where
-// bin b's harmonic magnitude stands above model_h the bump gives the share (model_h / harm[b])²).
+// most comb_plaw · max(m_1, m_2) · (h − 2)^(−BASS_UPPER_EXPONENT); from h = 2 the bump is
+// replaced by the predicted amplitude pred = model_h · window_lobe(d), d the bin's distance from
+// the partial less the pitch spread, and a bin above pred gives the share (pred / harm[b])²).
 // comb_fade of the twin (pitch::low_weight over ±3 semitones): a partial's weight fading out
 // around fade_hz (≤ 0: no fade).
 // production::BASS_UPPER_EXPONENT: the comb's bound on the bass's partials from the 4th on.
@@ -86,14 +87,23 @@ const BASS_UPPER_EXPONENT: f32 = 2.0;
 // production::PROFILE_PARTIALS, PROFILE_MIN_HZ: the bass profile's partials (1 ..= this) and
 // its lowest partial frequency. With a profile ratio c_h ≥ 0 (output frame j's segment's, after
 // the lines: production::bass_profile, computed on the host), partial h from PROFILE_MIN_HZ is
-// also capped at c_h · a_1, and there a bin above the cap gives the share
-// cap² / (cap² + (harm[b] − cap)²).
+// also capped at c_h · a_1, and there a bin above the prediction gives the share
+// pred² / (pred² + (harm[b] − pred)²).
 const PROFILE_PARTIALS: u32 = 8u;
 const PROFILE_MIN_HZ: f32 = 150.0;
 
 fn profile_ratio(j: u32, h: u32) -> f32 {
     let pair = lines[params.out_frames + j * (PROFILE_PARTIALS / 2u) + (h - 1u) / 2u];
     return select(pair.x, pair.y, (h - 1u) % 2u == 1u);
+}
+
+// production::window_lobe: the Hann window's main lobe as an amplitude d bins from a partial.
+fn window_lobe(d: f32) -> f32 {
+    if d < 2.0 {
+        let c = cos(0.7853982 * d);
+        return c * c;
+    }
+    return 0.0;
 }
 
 fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
@@ -160,13 +170,29 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
                     profiled = true;
                 }
             }
-            if h > 1u && hb > cap {
-                if profiled {
-                    let d = hb - cap;
-                    share = (cap * cap) / (cap * cap + d * d);
-                } else {
-                    share = (cap / hb) * (cap / hb);
+            if h > 1u {
+                // From the 2nd partial: the predicted amplitude cap · window_lobe(d) at this bin
+                // (d its distance in bins, less the pitch spread), and the share of the bin above it.
+                if f32(h) < h_lo {
+                    continue;
                 }
+                let centre = f32(h) * f0;
+                let spread = centre * r / params.bin_hz;
+                let c0 = centre / params.bin_hz;
+                let d = max(abs(f32(b) - c0) - spread, 0.0);
+                let pred = cap * window_lobe(d);
+                // Nothing predicted, nothing taken (a bin with no harmonic magnitude included).
+                share = select(0.0, 1.0, pred > 0.0);
+                if pred > 0.0 && hb > pred {
+                    if profiled {
+                        let e = hb - pred;
+                        share = (pred * pred) / (pred * pred + e * e);
+                    } else {
+                        share = (pred / hb) * (pred / hb);
+                    }
+                }
+                w = max(w, comb_fade(centre, fade_hz) * share);
+                continue;
             }
         }
         if f32(h) < h_lo {

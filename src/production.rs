@@ -719,6 +719,19 @@ pub fn tonal_shift(tonal: &[f32], mask_h: &mut [f32], mask_p: &[f32]) {
     }
 }
 
+/// The Hann window's main lobe as an amplitude, `d` bins from a steady partial:
+/// `cos²(π·d/4)` for `d < 2`, else 0 (equal to the exact `sinc(d) / (1 − d²)` at 0, 1 and 2 bins,
+/// within 0.03 between; a polynomial-free twin of the shader's, without the exact form's 0/0).
+#[inline]
+pub fn window_lobe(d: f32) -> f32 {
+    if d < 2.0 {
+        let c = (std::f32::consts::FRAC_PI_4 * d).cos();
+        c * c
+    } else {
+        0.0
+    }
+}
+
 /// σ of the comb bump around a partial at `centre` Hz.
 #[inline]
 pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
@@ -827,13 +840,18 @@ simd_dispatch!(
     /// [`BASS_POWER_LAW_GROWTH`]` · max(m_1, m_2) · h^(−α)`, `α = max(log2(m_1 / m_2), 0)`, and
     /// from partial 4 on at most [`BASS_POWER_LAW_GROWTH`]` · max(m_1, m_2) · (h − 2)^(−2)`
     /// ([`BASS_UPPER_EXPONENT`]).
-    /// Where another source sits on or beside a partial (chord tones on the bass's upper
-    /// partials), a bin of the partial's bump whose harmonic magnitude stands above the model
-    /// gives the line only the share `(model_h / harm[b])²` of it (power, as a Wiener mask).
-    /// With a `profile` ([`bass_profile`]), partials `2 ..=` [`PROFILE_PARTIALS`] from
-    /// [`PROFILE_MIN_HZ`] up are also capped at `c_h · a_1`, and there a bin above the cap gives
-    /// the line the share `cap² / (cap² + (harm[b] − cap)²)` (the bin's amplitude split into the
-    /// line's and the rest's).
+    /// From the 2nd partial the line's amplitude at each bin is predicted as
+    /// `pred = model_h · `[`window_lobe`]`(d)`, `d` the bin's distance from the partial in bins
+    /// less the pitch spread (`cents` at the partial): where another source sits on or beside a
+    /// partial (chord tones on the bass's upper partials), a bin whose harmonic magnitude stands
+    /// above `pred` gives the line only the share `(pred / harm[b])²` of it (power, as a Wiener
+    /// mask); the fundamental keeps its bump. With a `profile` ([`bass_profile`]), partials
+    /// `2 ..=` [`PROFILE_PARTIALS`] from [`PROFILE_MIN_HZ`] up are also capped at `c_h · a_1`,
+    /// and there a bin above the prediction gives the line the share
+    /// `pred² / (pred² + (harm[b] − pred)²)` (the bin's amplitude split into the line's and the
+    /// rest's). The lobe in place of the bump (sixteenth session): a bump wider than the window's
+    /// main lobe gave the bass up to 0.4 of a chord tone two bins off its partial, where the
+    /// partial itself has no energy; over 138 songs harmony +0.04 dB.
     #[allow(clippy::too_many_arguments)]
     pub fn add_comb(
         w: &mut [f32],
@@ -899,18 +917,29 @@ simd_dispatch!(
                 x2 * x2
             };
             match harm {
-                Some(harm) if profiled => {
-                    let c2 = cap * cap;
-                    for (i, (v, &hb)) in w[lo..=hi].iter_mut().zip(&harm[lo..=hi]).enumerate() {
-                        let d = hb - cap;
-                        let r2 = if hb > cap { c2 / (c2 + d * d) } else { 1.0 };
-                        *v = v.max(fade * r2 * bump(i));
-                    }
-                }
+                // From the 2nd partial: the line's predicted amplitude at each bin, the cap times
+                // the window's main lobe `d` bins from the partial ([`window_lobe`], its top
+                // widened by the pitch spread); a bin above it gives the line the share
+                // `(pred / harm[b])²`, or with the profile `pred² / (pred² + (harm[b] − pred)²)`.
                 Some(harm) if cap.is_finite() => {
+                    let spread = centre * ratio / bin_hz;
+                    let c0 = centre / bin_hz;
                     for (i, (v, &hb)) in w[lo..=hi].iter_mut().zip(&harm[lo..=hi]).enumerate() {
-                        let r = if hb > cap { cap / hb } else { 1.0 };
-                        *v = v.max(fade * (r * r) * bump(i));
+                        let d = (((lo + i) as f32 - c0).abs() - spread).max(0.0);
+                        let pred = cap * window_lobe(d);
+                        // Nothing predicted, nothing taken (a bin without harmonic magnitude
+                        // included).
+                        let r2 = if pred <= 0.0 {
+                            0.0
+                        } else if hb <= pred {
+                            1.0
+                        } else if profiled {
+                            let e = hb - pred;
+                            (pred * pred) / (pred * pred + e * e)
+                        } else {
+                            (pred / hb) * (pred / hb)
+                        };
+                        *v = v.max(fade * r2);
                     }
                 }
                 _ => {
@@ -1039,6 +1068,42 @@ pub fn line_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_lobe_follows_the_hann_windows_spectrum() {
+        // The periodic Hann window's DTFT amplitude d bins off a partial, in f64, normalised to
+        // the partial's own bin: the exact main lobe the comb's prediction stands for.
+        let n = 2048;
+        let w = crate::stages::frame::hann_periodic(n);
+        let exact = |d: f64| {
+            let (mut re, mut im) = (0.0f64, 0.0f64);
+            for (k, &x) in w.iter().enumerate() {
+                let ph = -std::f64::consts::TAU * d * k as f64 / n as f64;
+                re += x as f64 * ph.cos();
+                im += x as f64 * ph.sin();
+            }
+            (re * re + im * im).sqrt() / w.iter().map(|&x| x as f64).sum::<f64>()
+        };
+        let mut worst = (0.0f64, 0.0f64);
+        for i in 0..=60 {
+            let d = i as f64 / 20.0;
+            let want = if d < 2.0 { exact(d) } else { 0.0 };
+            let err = (window_lobe(d as f32) as f64 - want).abs();
+            if err > worst.0 {
+                worst = (err, d);
+            }
+        }
+        assert!(
+            worst.0 < 0.03,
+            "window_lobe off by {} at {} bins",
+            worst.0,
+            worst.1
+        );
+        for d in [0.0f32, 1.0] {
+            let e = (window_lobe(d) as f64 - exact(d as f64)).abs();
+            assert!(e < 1e-3, "window_lobe({d}) off the exact lobe by {e}");
+        }
+    }
 
     #[test]
     fn tonal_weights_match_a_direct_mean() {
