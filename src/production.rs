@@ -634,21 +634,32 @@ pub const TONAL_SOFT: f32 = 0.05;
 /// engines get the same sums from the same ratios.
 pub const TONAL_ONE: f32 = 1_048_576.0;
 
-/// Stage `tonal_ratio` (the ratio read by `tonal_weight` in `shaders/production.wgsl`): one
-/// frame's `round(min(m, h) / max(m, h) · TONAL_ONE)` per bin (0 where both are 0), from its
-/// magnitude `mag` and harmonic estimate `harm`.
-pub fn tonal_ratio(mag: &[f32], harm: &[f32], out: &mut [u32]) {
-    for ((o, &m), &h) in out.iter_mut().zip(mag).zip(harm) {
-        *o = tonal_ratio_q(m, h);
+simd_dispatch!(
+    /// Stage `tonal_ratio` (the ratio read by `tonal_weight` in `shaders/production.wgsl`): one
+    /// frame's `round(min(m, h) / max(m, h) · TONAL_ONE)` per bin (0 where both are 0), from its
+    /// magnitude `mag` and harmonic estimate `harm`.
+    pub fn tonal_ratio(mag: &[f32], harm: &[f32], out: &mut [u32]) {
+        for ((o, &m), &h) in out.iter_mut().zip(mag).zip(harm) {
+            *o = tonal_ratio_q(m, h);
+        }
     }
-}
+);
 
 /// One bin of [`tonal_ratio`].
 #[inline(always)]
 pub fn tonal_ratio_q(m: f32, h: f32) -> u32 {
     let hi = m.max(h);
     let r = if hi > 0.0 { m.min(h) / hi } else { 0.0 };
-    (r * TONAL_ONE + 0.5) as u32
+    let q = r * TONAL_ONE + 0.5;
+    // `q` is in [0.5, TONAL_ONE + 0.5], or NaN for ∞/∞, which gives 0 (as `as u32` does).
+    let q = if q >= 0.5 {
+        q.min(TONAL_ONE + 0.5)
+    } else {
+        0.0
+    };
+    // SAFETY: `q` is finite and in [0, 2^20 + 0.5], whose integer part an i32 holds (a checked
+    // `as` conversion does not vectorise).
+    unsafe { q.to_int_unchecked::<i32>() as u32 }
 }
 
 /// The tonal shift's weight of a bin whose ratios over its window sum to `sum` over `n` frames:
@@ -704,20 +715,28 @@ pub fn tonal_weights(
             sum.iter_mut().zip(row(lo)).for_each(|(s, &q)| *s -= q);
             lo += 1;
         }
-        let n = (hi - lo) as u32;
-        for (o, &s) in out.iter_mut().zip(sum.iter()) {
-            *o = tonal_weight(s, n, threshold);
-        }
+        tonal_weight_row(sum, (hi - lo) as u32, threshold, out);
     }
 }
 
-/// The tonal shift: each bin's fx share `max(1 − M_H − M_P, 0)` (with `mask_p` already gated)
-/// moves to the harmonic mask in proportion `tonal`; the three still partition unity.
-pub fn tonal_shift(tonal: &[f32], mask_h: &mut [f32], mask_p: &[f32]) {
-    for ((h, &p), &x) in mask_h.iter_mut().zip(mask_p).zip(tonal) {
-        *h += x * (1.0 - *h - p).max(0.0);
+simd_dispatch!(
+    /// [`tonal_weight`] of every bin's window sum.
+    fn tonal_weight_row(sum: &[u32], n: u32, threshold: f32, out: &mut [f32]) {
+        for (o, &s) in out.iter_mut().zip(sum) {
+            *o = tonal_weight(s, n, threshold);
+        }
     }
-}
+);
+
+simd_dispatch!(
+    /// The tonal shift: each bin's fx share `max(1 − M_H − M_P, 0)` (with `mask_p` already gated)
+    /// moves to the harmonic mask in proportion `tonal`; the three still partition unity.
+    pub fn tonal_shift(tonal: &[f32], mask_h: &mut [f32], mask_p: &[f32]) {
+        for ((h, &p), &x) in mask_h.iter_mut().zip(mask_p).zip(tonal) {
+            *h += x * (1.0 - *h - p).max(0.0);
+        }
+    }
+);
 
 /// The Hann window's main lobe as an amplitude, `d` bins from a steady partial:
 /// `cos²(π·d/4)` for `d < 2`, else 0 (equal to the exact `sinc(d) / (1 − d²)` at 0, 1 and 2 bins,
@@ -976,32 +995,51 @@ pub fn production_masks(
     (comb, below): (&[f32], usize),
     out: &mut [f32],
 ) {
-    use crate::stems::Stem;
-    let bins = mask_h.len();
-    for (stem, o) in stems.iter().zip(out.chunks_exact_mut(bins)) {
-        let (h, p, bw, mw) = (
-            &mask_h[..bins],
-            &mask_p[..bins],
-            &bass_w[..bins],
-            &mel_w[..bins],
-        );
-        // One loop per stem, so each vectorises.
-        match stem {
-            Stem::Drums => o.copy_from_slice(p),
-            Stem::Fx => (0..bins).for_each(|b| o[b] = (1.0 - h[b] - p[b]).max(0.0)),
-            Stem::Bass => (0..bins).for_each(|b| o[b] = h[b] * bw[b]),
-            Stem::Melody => (0..bins).for_each(|b| o[b] = h[b] * (1.0 - bw[b]) * mw[b]),
-            Stem::Harmony => (0..bins).for_each(|b| o[b] = h[b] * (1.0 - bw[b]) * (1.0 - mw[b])),
-            _ => o.fill(0.0),
-        }
-        let below = below.min(bins);
-        match stem {
-            Stem::Drums => (0..below).for_each(|b| o[b] = p[b] + h[b] * (bw[b] - comb[b])),
-            Stem::Bass => (0..below).for_each(|b| o[b] = h[b] * comb[b]),
-            _ => {}
+    production_masks_wide(stems, mask_h, mask_p, bass_w, mel_w, comb, below, out);
+}
+
+simd_dispatch!(
+    /// [`production_masks`]' loops, compiled for AVX2 where the CPU has it.
+    #[allow(clippy::too_many_arguments)]
+    fn production_masks_wide(
+        stems: &[crate::stems::Stem],
+        mask_h: &[f32],
+        mask_p: &[f32],
+        bass_w: &[f32],
+        mel_w: &[f32],
+        comb: &[f32],
+        below: usize,
+        out: &mut [f32],
+    ) {
+        use crate::stems::Stem;
+        let bins = mask_h.len();
+        for (stem, o) in stems.iter().zip(out.chunks_exact_mut(bins)) {
+            let (h, p, bw, mw) = (
+                &mask_h[..bins],
+                &mask_p[..bins],
+                &bass_w[..bins],
+                &mel_w[..bins],
+            );
+            // One loop per stem, so each vectorises.
+            match stem {
+                Stem::Drums => o.copy_from_slice(p),
+                Stem::Fx => (0..bins).for_each(|b| o[b] = (1.0 - h[b] - p[b]).max(0.0)),
+                Stem::Bass => (0..bins).for_each(|b| o[b] = h[b] * bw[b]),
+                Stem::Melody => (0..bins).for_each(|b| o[b] = h[b] * (1.0 - bw[b]) * mw[b]),
+                Stem::Harmony => {
+                    (0..bins).for_each(|b| o[b] = h[b] * (1.0 - bw[b]) * (1.0 - mw[b]))
+                }
+                _ => o.fill(0.0),
+            }
+            let below = below.min(bins);
+            match stem {
+                Stem::Drums => (0..below).for_each(|b| o[b] = p[b] + h[b] * (bw[b] - comb[b])),
+                Stem::Bass => (0..below).for_each(|b| o[b] = h[b] * comb[b]),
+                _ => {}
+            }
         }
     }
-}
+);
 
 /// Stage `line_input` (twin of `line_input` in `shaders/production.wgsl`): `sum` = Σ `rows`, in
 /// channel order (the pitch lines are tracked on the channels' sum).
@@ -1176,6 +1214,52 @@ mod tests {
         assert_eq!(tonal_ratio_q(3.0, 3.0), TONAL_ONE as u32);
         assert_eq!(tonal_ratio_q(1.0, 4.0), tonal_ratio_q(4.0, 1.0));
         assert_eq!(tonal_ratio_q(1.0, 4.0), (TONAL_ONE / 4.0) as u32);
+    }
+
+    #[test]
+    fn tonal_ratio_rows_match_the_checked_conversion() {
+        // The vectorised row (unchecked i32 conversion after a clamp) against the plain
+        // `as u32` of the ratio, bit for bit: seeded random magnitudes over 12 decades, exact
+        // ties, zeros, subnormals, infinities and NaN.
+        let checked = |m: f32, h: f32| {
+            let hi = m.max(h);
+            let r = if hi > 0.0 { m.min(h) / hi } else { 0.0 };
+            (r * TONAL_ONE + 0.5) as u32
+        };
+        let mut rng = crate::rng::Rng::new(17);
+        let special = [
+            0.0,
+            f32::MIN_POSITIVE / 8.0,
+            1.0,
+            3.0,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        let mut mag = Vec::new();
+        let mut harm = Vec::new();
+        for &a in &special {
+            for &b in &special {
+                mag.push(a);
+                harm.push(b);
+            }
+        }
+        for _ in 0..10_000 {
+            let m = 10f32.powf(rng.uniform() * 12.0 - 9.0);
+            let h = if rng.uniform() < 0.1 {
+                m
+            } else {
+                10f32.powf(rng.uniform() * 12.0 - 9.0)
+            };
+            mag.push(m);
+            harm.push(h);
+        }
+        let mut out = vec![0u32; mag.len()];
+        tonal_ratio(&mag, &harm, &mut out);
+        for (i, ((&m, &h), &got)) in mag.iter().zip(&harm).zip(&out).enumerate() {
+            assert_eq!(got, checked(m, h), "bin {i}: m {m:e}, h {h:e}");
+            assert_eq!(tonal_ratio_q(m, h), got, "bin {i}: scalar vs row");
+        }
     }
 
     #[test]
