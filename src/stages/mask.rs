@@ -143,12 +143,14 @@ fn softmask_with(x: f32, x_ref: f32, split_zeros: bool, pow: impl Fn(f32) -> f32
     }
 }
 
-/// Multiplies `spectrum` by `mask` into `out`: one stem's spectrum.
-pub fn apply_mask(spectrum: &[Complex32], mask: &[f32], out: &mut [Complex32]) {
-    for ((o, z), &m) in out.iter_mut().zip(spectrum).zip(mask) {
-        *o = Complex32::new(z.re * m, z.im * m);
+simd_dispatch!(
+    /// Multiplies `spectrum` by `mask` into `out`: one stem's spectrum.
+    pub fn apply_mask(spectrum: &[Complex32], mask: &[f32], out: &mut [Complex32]) {
+        for ((o, z), &m) in out.iter_mut().zip(spectrum).zip(mask) {
+            *o = Complex32::new(z.re * m, z.im * m);
+        }
     }
-}
+);
 
 /// The remainder stem: `spectrum − Σ stems`, so that all stems sum exactly to the spectrum.
 pub fn remainder(spectrum: &[Complex32], stems: &[&[Complex32]], out: &mut [Complex32]) {
