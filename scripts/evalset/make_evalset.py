@@ -15,6 +15,7 @@ Needs (Debian): fluidsynth fluid-soundfont-gm hydrogen-drumkits; (PyPI): numpy s
 Use a different --seed for held-out songs of the same kind.
 """
 import argparse
+import json
 import glob
 import os
 import random
@@ -194,10 +195,12 @@ def song(seed, out_dir, seconds, bass_octaves=1):
     # Notes above the patch's top key are folded down by octaves so that none renders silent.
     top = MELODY_TOP.get(mel_prog, 127)
     melody = [(s, l, p - 12 * ((p - top + 11) // 12) if p > top else p, v) for s, l, p, v in melody]
+    # (Drawn in this order, after the bass and melody patches: the sets of earlier seeds stay the same.)
+    harm_prog, harm_pan = rng.choice(HARMONY_PROGRAMS), rng.choice([30, 64, 98])
     parts = {
         "bass": render_midi(midi_part(bass, bass_prog, 64, bpm), rate, frames),
         "melody": render_midi(midi_part(melody, mel_prog, mel_pan, bpm), rate, frames),
-        "harmony": render_midi(midi_part(harmony, rng.choice(HARMONY_PROGRAMS), rng.choice([30, 64, 98]), bpm), rate, frames),
+        "harmony": render_midi(midi_part(harmony, harm_prog, harm_pan, bpm), rate, frames),
     }
     for name, y in parts.items():  # never normalise a silent render up to the target RMS
         if float(np.sqrt(np.mean((y - np.median(y, axis=0)) ** 2))) < 1e-3:
@@ -231,7 +234,13 @@ def song(seed, out_dir, seconds, bass_octaves=1):
     sf.write(os.path.join(out_dir, "mix.wav"), mix * g, rate, subtype="FLOAT")
     for name in STEMS:
         sf.write(os.path.join(out_dir, "stems", f"{name}.wav"), parts[name] * g, rate, subtype="FLOAT")
-    return dict(seed=seed, rate=rate, channels=2 if stereo else 1, bpm=bpm, key=key, kit=kit, bars=bars)
+    info = dict(seed=seed, rate=rate, channels=2 if stereo else 1, bpm=bpm, key=key, kit=kit, bars=bars,
+                bass_program=bass_prog, melody_program=mel_prog, harmony_program=harm_prog,
+                chord_voicing="C3" if voicing == 0 else "C4")
+    # What each song holds, for `score.py --by`: which patches a method does well or badly on.
+    with open(os.path.join(out_dir, "info.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    return info
 
 
 def main():

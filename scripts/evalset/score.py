@@ -11,11 +11,17 @@ Methods:
 
     python3 scripts/evalset/score.py --set /tmp/evalset --method oracle
     python3 scripts/evalset/score.py --set /tmp/evalset --method stemkit --stemkit target/release/stemkit
+    python3 scripts/evalset/score.py --set /tmp/ev1 --set /tmp/ev2 --method stemkit --by bass_program
+
+`--set` may be given more than once (the means are then over all their songs). `--by KEY` adds
+the mean SDR per value of KEY in each song's info.json (written by make_evalset.py):
+bass_program, melody_program, harmony_program (GM patches, named) or chord_voicing.
 
 Needs (PyPI): museval numpy soundfile librosa.
 """
 import argparse
 import glob
+import json
 import os
 import subprocess
 import tempfile
@@ -24,6 +30,17 @@ import numpy as np
 import soundfile as sf
 
 STEMS = ["drums", "bass", "melody", "harmony", "fx"]
+
+# The GM patches make_evalset.py draws from (FluidR3_GM names).
+GM_NAMES = {
+    0: "Acoustic Grand Piano", 4: "Electric Piano 1", 11: "Vibraphone", 16: "Drawbar Organ",
+    22: "Harmonica", 24: "Acoustic Guitar (nylon)", 32: "Acoustic Bass", 33: "Electric Bass (finger)",
+    34: "Electric Bass (pick)", 35: "Fretless Bass", 38: "Synth Bass 1", 39: "Synth Bass 2",
+    40: "Violin", 48: "String Ensemble 1", 49: "String Ensemble 2", 56: "Trumpet", 65: "Alto Sax",
+    68: "Oboe", 71: "Clarinet", 73: "Flute", 80: "Lead 1 (square)", 81: "Lead 2 (sawtooth)",
+    88: "Pad 1 (new age)", 89: "Pad 2 (warm)", 90: "Pad 3 (polysynth)", 91: "Pad 4 (choir)",
+    92: "Pad 5 (bowed)",
+}
 
 
 def load(path):
@@ -70,18 +87,21 @@ def sdr(ref, est, sr):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", required=True)
+    ap.add_argument("--set", required=True, action="append", help="a set folder (repeatable)")
     ap.add_argument("--method", choices=["stemkit", "librosa", "oracle"], required=True)
     ap.add_argument("--stemkit", default="target/release/stemkit")
     ap.add_argument("--stems", default="drums,bass,melody,harmony,fx", help="what to ask stemkit for (--stems)")
     ap.add_argument("--extra", default="", help="more stemkit separate flags, space-separated")
+    ap.add_argument("--by", metavar="KEY",
+                    help="also print the mean SDR per value of this info.json key (e.g. bass_program)")
     ap.add_argument("--shares", action="store_true",
                     help="also print where each true source's energy lands: <estimate, source> / <source, source>")
     args = ap.parse_args()
     table = {k: [] for k in STEMS}
     shares = np.zeros((len(STEMS), len(STEMS)))
     songs = 0
-    for song in sorted(glob.glob(os.path.join(args.set, "song_*"))):
+    groups = {}
+    for song in [s for d in args.set for s in sorted(glob.glob(os.path.join(d, "song_*")))]:
         mix, sr = load(os.path.join(song, "mix.wav"))
         refs = {k: load(os.path.join(song, "stems", f"{k}.wav"))[0] for k in STEMS}
         if args.method == "oracle":
@@ -96,7 +116,20 @@ def main():
                 v = sdr(refs[k], est[k], sr)
                 table[k].append(v)
                 row.append(f"{k} {v:6.2f}")
-        print(os.path.basename(song), "  ".join(row))
+        name = os.path.basename(song) if len(args.set) == 1 else os.path.relpath(song, os.path.dirname(os.path.dirname(song)))
+        print(name, "  ".join(row))
+        if args.by:
+            info_path = os.path.join(song, "info.json")
+            if not os.path.exists(info_path):
+                raise SystemExit(f"{info_path}: missing (--by needs a set made by the current make_evalset.py)")
+            with open(info_path) as f:
+                value = json.load(f).get(args.by)
+            if value is None:
+                raise SystemExit(f"{info_path}: no key {args.by!r}")
+            groups.setdefault(value, {k: [] for k in STEMS})
+            for k in STEMS:
+                if k in est:
+                    groups[value][k].append(table[k][-1])
         if args.shares:
             songs += 1
             for i, ki in enumerate(STEMS):
@@ -106,6 +139,13 @@ def main():
                         n = min(len(r), len(est[kj]))
                         shares[i, j] += float((est[kj][:n] * r[:n]).sum() / ((r[:n] ** 2).sum() + 1e-12))
     print("mean SDR (dB):", "  ".join(f"{k} {np.mean(v):.2f}" for k, v in table.items() if v))
+    if args.by:
+        print(f"mean SDR (dB) by {args.by}:")
+        for value in sorted(groups, key=str):
+            g = groups[value]
+            label = f"{value} {GM_NAMES[value]}" if args.by.endswith("_program") and value in GM_NAMES else str(value)
+            n = max(len(v) for v in g.values())
+            print(f"  {label:<28} n={n:<3}", "  ".join(f"{k} {np.mean(v):6.2f}" for k, v in g.items() if v))
     if args.shares and songs:
         print("share of each true source (rows) in each estimate (columns), mean over songs:")
         print("          " + "".join(f"{k:>9}" for k in STEMS))
