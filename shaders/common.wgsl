@@ -63,8 +63,8 @@ struct Params {
     spatial_bins: u32,
     spatial_stride: u32,
     drums_below: f32,
-    _pad1: u32,
-    _pad2: u32,
+    melody_lobe_hz: f32,
+    melody_min_sigma_hz: f32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

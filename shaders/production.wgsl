@@ -114,20 +114,21 @@ fn comb_fade(centre: f32, fade_hz: f32) -> f32 {
     return 1.0;
 }
 
-fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u32, init: f32, j: u32) -> f32 {
+fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, lobe: f32, min_sigma: f32, shared_row: bool, base: u32, init: f32, j: u32) -> f32 {
     var w = init;
     if f0 <= 0.0 {
         return w;
     }
     let r = params.comb_ratio;
-    let lobe = params.comb_lobe_hz;
     let f = f32(b) * params.bin_hz;
     var h_hi = f32(partials);
-    // σ = √((h·f0·r)² + lobe²) ≤ h·f0·r + lobe, so partial h reaches bin b only if
-    // |f − h·f0| < 3·(h·f0·r + lobe): a range of h, widened by one each side against rounding.
-    let h_lo = max(1.0, floor((f - 3.0 * lobe) / ((1.0 + 3.0 * r) * f0)) - 1.0);
+    // σ = max(√((h·f0·r)² + lobe²), min_sigma) ≤ h·f0·r + lobe + min_sigma, so partial h
+    // reaches bin b only if |f − h·f0| < 3·(h·f0·r + reach): a range of h, widened by one each
+    // side against rounding.
+    let reach = lobe + min_sigma;
+    let h_lo = max(1.0, floor((f - 3.0 * reach) / ((1.0 + 3.0 * r) * f0)) - 1.0);
     if 3.0 * r < 1.0 {
-        h_hi = min(h_hi, ceil((f + 3.0 * lobe) / ((1.0 - 3.0 * r) * f0)) + 1.0);
+        h_hi = min(h_hi, ceil((f + 3.0 * reach) / ((1.0 - 3.0 * r) * f0)) + 1.0);
     }
     // The envelope model runs over every partial from the first; the bumps only from h_lo.
     var run = 0.0;
@@ -200,7 +201,7 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, shared_row: bool, base: u3
         }
         let centre = f32(h) * f0;
         let cr = centre * r;
-        let sigma = sqrt(cr * cr + lobe * lobe);
+        let sigma = max(sqrt(cr * cr + lobe * lobe), min_sigma);
         let d = (f - centre) * (1.0 / sigma);
         let x = 1.0 - d * d / 9.0;
         if x <= 0.0 {
@@ -253,7 +254,7 @@ fn drum_tail(ch: u32, j: u32, b: u32, q: f32, f_bass: f32) -> f32 {
         }
         best = max(best, min(g * p, x));
     }
-    let bass = comb(b, f_bass, params.bass_partials, params.bass_comb_fade_hz, false, 0u, 0.0, 0u);
+    let bass = comb(b, f_bass, params.bass_partials, params.bass_comb_fade_hz, params.comb_lobe_hz, 0.0, false, 0u, 0.0, 0u);
     return q + (best - q) * (1.0 - bass);
 }
 
@@ -301,9 +302,9 @@ fn stem_weights(ch: u32, j: u32, b: u32) -> StemWeights {
         h += tonal_weight(ch, j, b) * max(1.0 - h - p, 0.0);
     }
     // The comb alone, then the bass weight: the larger of it and the low register.
-    let c = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, true, harm_base, 0.0, j);
+    let c = comb(b, line.x, params.bass_partials, params.bass_comb_fade_hz, params.comb_lobe_hz, 0.0, true, harm_base, 0.0, j);
     let bw = max(low[b], c);
-    let mw = comb(b, line.y, params.melody_partials, 0.0, false, 0u, 0.0, j);
+    let mw = comb(b, line.y, params.melody_partials, 0.0, params.melody_lobe_hz, params.melody_min_sigma_hz, false, 0u, 0.0, j);
     var bc = bw;
     var kw = 0.0;
     if b < drums_below_bins(line.x, params.drums_below, params.bin_hz) {

@@ -11,7 +11,8 @@ use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
     add_comb, bass_profile, drum_tail, drums_below_bins, freq_median_at, line_candidates,
     line_input, low_register, production_masks, tonal_ratio, tonal_shift, tonal_weights,
-    BassProfile, ProductionParams, ProductionSpec, SteadyGrid, STEADY_STEP,
+    BassProfile, ProductionParams, ProductionSpec, SteadyGrid, COMB_LOBE_BINS, MELODY_LOBE_BINS,
+    MELODY_MIN_SIGMA_BINS, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -1154,6 +1155,8 @@ impl Separator {
                     p.melody_partials,
                     0.0,
                     p.comb_cents,
+                    MELODY_LOBE_BINS,
+                    MELODY_MIN_SIGMA_BINS,
                     self.bin_hz,
                     None,
                 );
@@ -1198,6 +1201,8 @@ impl Separator {
             p.bass_partials,
             p.bass_comb_fade_hz,
             p.comb_cents,
+            COMB_LOBE_BINS,
+            0.0,
             self.bin_hz,
             None,
         );
@@ -1243,6 +1248,8 @@ impl Separator {
                 p.bass_partials,
                 p.bass_comb_fade_hz,
                 p.comb_cents,
+                COMB_LOBE_BINS,
+                0.0,
                 self.bin_hz,
                 profile,
             );

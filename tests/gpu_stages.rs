@@ -612,7 +612,8 @@ fn line_input_matches_cpu() {
 fn production_masks_match_cpu() {
     use stemkit::production::{
         add_comb, drum_tail, drums_below_bins, low_register, production_masks, tonal_ratio,
-        tonal_shift, tonal_weights, BassProfile, ProductionSpec, NO_PROFILE,
+        tonal_shift, tonal_weights, BassProfile, ProductionSpec, COMB_LOBE_BINS, MELODY_LOBE_BINS,
+        MELODY_MIN_SIGMA_BINS, NO_PROFILE,
     };
     use stemkit::Stem;
     let Some(ctx) = gpu() else { return };
@@ -758,6 +759,8 @@ fn production_masks_match_cpu() {
                     pp.bass_partials,
                     pp.bass_comb_fade_hz,
                     pp.comb_cents,
+                    COMB_LOBE_BINS,
+                    0.0,
                     bin_hz,
                     None,
                 );
@@ -788,6 +791,8 @@ fn production_masks_match_cpu() {
                     pp.bass_partials,
                     pp.bass_comb_fade_hz,
                     pp.comb_cents,
+                    COMB_LOBE_BINS,
+                    0.0,
                     bin_hz,
                     Some(&profiles[r]),
                 );
@@ -799,6 +804,8 @@ fn production_masks_match_cpu() {
                     pp.melody_partials,
                     0.0,
                     pp.comb_cents,
+                    MELODY_LOBE_BINS,
+                    MELODY_MIN_SIGMA_BINS,
                     bin_hz,
                     None,
                 );

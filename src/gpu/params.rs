@@ -208,8 +208,10 @@ pub struct GpuParams {
     /// The drums take the harmonic share below `drums_below · f0` of the bass line's f0 where the
     /// comb does not hold it (`production::drums_below_bins`); 0: off.
     pub drums_below: f32,
-    /// Pads the uniform to a multiple of 16 bytes.
-    pub _pad: [u32; 2],
+    /// The window spread of the melody comb's bumps, Hz (`MELODY_LOBE_BINS · bin_hz`).
+    pub melody_lobe_hz: f32,
+    /// The melody comb's least σ, Hz (`MELODY_MIN_SIGMA_BINS · bin_hz`).
+    pub melody_min_sigma_hz: f32,
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -359,6 +361,11 @@ mod tests {
             ("spatial_bins", offset_of!(GpuParams, spatial_bins)),
             ("spatial_stride", offset_of!(GpuParams, spatial_stride)),
             ("drums_below", offset_of!(GpuParams, drums_below)),
+            ("melody_lobe_hz", offset_of!(GpuParams, melody_lobe_hz)),
+            (
+                "melody_min_sigma_hz",
+                offset_of!(GpuParams, melody_min_sigma_hz),
+            ),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

@@ -214,6 +214,8 @@ pub fn production_fields(sep: &SeparationParams) -> GpuParams {
         comb_lobe_hz: crate::production::COMB_LOBE_BINS * bin_hz,
         bass_comb_fade_hz: p.bass_comb_fade_hz,
         drums_below: p.drums_below_ratio,
+        melody_lobe_hz: crate::production::MELODY_LOBE_BINS * bin_hz,
+        melody_min_sigma_hz: crate::production::MELODY_MIN_SIGMA_BINS * bin_hz,
         comb_growth: crate::production::BASS_ENVELOPE_GROWTH,
         comb_plaw: crate::production::BASS_POWER_LAW_GROWTH,
         tonal_window: sep.tonal().map_or(0, |(w, _)| w as u32),

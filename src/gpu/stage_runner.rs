@@ -413,6 +413,11 @@ impl StageRunner {
                 / self.n_fft as f32,
             bass_comb_fade_hz: production.bass_comb_fade_hz,
             drums_below: production.drums_below_ratio,
+            melody_lobe_hz: crate::production::MELODY_LOBE_BINS * production.sample_rate as f32
+                / self.n_fft as f32,
+            melody_min_sigma_hz: crate::production::MELODY_MIN_SIGMA_BINS
+                * production.sample_rate as f32
+                / self.n_fft as f32,
             comb_growth: crate::production::BASS_ENVELOPE_GROWTH,
             comb_plaw: crate::production::BASS_POWER_LAW_GROWTH,
             tonal_window: production.tonal_reach() as u32,
