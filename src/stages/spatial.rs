@@ -84,11 +84,6 @@ pub const SUM_CHUNK: usize = 64;
 /// than the masks' own error, while the sums cost a quarter of the frames' masks.
 pub fn stats_stride(segment: usize, n_fft: usize, hop: usize) -> usize {
     let stride = (n_fft / hop.max(1)).max(1);
-    let stride = if std::env::var("ST1").is_ok() {
-        1
-    } else {
-        stride
-    };
     if sum_chunk(segment).is_multiple_of(stride) {
         stride
     } else {
