@@ -109,9 +109,17 @@ fn stages(c: &mut Criterion) {
         b.iter(|| black_box(runner.magnitude(&spectra).unwrap()))
     });
     g.bench_function("median_time", |b| {
-        b.iter(|| black_box(runner.median_time(&mag, 0, FRAMES, 0, FRAMES, 31).unwrap()))
+        b.iter(|| {
+            black_box(
+                runner
+                    .median_time(&mag, 0, FRAMES, 0, FRAMES, 31, 1)
+                    .unwrap(),
+            )
+        })
     });
-    let harm = runner.median_time(&mag, 0, FRAMES, 0, FRAMES, 31).unwrap();
+    let harm = runner
+        .median_time(&mag, 0, FRAMES, 0, FRAMES, 31, 1)
+        .unwrap();
     g.bench_function("median_freq", |b| {
         b.iter(|| black_box(runner.median_freq(&mag, 31).unwrap()))
     });

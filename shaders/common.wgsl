@@ -65,6 +65,10 @@ struct Params {
     drums_below: f32,
     melody_lobe_hz: f32,
     melody_min_sigma_hz: f32,
+    harmonic_tap: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

@@ -23,21 +23,22 @@ fn run_length(k: u32) -> u32 {
     return select(MEDIAN_RUN, 1u, k > SMALL_K);
 }
 
-// Medians of `count` consecutive windows (centres first_center ..), written `out_stride` apart
-// from out[out_base]. Small kernels keep the window sorted and slide it one element at a time
-// with the CPU twin's branch-free remove/insert pass (sliding_median_lanes in median.rs); large
-// kernels select each median afresh.
-fn median_run(base: u32, stride: u32, first_center: i32, n: i32, k: u32, count: u32,
+// Medians of `count` windows of k taps `tap` elements apart (centres first_center,
+// first_center + tap, ..), written `out_stride` apart from out[out_base]. Small kernels keep the
+// window sorted and slide it one tap at a time with the CPU twin's branch-free remove/insert
+// pass (sliding_median_lanes in median.rs); large kernels select each median afresh.
+fn median_run(base: u32, stride: u32, first_center: i32, n: i32, k: u32, tap: i32, count: u32,
               out_base: u32, out_stride: u32) {
     if k > SMALL_K {
         for (var j = 0u; j < count; j++) {
-            out[out_base + j * out_stride] = select_median(base, stride, first_center + i32(j), n, k);
+            out[out_base + j * out_stride] =
+                select_median(base, stride, first_center + tap * i32(j), n, k, tap);
         }
         return;
     }
     var w: array<f32, SMALL_K>;
     for (var o = 0u; o < k; o++) {
-        let v = window_value(base, stride, first_center, n, k, o);
+        let v = window_value(base, stride, first_center, n, k, o, tap);
         var p = o;
         while p > 0u && w[p - 1u] > v {
             w[p] = w[p - 1u];
@@ -47,9 +48,9 @@ fn median_run(base: u32, stride: u32, first_center: i32, n: i32, k: u32, count: 
     }
     out[out_base] = w[k / 2u];
     for (var j = 1u; j < count; j++) {
-        let c = first_center + i32(j);
-        let outgoing = window_value(base, stride, c - 1, n, k, 0u);
-        let incoming = window_value(base, stride, c, n, k, k - 1u);
+        let c = first_center + tap * i32(j);
+        let outgoing = window_value(base, stride, c - tap, n, k, 0u, tap);
+        let incoming = window_value(base, stride, c, n, k, k - 1u, tap);
         if k == 1u {
             w[0] = incoming;
         } else {
@@ -73,30 +74,35 @@ fn median_run(base: u32, stride: u32, first_center: i32, n: i32, k: u32, count: 
     }
 }
 
-// Time medians (kernel k) of bin gid.x for output rows gid.y·run .. (a run of run_length(k)) of
-// `rows`, channel gid.z: input rows [channel][in_rows][bins], output row j centred on input row
-// center0 + j, reflected at input row n; into out [channel][rows][bins]. k = 0: nothing.
-fn median_time_rows(gid: vec3<u32>, k: u32, rows: u32, in_rows: u32, center0: u32, n: u32) {
+// Time medians (k taps `tap` rows apart) of bin gid.x, channel gid.z: input rows
+// [channel][in_rows][bins], output row j centred on input row center0 + j, reflected at input
+// row n; into out [channel][rows][bins]. Invocation gid.y takes a run of run_length(k) rows
+// `tap` apart, j0, j0 + tap, .. with j0 = (gid.y / tap)·run·tap + gid.y % tap: each run slides
+// one window over its taps. k = 0: nothing.
+fn median_time_rows(gid: vec3<u32>, k: u32, tap_in: u32, rows: u32, in_rows: u32, center0: u32,
+                    n: u32) {
+    let tap = max(tap_in, 1u);
     let b = gid.x;
     let run = run_length(k);
-    let j0 = gid.y * run;
+    let j0 = (gid.y / tap) * run * tap + gid.y % tap;
     let ch = gid.z;
     if b >= params.bins || j0 >= rows || k == 0u {
         return;
     }
-    let count = min(run, rows - j0);
+    let count = min(run, (rows - j0 + tap - 1u) / tap);
     let base = ch * in_rows * params.bins + b;
     let out_base = (ch * rows + j0) * params.bins + b;
-    median_run(base, params.bins, i32(center0 + j0), i32(n), k, count, out_base, params.bins);
+    median_run(base, params.bins, i32(center0 + j0), i32(n), k, i32(tap), count, out_base,
+               tap * params.bins);
 }
 
 // Harmonic estimate: median along time of bin gid.x for harmonic frames gid.y·run .. (a run of
 // run_length(k); harmonic frame 0 is held frame harm_held), channel gid.z.
-// Dispatch (ceil(bins/64), ceil(harm_frames/run), channels).
+// Dispatch (ceil(bins/64), ceil(harm_frames/(run·tap))·tap, channels).
 @compute @workgroup_size(64)
 fn median_time(@builtin(global_invocation_id) gid: vec3<u32>) {
-    median_time_rows(gid, params.harmonic_kernel, params.harm_frames, params.held_frames,
-                     params.harm_held, params.n_frames_rel);
+    median_time_rows(gid, params.harmonic_kernel, params.harmonic_tap, params.harm_frames,
+                     params.held_frames, params.harm_held, params.n_frames_rel);
 }
 
 // Frequency medians of `rows` rows, row j being held frame held0 + j·stride, for bins gid.x·run ..
@@ -112,7 +118,8 @@ fn median_freq_rows(gid: vec3<u32>, rows: u32, held0: u32, stride: u32) {
     let count = min(run, params.bins - b0);
     let base = (ch * params.held_frames + held0 + j * stride) * params.bins;
     let out_base = (ch * rows + j) * params.bins + b0;
-    median_run(base, 1u, i32(b0), i32(params.bins), params.percussive_kernel, count, out_base, 1u);
+    median_run(base, 1u, i32(b0), i32(params.bins), params.percussive_kernel, 1, count, out_base,
+               1u);
 }
 
 // Percussive estimate: median along frequency of output frame gid.y.
@@ -137,6 +144,6 @@ fn median_freq_points(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Dispatch (ceil(bins/64), ceil(steady_rows/run), channels); none when steady_kernel is 0.
 @compute @workgroup_size(64)
 fn median_steady(@builtin(global_invocation_id) gid: vec3<u32>) {
-    median_time_rows(gid, params.steady_kernel, params.steady_rows, params.points_frames,
+    median_time_rows(gid, params.steady_kernel, 1u, params.steady_rows, params.points_frames,
                      params.steady_offset, params.n_points_rel);
 }

@@ -248,7 +248,7 @@ fn drum_tail(ch: u32, j: u32, b: u32, q: f32, f_bass: f32) -> f32 {
             p = perc[(ch * params.out_frames + j - back) * params.bins + b];
         } else if back <= held {
             let row = (ch * params.held_frames + held - back) * params.bins;
-            p = select_median(row, 1u, i32(b), i32(params.bins), params.percussive_kernel);
+            p = select_median(row, 1u, i32(b), i32(params.bins), params.percussive_kernel, 1);
         } else {
             continue;
         }

@@ -3,9 +3,9 @@
 // src/stages/median.rs, production::freq_median_at (the same value: exact selection).
 
 // Window element o of the median around `center` of an n-long sequence whose element e is
-// mag[base + e·stride].
-fn window_value(base: u32, stride: u32, center: i32, n: i32, k: u32, o: u32) -> f32 {
-    let e = reflect_index(center + i32(o) - i32(k / 2u), n);
+// mag[base + e·stride], for a window of k taps `tap` elements apart (1: every element).
+fn window_value(base: u32, stride: u32, center: i32, n: i32, k: u32, o: u32, tap: i32) -> f32 {
+    let e = reflect_index(center + tap * (i32(o) - i32(k / 2u)), n);
     return mag[base + u32(e) * stride];
 }
 
@@ -21,7 +21,7 @@ fn key_value(key: u32) -> f32 {
 
 // Radix select of rank k/2 of the window around `center`: fix the key 4 bits at a time, most
 // significant first, counting the window's keys that share the prefix fixed so far.
-fn select_median(base: u32, stride: u32, center: i32, n: i32, k: u32) -> f32 {
+fn select_median(base: u32, stride: u32, center: i32, n: i32, k: u32, tap: i32) -> f32 {
     var rank = k / 2u;
     var prefix = 0u;
     var mask = 0u;
@@ -31,7 +31,7 @@ fn select_median(base: u32, stride: u32, center: i32, n: i32, k: u32) -> f32 {
             hist[d] = 0u;
         }
         for (var o = 0u; o < k; o++) {
-            let key = order_key(window_value(base, stride, center, n, k, o));
+            let key = order_key(window_value(base, stride, center, n, k, o, tap));
             if (key & mask) == prefix {
                 hist[(key >> u32(shift)) & 15u] += 1u;
             }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::params::HpssParams;
 use crate::stages::magnitude::magnitude;
 use crate::stages::mask::{apply_mask, hpss_masks};
-use crate::stages::median::{median_freq, median_time, MedianScratch};
+use crate::stages::median::{median_freq, median_time_tapped, MedianScratch};
 use rayon::prelude::*;
 use realfft::num_complex::Complex32;
 
@@ -35,12 +35,12 @@ pub fn decompose_hpss(
 
     let (mut harm, mut perc) = (vec![0.0f32; spectrum.len()], vec![0.0f32; spectrum.len()]);
     let mut scratch = MedianScratch::default();
-    median_time(
+    median_time_tapped(
         &mag,
         bins,
         0,
         frames,
-        0,
+        (0, params.harmonic_tap),
         params.harmonic_kernel,
         &mut harm,
         0..bins,

@@ -131,11 +131,18 @@ impl std::fmt::Display for Kernel {
 /// Largest accepted median kernel.
 pub const MAX_KERNEL: usize = 1025;
 
+/// Largest accepted time-median tap (frames between taps).
+pub const MAX_TAP: usize = 8;
+
 /// Harmonic/percussive separation settings, as `librosa.decompose.hpss`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HpssParams {
-    /// Median length along time, in frames (librosa's `kernel_size[0]`).
+    /// Median length along time, in taps (librosa's `kernel_size[0]`, in frames when
+    /// `harmonic_tap` is 1).
     pub harmonic_kernel: usize,
+    /// Frames between the time median's taps: 1 (librosa's, `hpr`) takes every frame; the
+    /// production stems take every 2nd frame of their 0.5 s ([`HpssParams::taps_for_span`]).
+    pub harmonic_tap: usize,
     /// Median length along frequency, in bins (librosa's `kernel_size[1]`).
     pub percussive_kernel: usize,
     /// Soft-mask exponent; `f32::INFINITY` gives hard masks (ties go to neither).
@@ -150,6 +157,7 @@ impl Default for HpssParams {
     fn default() -> Self {
         HpssParams {
             harmonic_kernel: 31,
+            harmonic_tap: 1,
             percussive_kernel: 31,
             power: 2.0,
             margin_harmonic: 1.0,
@@ -172,6 +180,12 @@ impl HpssParams {
                 ));
             }
         }
+        if !(1..=MAX_TAP).contains(&self.harmonic_tap) {
+            return Err(Error::param(
+                "--harmonic-tap",
+                format!("expected 1 to {MAX_TAP}, got {}", self.harmonic_tap),
+            ));
+        }
         if self.power.is_nan() || self.power <= 0.0 {
             return Err(Error::param(
                 "--power",
@@ -187,6 +201,24 @@ impl HpssParams {
             }
         }
         Ok(())
+    }
+
+    /// Taps of a time median `tap` frames apart over a span of `frames` frames: `frames` itself
+    /// for `tap` 1 (librosa's kernel), else the largest odd count whose span
+    /// `tap · (taps − 1) + 1` fits in `frames` (a centred window; at least 1).
+    pub fn taps_for_span(frames: usize, tap: usize) -> usize {
+        if tap <= 1 {
+            frames
+        } else {
+            2 * (frames.saturating_sub(1) / (2 * tap)) + 1
+        }
+    }
+
+    /// Frames before and after an output frame that the time median reads:
+    /// `tap · (k / 2)` and `tap · (k − 1 − k / 2)`.
+    pub fn harmonic_halo(&self) -> (usize, usize) {
+        let (before, after) = crate::stream::halo(self.harmonic_kernel);
+        (self.harmonic_tap * before, self.harmonic_tap * after)
     }
 
     /// librosa's `split_zeros`: both margins exactly 1.

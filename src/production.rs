@@ -58,8 +58,12 @@ pub struct ProductionSpec {
     pub margin: (f32, f32),
     /// Soft-mask power of the HPSS masks used for the production stems.
     pub power: f32,
-    /// Harmonic (time) median length for the production stems.
+    /// Harmonic (time) median length for the production stems: the span its taps cover.
     pub harmonic_kernel: Kernel,
+    /// Frames between the production stems' harmonic median taps (2: every 2nd frame of the
+    /// span, half the work of every frame for the same estimate; see
+    /// [`crate::stages::median::median_time_tapped`]).
+    pub harmonic_tap: usize,
     /// Length of the steady estimate: the median along time of the percussive estimate, ms.
     pub steady_ms: f32,
     /// Steady-gate margin γ: the drums keep a bin's percussive share only where the percussive
@@ -111,6 +115,7 @@ impl Default for ProductionSpec {
             margin: (1.2, 1.0),
             power: 4.0,
             harmonic_kernel: Kernel::Seconds(0.5),
+            harmonic_tap: 2,
             steady_ms: 500.0,
             steady_margin: 1.5,
             percussive_kernel: Kernel::Hertz(350.0),

@@ -42,11 +42,18 @@ pub fn idft_real(spectrum: &[Complex64], n: usize) -> Vec<f64> {
 
 /// `scipy.ndimage.median_filter(x, size=k, mode='reflect')` on a 1-D sequence, by sorting each window.
 pub fn median_filter(x: &[f32], k: usize) -> Vec<f32> {
+    median_filter_tapped(x, k, 1)
+}
+
+/// [`median_filter`] over `k` taps `tap` elements apart: element `i` is the median of
+/// `x[i + tap · (o − k/2)]` for `o` in `0 .. k` (reflected), by sorting each window.
+pub fn median_filter_tapped(x: &[f32], k: usize, tap: usize) -> Vec<f32> {
     let n = x.len();
+    let tap = tap as i64;
     (0..n)
         .map(|i| {
             let mut w: Vec<f32> = (0..k)
-                .map(|o| x[reflect_index(i as i64 + window_start(k) + o as i64, n)])
+                .map(|o| x[reflect_index(i as i64 + tap * (window_start(k) + o as i64), n)])
                 .collect();
             w.sort_by(f32::total_cmp);
             w[k / 2]

@@ -19,7 +19,7 @@ use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
 use crate::stages::ifft::InverseFft;
 use crate::stages::magnitude::magnitude;
 use crate::stages::mask::{apply_mask, hpss_masks, steady_gate};
-use crate::stages::median::{median_freq, median_time, MedianScratch};
+use crate::stages::median::{median_freq, median_time, median_time_tapped, MedianScratch};
 use crate::stages::overlap_add::{overlap_add, WindowSumSquare};
 use crate::stages::pitch::{FrameCandidates, LineTracker};
 use crate::stages::spatial::{self, SpatialScratch, COV_ROWS};
@@ -129,7 +129,7 @@ impl SeparationParams {
     /// kernel plus the pitch lines' context, or half the steady kernel, or the drum tail's
     /// frames back, whichever is more.
     pub fn time_halo(&self) -> (usize, usize) {
-        let (before, after) = crate::stream::halo(self.hpss.harmonic_kernel);
+        let (before, after) = self.hpss.harmonic_halo();
         let c = self.context_frames();
         let (sb, sa) = self.steady().map_or((0, 0), |(k, _)| SteadyGrid::halo(k));
         let tail = self.drum_tail().map_or(0, |(_, frames)| frames);
@@ -494,12 +494,12 @@ impl Separator {
             .enumerate()
             .for_each_init(MedianScratch::default, |scratch, (task, out)| {
                 let first = harm_first + task * time_task_frames;
-                median_time(
+                median_time_tapped(
                     mag,
                     bins,
                     block.held_lo,
                     block.n_frames,
-                    first,
+                    (first, hpss.harmonic_tap),
                     hpss.harmonic_kernel,
                     out,
                     0..bins,
@@ -1330,6 +1330,9 @@ pub struct SeparationSpec {
     /// Harmonic (time) median length (`None`: 31 frames for `hpr`, the production default
     /// otherwise).
     pub harmonic_kernel: Option<crate::params::Kernel>,
+    /// Frames between the harmonic median's taps (`None`: 1 for `hpr`, the production default
+    /// otherwise); the kernel is then the span the taps cover.
+    pub harmonic_tap: Option<usize>,
     /// Percussive (frequency) median length (`None`: 31 bins for `hpr`, the production default
     /// otherwise).
     pub percussive_kernel: Option<crate::params::Kernel>,
@@ -1353,6 +1356,7 @@ impl Default for SeparationSpec {
         SeparationSpec {
             stft: StftParams::default(),
             harmonic_kernel: None,
+            harmonic_tap: None,
             percussive_kernel: None,
             power: None,
             margin: None,
@@ -1377,15 +1381,20 @@ impl SeparationSpec {
             self.production.margin
         });
         self.production.validate()?;
+        let harmonic_tap =
+            self.harmonic_tap
+                .unwrap_or(if hpr { 1 } else { self.production.harmonic_tap });
+        let harmonic_span = self
+            .harmonic_kernel
+            .unwrap_or(if hpr {
+                Kernel::Count(31)
+            } else {
+                self.production.harmonic_kernel
+            })
+            .resolve(sample_rate, &self.stft);
         let hpss = HpssParams {
-            harmonic_kernel: self
-                .harmonic_kernel
-                .unwrap_or(if hpr {
-                    Kernel::Count(31)
-                } else {
-                    self.production.harmonic_kernel
-                })
-                .resolve(sample_rate, &self.stft),
+            harmonic_kernel: HpssParams::taps_for_span(harmonic_span, harmonic_tap),
+            harmonic_tap,
             percussive_kernel: self
                 .percussive_kernel
                 .unwrap_or(if hpr {

@@ -87,7 +87,17 @@ pub fn halo(k: usize) -> (usize, usize) {
 /// The frames a time median of length `k` reads for outputs `start .. end` of an `n_frames`-long
 /// sequence, after reflection at its ends: `(lo, hi)`, a range that holds `start .. end`.
 pub fn reach(start: usize, end: usize, n_frames: usize, k: usize) -> (usize, usize) {
-    let (before, after) = halo(k);
+    reach_halo(start, end, n_frames, halo(k))
+}
+
+/// [`reach`] for a window of `before` frames before and `after` frames after its output
+/// frame (a tapped median's reads lie within them).
+pub fn reach_halo(
+    start: usize,
+    end: usize,
+    n_frames: usize,
+    (before, after): (usize, usize),
+) -> (usize, usize) {
     ((start as i64 - before as i64)..(end + after) as i64).fold((start, end), |(lo, hi), i| {
         let r = reflect_index(i, n_frames);
         (lo.min(r), hi.max(r + 1))

@@ -28,6 +28,7 @@ fn params(
 ) -> SeparationParams {
     let hpss = HpssParams {
         harmonic_kernel: kernels.0,
+        harmonic_tap: 1,
         percussive_kernel: kernels.1,
         margin_harmonic: margin.0,
         margin_percussive: margin.1,

@@ -23,7 +23,7 @@ use stemkit::stages::frame::{frame_windowed, hann_periodic, SignalView};
 use stemkit::stages::ifft::InverseFft;
 use stemkit::stages::magnitude::magnitude;
 use stemkit::stages::mask::{apply_mask, hpss_masks, steady_gate};
-use stemkit::stages::median::{median_freq, median_time, MedianScratch};
+use stemkit::stages::median::{median_freq, median_time, median_time_tapped, MedianScratch};
 use stemkit::stages::overlap_add::{overlap_add, WindowSumSquare};
 use stemkit::HpssParams;
 
@@ -195,37 +195,44 @@ fn median_time_matches_cpu() {
     let bins = 129;
     let mut rng = Rng::new(4);
     let mut scratch = MedianScratch::default();
-    // (frames held, held offset, signal frames, first output, outputs, kernel)
-    for &(held, held_offset, n_frames, first, n_out, k) in &[
-        (40usize, 0usize, 40usize, 0usize, 40usize, 31usize), // whole signal, both boundaries
-        (40, 0, 40, 0, 40, 4),                                // even kernel: upper median
-        (60, 100, 1_000_000, 115, 30, 31),                    // interior block, no boundary
-        (25, 0, 25, 3, 20, 64),                               // largest insertion-sort kernel
-        (25, 0, 25, 0, 25, 65),                               // smallest radix-select kernel
-        (7, 0, 7, 0, 7, 200),                                 // window wider than the signal
-        (30, 0, 30, 0, 30, 1025),                             // largest kernel
-        (50, 950, 1000, 960, 40, 21),                         // last block: end reflection
-        (3, 0, 3, 0, 3, 1),
+    // (frames held, held offset, signal frames, first output, outputs, kernel, tap)
+    for &(held, held_offset, n_frames, first, n_out, k, tap) in &[
+        (40usize, 0usize, 40usize, 0usize, 40usize, 31usize, 1usize), // whole signal, both ends
+        (40, 0, 40, 0, 40, 4, 1),                                     // even kernel: upper median
+        (60, 100, 1_000_000, 115, 30, 31, 1),                         // interior block
+        (25, 0, 25, 3, 20, 64, 1),       // largest insertion-sort kernel
+        (25, 0, 25, 0, 25, 65, 1),       // smallest radix-select kernel
+        (7, 0, 7, 0, 7, 200, 1),         // window wider than the signal
+        (30, 0, 30, 0, 30, 1025, 1),     // largest kernel
+        (50, 950, 1000, 960, 40, 21, 1), // last block: end reflection
+        (3, 0, 3, 0, 3, 1, 1),
+        // Taps frames apart (the production stems' harmonic estimate: 23 taps 2 apart).
+        (60, 0, 60, 0, 60, 23, 2), // whole signal, both ends, runs of 16 per phase
+        (100, 100, 1_000_000, 146, 10, 23, 2), // interior block, no boundary
+        (40, 0, 40, 3, 37, 7, 3),  // a first output off the phase grid
+        (9, 0, 9, 0, 9, 4, 2),     // even kernel
+        (25, 0, 25, 0, 25, 65, 2), // radix select, windows wider than the signal
+        (50, 950, 1000, 960, 40, 5, 3), // last block: end reflection
     ] {
         for ties in [false, true] {
             let mag = magnitudes(&mut rng, held * bins, ties);
             let got = runner
-                .median_time(&mag, held_offset, n_frames, first, n_out, k)
+                .median_time(&mag, held_offset, n_frames, first, n_out, k, tap)
                 .unwrap();
             let mut want = vec![0.0; n_out * bins];
-            median_time(
+            median_time_tapped(
                 &mag,
                 bins,
                 held_offset,
                 n_frames,
-                first,
+                (first, tap),
                 k,
                 &mut want,
                 0..bins,
                 &mut scratch,
             );
             assert_identical(
-                &format!("median_time held {held}+{held_offset} of {n_frames}, out {first}+{n_out}, k {k}, ties {ties}"),
+                &format!("median_time held {held}+{held_offset} of {n_frames}, out {first}+{n_out}, k {k}, tap {tap}, ties {ties}"),
                 &got,
                 &want,
             );

@@ -27,6 +27,7 @@ fn hpss_of(case: &serde_json::Value) -> HpssParams {
     let num = |k: &str| case[k].as_f64().unwrap();
     HpssParams {
         harmonic_kernel: num("harmonic_kernel") as usize,
+        harmonic_tap: 1,
         percussive_kernel: num("percussive_kernel") as usize,
         power: match case["power"].as_str() {
             Some("inf") => f32::INFINITY,

@@ -12,7 +12,7 @@ use stemkit::rng::Rng;
 use stemkit::stages::fft::ForwardFft;
 use stemkit::stages::ifft::InverseFft;
 use stemkit::stages::mask::{hpss_masks, softmask};
-use stemkit::stages::median::{median_freq, median_reflect, MedianScratch};
+use stemkit::stages::median::{median_freq, median_reflect, median_time_tapped, MedianScratch};
 use stemkit::{HpssParams, SeparationParams, Separator, StemSet, StftParams};
 
 #[test]
@@ -154,6 +154,82 @@ fn sliding_median_matches_sort_reference() {
                     let mut part = vec![0.0; n_out];
                     median_reflect(&x, 0, len, first, k, &mut part, &mut scratch);
                     assert_identical("median partial", &part, &want[first..first + n_out]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tapped_time_median_matches_sort_reference() {
+    // Taps 1–3 frames apart over several bins at once (lanes), ties, both boundaries, windows
+    // wider than the signal, and outputs from the middle of a partly held signal.
+    let mut rng = Rng::new(23);
+    let mut scratch = MedianScratch::default();
+    let bins = 11;
+    for &len in &[1usize, 2, 5, 16, 47, 100] {
+        for &k in &[1usize, 2, 3, 4, 11, 23, 24] {
+            for tap in 1..=3usize {
+                for quantised in [false, true] {
+                    let x: Vec<f32> = (0..len * bins)
+                        .map(|_| {
+                            let v = rng.uniform();
+                            if quantised {
+                                (v * 4.0).floor()
+                            } else {
+                                v
+                            }
+                        })
+                        .collect();
+                    // The reference per bin, along time.
+                    let mut want = vec![0.0; len * bins];
+                    for b in 0..bins {
+                        let seq: Vec<f32> = (0..len).map(|t| x[t * bins + b]).collect();
+                        for (t, v) in reference::median_filter_tapped(&seq, k, tap)
+                            .into_iter()
+                            .enumerate()
+                        {
+                            want[t * bins + b] = v;
+                        }
+                    }
+                    let mut got = vec![0.0; len * bins];
+                    median_time_tapped(
+                        &x,
+                        bins,
+                        0,
+                        len,
+                        (0, tap),
+                        k,
+                        &mut got,
+                        0..bins,
+                        &mut scratch,
+                    );
+                    let what = format!("tapped median len={len} k={k} tap={tap} ties={quantised}");
+                    assert_identical(&what, &got, &want);
+                    // Outputs from the middle, from a held part that starts where the first
+                    // window does.
+                    let reach = tap * (k / 2);
+                    if len > 2 * reach + 4 {
+                        let (first, n_out) = (reach + 1, len - 2 * reach - 2);
+                        let held = first - reach;
+                        let mut part = vec![0.0; n_out * bins];
+                        median_time_tapped(
+                            &x[held * bins..],
+                            bins,
+                            held,
+                            len,
+                            (first, tap),
+                            k,
+                            &mut part,
+                            0..bins,
+                            &mut scratch,
+                        );
+                        assert_identical(
+                            &format!("{what}, part"),
+                            &part,
+                            &want[first * bins..(first + n_out) * bins],
+                        );
+                    }
                 }
             }
         }

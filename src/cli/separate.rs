@@ -86,6 +86,7 @@ impl SeparationArgs {
                 hop_length: self.hop,
             },
             harmonic_kernel,
+            harmonic_tap: self.harmonic_tap,
             percussive_kernel,
             power: self
                 .power
@@ -115,6 +116,7 @@ impl SeparationArgs {
             "n_fft": spec.stft.n_fft,
             "hop_length": spec.stft.hop_length,
             "harmonic_kernel": spec.resolve(48000).map(|p| p.hpss.harmonic_kernel).unwrap_or_default(),
+            "harmonic_tap": spec.resolve(48000).map(|p| p.hpss.harmonic_tap).unwrap_or_default(),
             "percussive_kernel": spec.resolve(48000).map(|p| p.hpss.percussive_kernel).unwrap_or_default(),
             "kernels_as_given": [spec.harmonic_kernel.map(|k| k.to_string()), spec.percussive_kernel.map(|k| k.to_string())],
             "power": spec.resolve(48000).map(|p| if p.hpss.power.is_infinite() { serde_json::json!("inf") } else { serde_json::json!(short(p.hpss.power)) }).unwrap_or_default(),

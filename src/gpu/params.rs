@@ -212,6 +212,10 @@ pub struct GpuParams {
     pub melody_lobe_hz: f32,
     /// The melody comb's least σ, Hz (`MELODY_MIN_SIGMA_BINS · bin_hz`).
     pub melody_min_sigma_hz: f32,
+    /// Frames between the time median's taps (`HpssParams::harmonic_tap`; 0 reads as 1).
+    pub harmonic_tap: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub pad: [u32; 3],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -366,6 +370,10 @@ mod tests {
                 "melody_min_sigma_hz",
                 offset_of!(GpuParams, melody_min_sigma_hz),
             ),
+            ("harmonic_tap", offset_of!(GpuParams, harmonic_tap)),
+            ("pad0", offset_of!(GpuParams, pad)),
+            ("pad1", offset_of!(GpuParams, pad) + 4),
+            ("pad2", offset_of!(GpuParams, pad) + 8),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

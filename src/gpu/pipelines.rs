@@ -917,11 +917,16 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
             [(m / pass.radix).div_ceil(wg), rows, ch]
         }
         Stage::FftGlobalPost | Stage::Magnitude => [p.bins.div_ceil(wg), p.held_frames, ch],
-        Stage::MedianTime => [
-            p.bins.div_ceil(wg),
-            p.harm_frames.div_ceil(median_run_length(p.harmonic_kernel)),
-            ch,
-        ],
+        Stage::MedianTime => {
+            // Runs of taps `tap` rows apart: each group of run·tap rows takes tap invocations.
+            let tap = p.harmonic_tap.max(1);
+            let run = median_run_length(p.harmonic_kernel);
+            [
+                p.bins.div_ceil(wg),
+                p.harm_frames.div_ceil(run * tap) * tap,
+                ch,
+            ]
+        }
         Stage::MedianFreq => [
             p.bins
                 .div_ceil(median_run_length(p.percussive_kernel))

@@ -74,7 +74,7 @@ pub fn plan_block(
     // The harmonic estimate covers the output frames and, for the pitch lines, their context.
     let ctx = sep.context_frames();
     let (h0, h1) = (t0.saturating_sub(ctx), (end + ctx).min(n_frames).max(end));
-    let (lo, hi) = held_range(h0, h1, n_frames, sep.hpss.harmonic_kernel);
+    let (lo, hi) = crate::stream::reach_halo(h0, h1, n_frames, sep.hpss.harmonic_halo());
     // With the steady gate the block also holds the frames of the grid points its median reads.
     let steady = sep.steady();
     let grid = steady.map(|(k, _)| SteadyGrid::new(t0, end, n_frames, k));
@@ -123,6 +123,7 @@ pub fn plan_block(
         pcm_len: pcm_len as u32,
         frame0_sample: (first_frame_sample - pcm_start as i64) as i32,
         harmonic_kernel: hpss.harmonic_kernel as u32,
+        harmonic_tap: hpss.harmonic_tap as u32,
         percussive_kernel: hpss.percussive_kernel as u32,
         power: hpss.power,
         margin_harmonic: hpss.margin_harmonic,
@@ -247,7 +248,8 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
         let rows = out.div_ceil(STEADY_STEP) + 1;
         (rows, rows + k - 1, out + before + after)
     });
-    let held = (harm + sep.hpss.harmonic_kernel - 1).max(reach);
+    let (before, after) = sep.hpss.harmonic_halo();
+    let held = (harm + before + after).max(reach);
     let stems = sep.stems.len() as u32;
     let spatial = sep.spatial().filter(|_| channels == 2);
     GpuParams {

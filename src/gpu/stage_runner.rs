@@ -205,9 +205,11 @@ impl StageRunner {
         )
     }
 
-    /// Stage `median` along time, as `crate::stages::median::median_time` over all bins:
-    /// `mag` holds frames `held_offset ..` (rows of n_fft/2 + 1 bins) of an `n_frames`-frame
-    /// signal; returns frames `first .. first + n_out`.
+    /// Stage `median` along time, as `crate::stages::median::median_time_tapped` over all
+    /// bins: `mag` holds frames `held_offset ..` (rows of n_fft/2 + 1 bins) of an
+    /// `n_frames`-frame signal; returns frames `first .. first + n_out` of the median of `k`
+    /// taps `tap` frames apart.
+    #[allow(clippy::too_many_arguments)]
     pub fn median_time(
         &self,
         mag: &[f32],
@@ -216,6 +218,7 @@ impl StageRunner {
         first: usize,
         n_out: usize,
         k: usize,
+        tap: usize,
     ) -> Result<Vec<f32>> {
         let base = self.base_params();
         let bins = base.bins as usize;
@@ -227,6 +230,7 @@ impl StageRunner {
             harm_held: (first - held_offset) as u32,
             n_frames_rel: (n_frames - held_offset).min(1 << 29) as u32,
             harmonic_kernel: k as u32,
+            harmonic_tap: tap as u32,
             ..base
         };
         self.run(
