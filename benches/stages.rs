@@ -67,6 +67,26 @@ fn stages(c: &mut Criterion) {
     g.bench_function("median_time", |b| {
         b.iter(|| median::median_time(&mag, BINS, 0, FRAMES, 0, 31, &mut harm, 0..BINS, &mut ms))
     });
+    // The production stems' harmonic estimate: 0.5 s at 48 kHz, every frame (47) and every 2nd
+    // frame (23 taps over 45 frames, the default since the nineteenth session).
+    g.bench_function("median_time_47", |b| {
+        b.iter(|| median::median_time(&mag, BINS, 0, FRAMES, 0, 47, &mut harm, 0..BINS, &mut ms))
+    });
+    g.bench_function("median_time_23_tap2", |b| {
+        b.iter(|| {
+            median::median_time_tapped(
+                &mag,
+                BINS,
+                0,
+                FRAMES,
+                (0, 2),
+                23,
+                &mut harm,
+                0..BINS,
+                &mut ms,
+            )
+        })
+    });
     g.bench_function("median_freq", |b| {
         b.iter(|| median::median_freq(&mag, BINS, 31, &mut perc, &mut ms))
     });
