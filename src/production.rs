@@ -32,7 +32,9 @@ use crate::stages::pitch::{FrameCandidates, LineParams, LineTracker};
 /// Production-stem settings in musical units.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProductionSpec {
-    /// Range of the bass line's f0, Hz.
+    /// Range of the bass line's f0, Hz (30–200 by default: up to about G3, the 12th fret of a
+    /// bass's top string, where bass lines stay; a chord voiced from C3 puts its low tones at
+    /// 130–250 Hz, where a wider range let the line follow them through the bass's rests).
     pub bass_range_hz: (f32, f32),
     /// Range of the melody's f0, Hz.
     pub melody_range_hz: (f32, f32),
@@ -103,7 +105,7 @@ pub struct ProductionSpec {
 impl Default for ProductionSpec {
     fn default() -> Self {
         ProductionSpec {
-            bass_range_hz: (30.0, 260.0),
+            bass_range_hz: (30.0, 200.0),
             melody_range_hz: (100.0, 2000.0),
             bass_cutoff_hz: 100.0,
             bass_comb_fade_hz: 600.0,

@@ -107,8 +107,8 @@ pub struct SeparationArgs {
     /// residual stem appears; 1.2,1.0 for the production stems, whose fx stem is that residual).
     #[arg(long)]
     margin: Option<String>,
-    /// Bass line f0 range, Hz (`LO-HI`).
-    #[arg(long = "bass-range", default_value = "30-260")]
+    /// Bass line f0 range, Hz (`LO-HI`; the default reaches G3, where bass lines stay).
+    #[arg(long = "bass-range", default_value = "30-200")]
     bass_range: String,
     /// Melody f0 range, Hz (`LO-HI`).
     #[arg(long = "melody-range", default_value = "100-2000")]
