@@ -34,7 +34,8 @@ use crate::stages::pitch::{FrameCandidates, LineParams, LineTracker};
 pub struct ProductionSpec {
     /// Range of the bass line's f0, Hz (30–200 by default: up to about G3, the 12th fret of a
     /// bass's top string, where bass lines stay; a chord voiced from C3 puts its low tones at
-    /// 130–250 Hz, where a wider range let the line follow them through the bass's rests).
+    /// 130–250 Hz, and up to 260 Hz the line sat above every bass note of the evaluation set in
+    /// 10 % of its voiced frames).
     pub bass_range_hz: (f32, f32),
     /// Range of the melody's f0, Hz.
     pub melody_range_hz: (f32, f32),
