@@ -66,9 +66,9 @@ struct Params {
     melody_lobe_hz: f32,
     melody_min_sigma_hz: f32,
     harmonic_tap: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
+    mid_margin: f32,
+    mid_lo: u32,
+    mid_hi: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).

@@ -288,7 +288,14 @@ fn stem_weights(ch: u32, j: u32, b: u32) -> StemWeights {
         q = drum_tail(ch, j, b, q, line.x);
     }
     let settings = mask_settings();
-    let hp = hpss_mask_pair(harm[harm_base + b], q, settings);
+    // The harmonic margin of the mid band (production::hpss_masks_banded).
+    var hpss = settings;
+    if b >= params.mid_lo && b < params.mid_hi {
+        hpss.margin_harmonic = params.mid_margin;
+        // librosa's split_zeros for the band's margins (HpssParams::split_zeros).
+        hpss.split_zeros = select(0u, 1u, params.mid_margin == 1.0 && params.margin_percussive == 1.0);
+    }
+    let hp = hpss_mask_pair(harm[harm_base + b], q, hpss);
     var h = hp.x;
     var p = hp.y;
     if params.steady_margin > 0.0 {

@@ -101,6 +101,14 @@ pub struct ProductionSpec {
     /// instead of the bass (no harmonic source sounds below its fundamental: what the harmonic
     /// estimate holds there is a kick's low body); 0: off. See [`drums_below_bins`].
     pub drums_below_line_oct: f32,
+    /// The harmonic margin in the low mids ([`ProductionSpec::mid_band_hz`]) instead of
+    /// `margin.0` (1 by default: there the harmonic and percussive masks meet with no margin
+    /// residual between them, and a chord's or a bass's low-mid energy that the fx stem took
+    /// stays harmonic). See [`hpss_masks_banded`].
+    pub mid_margin: f32,
+    /// The band of [`ProductionSpec::mid_margin`], Hz (`lo ≤ f < hi`; 150–1000 by default;
+    /// `(0, 0)`: none).
+    pub mid_band_hz: (f32, f32),
 }
 
 impl Default for ProductionSpec {
@@ -131,6 +139,8 @@ impl Default for ProductionSpec {
             spatial_max_hz: 4000.0,
             bass_profile: true,
             drums_below_line_oct: 1.0,
+            mid_margin: 1.0,
+            mid_band_hz: (150.0, 1000.0),
         }
     }
 }
@@ -182,6 +192,10 @@ pub struct ProductionParams {
     pub profile_floor: usize,
     /// `2^−drums_below_line_oct` ([`ProductionSpec::drums_below_line_oct`]); 0: off.
     pub drums_below_ratio: f32,
+    /// See [`ProductionSpec::mid_margin`].
+    pub mid_margin: f32,
+    /// The bins `lo .. hi` of [`ProductionSpec::mid_band_hz`] (empty: none).
+    pub mid_bins: (usize, usize),
 }
 
 impl ProductionSpec {
@@ -221,6 +235,20 @@ impl ProductionSpec {
             return Err(Error::param(
                 "--drums-below-line",
                 format!("expected 0 to 4 octaves, got {}", self.drums_below_line_oct),
+            ));
+        }
+        if !(self.mid_margin.is_finite() && self.mid_margin >= 1.0) {
+            return Err(Error::param(
+                "--mid-margin",
+                format!("expected a margin ≥ 1, got {}", self.mid_margin),
+            ));
+        }
+        let (lo, hi) = self.mid_band_hz;
+        if !((lo == 0.0 && hi == 0.0) || (lo.is_finite() && hi.is_finite() && lo >= 0.0 && hi > lo))
+        {
+            return Err(Error::param(
+                "--mid-band",
+                format!("expected LO-HI in Hz with 0 ≤ LO < HI, or off, got {lo}-{hi}"),
             ));
         }
         if !(self.steady_ms.is_finite() && (10.0..=5000.0).contains(&self.steady_ms)) {
@@ -357,6 +385,12 @@ impl ProductionSpec {
             } else {
                 0.0
             },
+            mid_margin: self.mid_margin,
+            mid_bins: band_bins_between(
+                self.mid_band_hz,
+                sample_rate as f32 / stft.n_fft as f32,
+                stft.n_bins(),
+            ),
         }
     }
 }
@@ -390,6 +424,50 @@ pub fn freq_median_at(row: &[f32], b: usize, k: usize, scratch: &mut Vec<f32>) -
     }));
     let mid = k / 2;
     *scratch.select_nth_unstable_by(mid, f32::total_cmp).1
+}
+
+/// The bins `lo .. hi` whose centre frequency `k · bin_hz` lies in `lo_hz ≤ f < hi_hz`, at most
+/// `bins` (empty for an empty band).
+pub fn band_bins_between((lo_hz, hi_hz): (f32, f32), bin_hz: f32, bins: usize) -> (usize, usize) {
+    if !(hi_hz > lo_hz) {
+        return (0, 0);
+    }
+    let edge = |f: f32| ((f / bin_hz).ceil().max(0.0) as usize).min(bins);
+    (edge(lo_hz), edge(hi_hz))
+}
+
+/// Stage `hpss` of the production stems (twin of the masks in `stem_weights` in
+/// `shaders/production.wgsl`): [`crate::stages::mask::hpss_masks`] of the first `mask_h.len()`
+/// bins, with the harmonic margin [`ProductionParams::mid_margin`] on the bins
+/// [`ProductionParams::mid_bins`] instead of `hpss.margin_harmonic`. Measured (twentieth and
+/// twenty-first sessions, 174 songs): with 1.0 at 150–1000 Hz instead of 1.2 the fx stem holds
+/// 2.2 dB less of the other sources, harmony +0.04 dB, drums +0.02.
+pub fn hpss_masks_banded(
+    harm: &[f32],
+    perc: &[f32],
+    hpss: &crate::params::HpssParams,
+    production: &ProductionParams,
+    mask_h: &mut [f32],
+    mask_p: &mut [f32],
+) {
+    use crate::stages::mask::hpss_masks;
+    let n = mask_h.len();
+    hpss_masks(harm, perc, hpss, mask_h, mask_p);
+    let (lo, hi) = production.mid_bins;
+    let hi = hi.min(n);
+    if lo < hi && production.mid_margin != hpss.margin_harmonic {
+        let mid = crate::params::HpssParams {
+            margin_harmonic: production.mid_margin,
+            ..*hpss
+        };
+        hpss_masks(
+            &harm[lo..hi],
+            &perc[lo..hi],
+            &mid,
+            &mut mask_h[lo..hi],
+            &mut mask_p[lo..hi],
+        );
+    }
 }
 
 /// The drum tail (twin of the tail in `production` in `shaders/production.wgsl`): a bin's
@@ -1142,6 +1220,56 @@ pub fn line_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mid_band_bins_hold_the_band() {
+        // 48 kHz, n_fft 2048: 23.4375 Hz bins; 150 Hz lies in bin 6.4, 1000 Hz in bin 42.7.
+        let p = ProductionSpec::default().resolve(48000, &StftParams::default());
+        assert_eq!(p.mid_bins, (7, 43));
+        assert_eq!(band_bins_between((0.0, 0.0), 23.4375, 1025), (0, 0));
+        assert_eq!(band_bins_between((1000.0, 1e9), 23.4375, 1025), (43, 1025));
+    }
+
+    #[test]
+    fn hpss_masks_banded_use_the_mid_margin_in_the_band_only() {
+        let mut rng = crate::rng::Rng::new(21);
+        let bins = 200;
+        let harm: Vec<f32> = (0..bins).map(|_| rng.uniform()).collect();
+        let perc: Vec<f32> = (0..bins).map(|_| rng.uniform()).collect();
+        let hpss = crate::params::HpssParams {
+            power: 4.0,
+            margin_harmonic: 1.2,
+            margin_percussive: 1.0,
+            ..Default::default()
+        };
+        let mut p = ProductionParams::default();
+        (p.mid_margin, p.mid_bins) = (1.0, (30, 90));
+        let (mut mh, mut mp) = (vec![0.0; 150], vec![0.0; 150]);
+        hpss_masks_banded(&harm, &perc, &hpss, &p, &mut mh, &mut mp);
+        let mid = crate::params::HpssParams {
+            margin_harmonic: 1.0,
+            ..hpss
+        };
+        let (mut wh, mut wp) = (vec![0.0; bins], vec![0.0; bins]);
+        let (mut oh, mut op) = (vec![0.0; bins], vec![0.0; bins]);
+        crate::stages::mask::hpss_masks(&harm, &perc, &hpss, &mut wh, &mut wp);
+        crate::stages::mask::hpss_masks(&harm, &perc, &mid, &mut oh, &mut op);
+        for b in 0..150 {
+            let (want_h, want_p) = if (30..90).contains(&b) {
+                (oh[b], op[b])
+            } else {
+                (wh[b], wp[b])
+            };
+            assert_eq!((mh[b], mp[b]), (want_h, want_p), "bin {b}");
+        }
+        // The margins differ where it counts: the band's harmonic masks are larger, and in the
+        // band harmonic plus percussive is 1 (no residual) at margins 1, 1.
+        assert!(
+            (30..90).all(|b| mh[b] > wh[b]),
+            "the mid margin changed nothing"
+        );
+        assert!((30..90).all(|b| (mh[b] + mp[b] - 1.0).abs() < 1e-6));
+    }
 
     #[test]
     fn window_lobe_follows_the_hann_windows_spectrum() {

@@ -9,10 +9,10 @@
 use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
-    add_comb, bass_profile, drum_tail, drums_below_bins, freq_median_at, line_candidates,
-    line_input, low_register, production_masks, tonal_ratio, tonal_shift, tonal_weights,
-    BassProfile, ProductionParams, ProductionSpec, SteadyGrid, COMB_LOBE_BINS, MELODY_LOBE_BINS,
-    MELODY_MIN_SIGMA_BINS, STEADY_STEP,
+    add_comb, bass_profile, drum_tail, drums_below_bins, freq_median_at, hpss_masks_banded,
+    line_candidates, line_input, low_register, production_masks, tonal_ratio, tonal_shift,
+    tonal_weights, BassProfile, ProductionParams, ProductionSpec, SteadyGrid, COMB_LOBE_BINS,
+    MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -904,7 +904,19 @@ impl Separator {
             perc = &s.perc;
         }
         let perc = &perc[..limit];
-        hpss_masks(&harm[..limit], perc, &hpss, &mut s.mask_h, &mut s.mask_p);
+        if matches!(self.params.stems, StemSet::Production { .. }) {
+            hpss_masks_banded(
+                &harm[..limit],
+                perc,
+                &hpss,
+                &self.params.production,
+                &mut s.mask_h[..limit],
+                &mut s.mask_p[..limit],
+            );
+        } else {
+            // `hpr`: librosa's masks, one margin on every bin.
+            hpss_masks(&harm[..limit], perc, &hpss, &mut s.mask_h, &mut s.mask_p);
+        }
         if let Some((_, margin)) = self.params.steady() {
             let r = work.grid.row(block.start + j);
             let steady = &work.steady[r * bins..r * bins + limit];
@@ -1409,12 +1421,17 @@ impl SeparationSpec {
             margin_harmonic: margin.0,
             margin_percussive: margin.1,
         };
+        let mut production = self.production.resolve(sample_rate, &self.stft);
+        if hpr {
+            // `hpr` keeps librosa's masks: one margin on every bin.
+            production.mid_bins = (0, 0);
+        }
         let params = SeparationParams {
             stft: self.stft,
             stems: StemSet::parse(&self.stems, &hpss, self.no_rest)?,
             hpss,
             block_frames: self.block_frames,
-            production: self.production.resolve(sample_rate, &self.stft),
+            production,
         };
         params.stft.validate()?;
         params.hpss.validate()?;

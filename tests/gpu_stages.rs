@@ -618,9 +618,9 @@ fn line_input_matches_cpu() {
 #[test]
 fn production_masks_match_cpu() {
     use stemkit::production::{
-        add_comb, drum_tail, drums_below_bins, low_register, production_masks, tonal_ratio,
-        tonal_shift, tonal_weights, BassProfile, ProductionSpec, COMB_LOBE_BINS, MELODY_LOBE_BINS,
-        MELODY_MIN_SIGMA_BINS, NO_PROFILE,
+        add_comb, drum_tail, drums_below_bins, hpss_masks_banded, low_register, production_masks,
+        tonal_ratio, tonal_shift, tonal_weights, BassProfile, ProductionSpec, COMB_LOBE_BINS,
+        MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, NO_PROFILE,
     };
     use stemkit::Stem;
     let Some(ctx) = gpu() else { return };
@@ -650,15 +650,26 @@ fn production_masks_match_cpu() {
             steady_margin,
             tonal_threshold,
             tonal_ms,
+            // The mid band's margin: the default (1 at 150–1000 Hz), none, another band.
+            mid_margin: if rate == 44100 { 1.1 } else { 1.0 },
+            mid_band_hz: match rate {
+                48000 => (150.0, 1000.0),
+                22050 => (0.0, 0.0),
+                _ => (300.0, 2000.0),
+            },
             ..Default::default()
         }
         .resolve(rate, &stft);
+        assert_eq!(pp.mid_bins.0 < pp.mid_bins.1, rate != 22050);
         let bin_hz = rate as f32 / n_fft as f32;
         let low = low_register(&pp, bins, bin_hz);
         let harm: Vec<f32> = (0..n)
             .map(|i| if i % 19 == 0 { 0.0 } else { rng.uniform() })
             .collect();
-        let perc: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
+        // Some bins with both estimates 0 (librosa's split_zeros, in the mid band and out).
+        let perc: Vec<f32> = (0..n)
+            .map(|i| if i % 38 == 0 { 0.0 } else { rng.uniform() })
+            .collect();
         // Magnitudes near the harmonic estimate in even bins (stable: tonal weights spread over
         // the ramp), unrelated in odd ones.
         let mag: Vec<f32> = (0..n)
@@ -776,7 +787,7 @@ fn production_masks_match_cpu() {
                         .map(|back| (back <= r).then(|| perc[(r - back) * bins + b]));
                     *q = drum_tail(*q, mag[r * bins + b], prev, pp.tail_rho, bass[b]);
                 }
-                hpss_masks(&harm[row.clone()], &q, &hpss, &mut mh, &mut mp);
+                hpss_masks_banded(&harm[row.clone()], &q, &hpss, &pp, &mut mh, &mut mp);
                 let sr = grid.row(t0 + r);
                 steady_gate(
                     &q,

@@ -179,6 +179,13 @@ pub struct SeparationArgs {
     /// not the bass (a kick's low body; no harmonic source sounds below its fundamental); 0: off
     #[arg(long = "drums-below-line", default_value = "1")]
     drums_below_line: String,
+    /// The harmonic margin in the low mids (--mid-band) instead of --margin's: 1 leaves no margin
+    /// residual (fx) there, so a chord's or a bass's low-mid energy stays harmonic.
+    #[arg(long = "mid-margin", default_value = "1.0")]
+    mid_margin: String,
+    /// The band of --mid-margin, Hz (`LO-HI`), or `off`.
+    #[arg(long = "mid-band", default_value = "150-1000")]
+    mid_band: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -72,6 +72,11 @@ impl SeparationArgs {
             },
             bass_profile: !self.no_bass_profile,
             drums_below_line_oct: parse_unit("--drums-below-line", &self.drums_below_line, "")?,
+            mid_margin: parse_unit("--mid-margin", &self.mid_margin, "")?,
+            mid_band_hz: match self.mid_band.trim() {
+                "off" => (0.0, 0.0),
+                band => parse_range("--mid-band", band)?,
+            },
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -141,6 +146,9 @@ impl SeparationArgs {
                 "spatial_max_hz": p.spatial_max_hz.is_finite().then(|| short(p.spatial_max_hz)),
                 "bass_profile": p.bass_profile,
                 "drums_below_line_oct": short(p.drums_below_line_oct),
+                "mid_margin": short(p.mid_margin),
+                // [0, 0]: off.
+                "mid_band_hz": [short(p.mid_band_hz.0), short(p.mid_band_hz.1)],
             },
             "device": engines.device_name(),
         })

@@ -214,8 +214,12 @@ pub struct GpuParams {
     pub melody_min_sigma_hz: f32,
     /// Frames between the time median's taps (`HpssParams::harmonic_tap`; 0 reads as 1).
     pub harmonic_tap: u32,
-    /// Padding to a multiple of 16 bytes.
-    pub pad: [u32; 3],
+    /// The harmonic margin on the bins `mid_lo .. mid_hi` (`ProductionParams::mid_margin`).
+    pub mid_margin: f32,
+    /// First bin of the mid-band margin.
+    pub mid_lo: u32,
+    /// End (exclusive) of the mid-band margin's bins; `mid_lo == mid_hi`: none.
+    pub mid_hi: u32,
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -371,9 +375,9 @@ mod tests {
                 offset_of!(GpuParams, melody_min_sigma_hz),
             ),
             ("harmonic_tap", offset_of!(GpuParams, harmonic_tap)),
-            ("pad0", offset_of!(GpuParams, pad)),
-            ("pad1", offset_of!(GpuParams, pad) + 4),
-            ("pad2", offset_of!(GpuParams, pad) + 8),
+            ("mid_margin", offset_of!(GpuParams, mid_margin)),
+            ("mid_lo", offset_of!(GpuParams, mid_lo)),
+            ("mid_hi", offset_of!(GpuParams, mid_hi)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

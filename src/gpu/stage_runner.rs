@@ -417,6 +417,9 @@ impl StageRunner {
                 / self.n_fft as f32,
             bass_comb_fade_hz: production.bass_comb_fade_hz,
             drums_below: production.drums_below_ratio,
+            mid_margin: production.mid_margin,
+            mid_lo: production.mid_bins.0 as u32,
+            mid_hi: production.mid_bins.1 as u32,
             melody_lobe_hz: crate::production::MELODY_LOBE_BINS * production.sample_rate as f32
                 / self.n_fft as f32,
             melody_min_sigma_hz: crate::production::MELODY_MIN_SIGMA_BINS
