@@ -429,7 +429,7 @@ pub fn freq_median_at(row: &[f32], b: usize, k: usize, scratch: &mut Vec<f32>) -
 /// The bins `lo .. hi` whose centre frequency `k · bin_hz` lies in `lo_hz ≤ f < hi_hz`, at most
 /// `bins` (empty for an empty band).
 pub fn band_bins_between((lo_hz, hi_hz): (f32, f32), bin_hz: f32, bins: usize) -> (usize, usize) {
-    if !(hi_hz > lo_hz) {
+    if hi_hz.partial_cmp(&lo_hz) != Some(std::cmp::Ordering::Greater) {
         return (0, 0);
     }
     let edge = |f: f32| ((f / bin_hz).ceil().max(0.0) as usize).min(bins);
