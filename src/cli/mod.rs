@@ -104,7 +104,8 @@ pub struct SeparationArgs {
     #[arg(long)]
     power: Option<String>,
     /// HPSS margin ≥ 1: one value, or `harmonic,percussive` (default 1 for hpr, where above 1 the
-    /// residual stem appears; 1.2,1.0 for the production stems, whose fx stem is that residual).
+    /// residual stem appears; 1.2,1.0 for the production stems, whose fx stem is that residual;
+    /// their harmonic margin is --mid-margin's in --mid-band).
     #[arg(long)]
     margin: Option<String>,
     /// Bass line f0 range, Hz (`LO-HI`; the default reaches G3, where bass lines stay).
