@@ -452,20 +452,24 @@ pub fn hpss_masks_banded(
 ) {
     use crate::stages::mask::hpss_masks;
     let n = mask_h.len();
-    hpss_masks(harm, perc, hpss, mask_h, mask_p);
     let (lo, hi) = production.mid_bins;
     let hi = hi.min(n);
-    if lo < hi && production.mid_margin != hpss.margin_harmonic {
-        let mid = crate::params::HpssParams {
-            margin_harmonic: production.mid_margin,
-            ..*hpss
-        };
+    if lo >= hi || production.mid_margin == hpss.margin_harmonic {
+        hpss_masks(harm, perc, hpss, mask_h, mask_p);
+        return;
+    }
+    let mid = crate::params::HpssParams {
+        margin_harmonic: production.mid_margin,
+        ..*hpss
+    };
+    // Below, in and above the band: each bin's masks computed once.
+    for (range, params) in [(0..lo, hpss), (lo..hi, &mid), (hi..n, hpss)] {
         hpss_masks(
-            &harm[lo..hi],
-            &perc[lo..hi],
-            &mid,
-            &mut mask_h[lo..hi],
-            &mut mask_p[lo..hi],
+            &harm[range.clone()],
+            &perc[range.clone()],
+            params,
+            &mut mask_h[range.clone()],
+            &mut mask_p[range],
         );
     }
 }

@@ -1421,17 +1421,12 @@ impl SeparationSpec {
             margin_harmonic: margin.0,
             margin_percussive: margin.1,
         };
-        let mut production = self.production.resolve(sample_rate, &self.stft);
-        if hpr {
-            // `hpr` keeps librosa's masks: one margin on every bin.
-            production.mid_bins = (0, 0);
-        }
         let params = SeparationParams {
             stft: self.stft,
             stems: StemSet::parse(&self.stems, &hpss, self.no_rest)?,
             hpss,
             block_frames: self.block_frames,
-            production,
+            production: self.production.resolve(sample_rate, &self.stft),
         };
         params.stft.validate()?;
         params.hpss.validate()?;
