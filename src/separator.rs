@@ -641,8 +641,8 @@ impl Separator {
     }
 
     /// The bass profiles ([`bass_profile`]) of the block's segments (it starts on their grid),
-    /// each from its frames' bass line and channel-summed magnitude (as the lines' input sums
-    /// it, in channel order).
+    /// each from its frames' bass line and channel-summed magnitude and harmonic estimate (as the
+    /// lines' input sums them, in channel order).
     fn block_profiles(
         &self,
         block: &Block,
@@ -653,6 +653,8 @@ impl Separator {
         debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
         let bins = self.params.stft.n_bins();
         let floor = self.params.production.profile_floor;
+        let p = &self.params.production;
+        let rest = (p.profile_rest_window, p.profile_rest_ratio);
         let f0: Vec<f32> = lines.iter().map(|l| l.0).collect();
         f0.par_chunks(segment)
             .enumerate()
@@ -664,7 +666,14 @@ impl Separator {
                     let first = works.next().map_or(0.0, |w| w.mag[at]);
                     works.fold(first, |s, w| s + w.mag[at])
                 };
-                bass_profile(f0, amp, bins, self.bin_hz, floor)
+                let harm_at = block.start + i * segment - works[0].harm_first;
+                let harm = |j: usize, k: usize| {
+                    let at = (harm_at + j) * bins + k;
+                    let mut works = works.iter();
+                    let first = works.next().map_or(0.0, |w| w.harm[at]);
+                    works.fold(first, |s, w| s + w.harm[at])
+                };
+                bass_profile(f0, amp, harm, bins, self.bin_hz, floor, rest)
             })
             .collect()
     }

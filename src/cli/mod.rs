@@ -187,6 +187,11 @@ pub struct SeparationArgs {
     /// The band of --mid-margin, Hz (`LO-HI`), or `off`.
     #[arg(long = "mid-band", default_value = "150-1000")]
     mid_band: String,
+    /// The bass profile leaves out the frames where the harmonic part at the bass line's f0 lies
+    /// this far under its largest within ±1 s (the bass's rests, where the line holds a chord
+    /// tone), in dB, or `off`.
+    #[arg(long = "profile-rest", default_value = "15db")]
+    profile_rest: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

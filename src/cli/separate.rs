@@ -77,6 +77,10 @@ impl SeparationArgs {
                 "off" => (0.0, 0.0),
                 band => parse_range("--mid-band", band)?,
             },
+            profile_rest_db: match self.profile_rest.trim() {
+                "off" => 0.0,
+                db => parse_unit("--profile-rest", db, "db")?,
+            },
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -149,6 +153,8 @@ impl SeparationArgs {
                 "mid_margin": short(p.mid_margin),
                 // [0, 0]: off.
                 "mid_band_hz": [short(p.mid_band_hz.0), short(p.mid_band_hz.1)],
+                // 0: off.
+                "profile_rest_db": short(p.profile_rest_db),
             },
             "device": engines.device_name(),
         })

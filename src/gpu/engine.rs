@@ -664,7 +664,8 @@ impl GpuSeparator {
         });
         // The bass profile per output frame: the rebuilt frames before `start` take the carried
         // one (the previous segment's), the block's own segments their own, from the same
-        // channel-summed magnitude the lines were tracked on (as the CPU engine sums it).
+        // channel-summed magnitude and harmonic estimate the lines were tracked on (as the CPU
+        // engine sums them).
         let Some(seg) = self.params.profile() else {
             return (lines, Vec::new(), None);
         };
@@ -676,12 +677,19 @@ impl GpuSeparator {
             .map(|(i, f0)| {
                 let first = plan.start + i * seg - h0;
                 let amp = |j: usize, k: usize| rows[first + j][line_bins + k];
+                let harm = |j: usize, k: usize| {
+                    debug_assert!(k < line_bins, "the bass line lies in the line rows");
+                    rows[first + j][k]
+                };
+                let p = &self.params.production;
                 bass_profile(
                     f0,
                     amp,
+                    harm,
                     bins,
                     self.bin_hz,
-                    self.params.production.profile_floor,
+                    p.profile_floor,
+                    (p.profile_rest_window, p.profile_rest_ratio),
                 )
             })
             .collect();
