@@ -1666,6 +1666,23 @@ mod tests {
         (f0, mag)
     }
 
+    /// `p` is `rho` with the upper partials' bound ([`PROFILE_UPPER_EXPONENT`]) and
+    /// [`PROFILE_SCALE`] applied, to 1e-5.
+    fn assert_profile_is(p: &BassProfile, rho: &[f32; PROFILE_PARTIALS]) {
+        let top = BASS_POWER_LAW_GROWTH * rho[1].max(1.0);
+        for h in 2..=PROFILE_PARTIALS {
+            let mut want = rho[h - 1];
+            if h >= 4 {
+                want = want.min(top * ((h - 2) as f32).powf(-PROFILE_UPPER_EXPONENT));
+            }
+            let got = p[h - 1] / PROFILE_SCALE;
+            assert!(
+                (got - want).abs() <= 1e-5 * want.max(1.0),
+                "partial {h}: got {got}, want {want} (profile {p:?})"
+            );
+        }
+    }
+
     fn profile_of(f0: &[f32], mag: &[f32]) -> BassProfile {
         profile_with_rests(f0, mag, (0, 0.0))
     }
@@ -1742,18 +1759,7 @@ mod tests {
             "the rests' ratios rule the median: {with:?}"
         );
         let p = profile_with_rests(&f0, &mag, (94, 10f32.powf(-15.0 / 20.0)));
-        let top = BASS_POWER_LAW_GROWTH * 1.6;
-        for h in 2..=PROFILE_PARTIALS {
-            let mut want = rho[h - 1];
-            if h >= 4 {
-                want = want.min(top * ((h - 2) as f32).powf(-PROFILE_UPPER_EXPONENT));
-            }
-            let got = p[h - 1] / PROFILE_SCALE;
-            assert!(
-                (got - want).abs() <= 1e-5 * want.max(1.0),
-                "partial {h}: got {got}, want {want} (profile {p:?})"
-            );
-        }
+        assert_profile_is(&p, &rho);
     }
 
     #[test]
@@ -1764,18 +1770,7 @@ mod tests {
         let (f0, mag) = bass_frames(&rho, 20, 4, |t| 0.9f32.powi(t as i32), None);
         let p = profile_of(&f0, &mag);
         assert!(p[0] < 0.0, "no cap on the fundamental: {p:?}");
-        let top = BASS_POWER_LAW_GROWTH * 1.6;
-        for h in 2..=PROFILE_PARTIALS {
-            let mut want = rho[h - 1];
-            if h >= 4 {
-                want = want.min(top * ((h - 2) as f32).powf(-PROFILE_UPPER_EXPONENT));
-            }
-            let got = p[h - 1] / PROFILE_SCALE;
-            assert!(
-                (got - want).abs() <= 1e-5 * want.max(1.0),
-                "partial {h}: got {got}, want {want} (profile {p:?})"
-            );
-        }
+        assert_profile_is(&p, &rho);
     }
 
     #[test]
