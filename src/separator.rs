@@ -652,28 +652,23 @@ impl Separator {
     ) -> Vec<BassProfile> {
         debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
         let bins = self.params.stft.n_bins();
-        let floor = self.params.production.profile_floor;
         let p = &self.params.production;
         let rest = (p.profile_rest_window, p.profile_rest_ratio);
+        // Σ over channels of `row(work)[at]`, in channel order (as `line_input` sums).
+        let sum = |at: usize, row: fn(&BlockWork) -> &[f32]| {
+            let mut works = works.iter();
+            let first = works.next().map_or(0.0, |w| row(w)[at]);
+            works.fold(first, |s, w| s + row(w)[at])
+        };
         let f0: Vec<f32> = lines.iter().map(|l| l.0).collect();
         f0.par_chunks(segment)
             .enumerate()
             .map(|(i, f0)| {
-                let first = block.start + i * segment - block.held_lo;
-                let amp = |j: usize, k: usize| {
-                    let at = (first + j) * bins + k;
-                    let mut works = works.iter();
-                    let first = works.next().map_or(0.0, |w| w.mag[at]);
-                    works.fold(first, |s, w| s + w.mag[at])
-                };
+                let mag_at = block.start + i * segment - block.held_lo;
+                let amp = |j: usize, k: usize| sum((mag_at + j) * bins + k, |w| &w.mag);
                 let harm_at = block.start + i * segment - works[0].harm_first;
-                let harm = |j: usize, k: usize| {
-                    let at = (harm_at + j) * bins + k;
-                    let mut works = works.iter();
-                    let first = works.next().map_or(0.0, |w| w.harm[at]);
-                    works.fold(first, |s, w| s + w.harm[at])
-                };
-                bass_profile(f0, amp, harm, bins, self.bin_hz, floor, rest)
+                let harm = |j: usize, k: usize| sum((harm_at + j) * bins + k, |w| &w.harm);
+                bass_profile(f0, amp, harm, bins, self.bin_hz, p.profile_floor, rest)
             })
             .collect()
     }
