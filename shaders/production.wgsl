@@ -77,13 +77,17 @@ fn partial_amp(base: u32, h: u32, f0: f32) -> f32 {
 // partial when `shared_row`, reading the harmonic row at harm[base ..]: the falling envelope
 // model model_1 = a_1, model_h = min(a_h, comb_growth · min(a_1 … a_{h−1})), from h = 3 also at
 // most comb_plaw · max(m_1, m_2) · h^(−α) with α = max(log2(m_1 / m_2), 0), from h = 4 also at
-// most comb_plaw · max(m_1, m_2) · (h − 2)^(−BASS_UPPER_EXPONENT); from h = 2 the bump is
+// most comb_plaw · max(m_1, m_2) · (h − 2)^(−BASS_UPPER_EXPONENT) (from the 3rd partial where it
+// is the peak: BASS_THIRD_PEAK); from h = 2 the bump is
 // replaced by the predicted amplitude pred = model_h · window_lobe(d), d the bin's distance from
 // the partial less the pitch spread, and a bin above pred gives the share (pred / harm[b])²).
 // comb_fade of the twin (pitch::low_weight over ±3 semitones): a partial's weight fading out
 // around fade_hz (≤ 0: no fade).
 // production::BASS_UPPER_EXPONENT: the comb's bound on the bass's partials from the 4th on.
 const BASS_UPPER_EXPONENT: f32 = 2.0;
+// production::BASS_THIRD_PEAK: where m_3 ≥ this · max(m_1, m_2) the bound runs from the 3rd
+// partial, comb_plaw · max(m_1, m_2, m_3) · (h − 3)^(−BASS_UPPER_EXPONENT) (upper_anchor).
+const BASS_THIRD_PEAK: f32 = 0.8;
 // production::PROFILE_PARTIALS, PROFILE_MIN_HZ: the bass profile's partials (1 ..= this) and
 // its lowest partial frequency. With a profile ratio c_h ≥ 0 (output frame j's segment's, after
 // the lines: production::bass_profile, computed on the host), partial h from PROFILE_MIN_HZ is
@@ -135,6 +139,7 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, lobe: f32, min_sigma: f32,
     let hb = select(0.0, harm[base + b], shared_row);
     var m1 = 0.0;
     var m2 = 0.0;
+    var m3 = 0.0;
     var alpha = 0.0;
     var a1 = 0.0;
     let h_first = select(u32(h_lo), 1u, shared_row);
@@ -147,10 +152,16 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, lobe: f32, min_sigma: f32,
                 model = min(model, params.comb_plaw * max(m1, m2) * pow(f32(h), -alpha));
             }
             if h > 3u && m2 > 0.0 {
-                model = min(model, params.comb_plaw * max(m1, m2) * pow(f32(h - 2u), -BASS_UPPER_EXPONENT));
+                let peak3 = m3 >= BASS_THIRD_PEAK * max(m1, m2);
+                let top = select(max(m1, m2), max(max(m1, m2), m3), peak3);
+                let origin = select(2.0, 3.0, peak3);
+                model = min(model, params.comb_plaw * top * pow(f32(h) - origin, -BASS_UPPER_EXPONENT));
             }
             if h == 1u {
                 m1 = model;
+            }
+            if h == 3u {
+                m3 = model;
             }
             if h == 2u {
                 m2 = model;

@@ -638,8 +638,33 @@ pub const BASS_POWER_LAW_GROWTH: f32 = 1.2;
 /// Measured in the fourteenth session: where the comb gave the bass the whole bin on its partials
 /// 4 / 5 / 6, the true bass share was 0.45 / 0.32 / 0.10 (seeds 8 and 10); with the bound the
 /// harmony gains 0.15 dB over seeds 1–6 and 0.12 dB over seeds 8 and 10 (on the fresh seed 13 it
-/// loses 0.04 dB; +0.10 dB over all 114 songs).
+/// loses 0.04 dB; +0.10 dB over all 114 songs). A bass whose 3rd partial is its peak
+/// ([`BASS_THIRD_PEAK`]) has the bound `· max(m_1, m_2, m_3) · (h − 3)^(−this)` instead.
 pub const BASS_UPPER_EXPONENT: f32 = 2.0;
+
+/// A bass whose 3rd partial reaches this share of the stronger of its first two has its
+/// spectral peak at the 3rd (a bright picked bass, partials 2 to 4 all above its fundamental):
+/// the upper-partial bounds ([`BASS_UPPER_EXPONENT`], [`PROFILE_UPPER_EXPONENT`]) then fall from
+/// the 3rd partial instead of the 2nd (see [`upper_anchor`]). Measured in the twenty-third
+/// session: the bound from the 2nd partial held a picked bass's 4th partial (true level 0.6 of
+/// its 3rd, median over 38 songs) to a quarter of its 2nd, and its upper partials went to the
+/// harmony. Over 234 songs bass +0.08, harmony +0.03, melody +0.02 (picked-bass songs: bass
+/// +0.49, harmony +0.24; finger-bass songs harmony −0.08); at 0.7 / 1.0 the picked songs gained
+/// +0.26 / +0.10 and the finger songs lost −0.13 / −0.02.
+pub const BASS_THIRD_PEAK: f32 = 0.8;
+
+/// The anchor and origin of the upper-partial bound `anchor · (h − origin)^(−e)` on partials
+/// `h ≥ 4`, from the levels of partials 1 to 3: `(max(m_1, m_2), 2)`, or
+/// `(max(m_1, m_2, m_3), 3)` where `m_3 ≥ `[`BASS_THIRD_PEAK`]` · max(m_1, m_2)`.
+#[inline]
+pub fn upper_anchor(m1: f32, m2: f32, m3: f32) -> (f32, f32) {
+    let top = m1.max(m2);
+    if m3 >= BASS_THIRD_PEAK * top {
+        (top.max(m3), 3.0)
+    } else {
+        (top, 2.0)
+    }
+}
 
 /// Partials the bass profile covers (1 ..= this): the bass comb's partials above them keep the
 /// envelope model alone.
@@ -667,7 +692,9 @@ pub const PROFILE_SCALE: f32 = 1.5;
 /// the upper partials, where chord tones come and go too, run high. 2 since the twenty-second
 /// session (3 before): with the bass's rests out of the medians ([`profile_rests`]) the upper
 /// partials' estimates no longer take the chords' ratios, and the looser bound gave over 174
-/// songs bass +0.08, harmony +0.05, melody +0.01 (seeds 18–22: +0.08 / +0.06 / +0.02).
+/// songs bass +0.08, harmony +0.05, melody +0.01 (seeds 18–22: +0.08 / +0.06 / +0.02). Where
+/// `ρ_3 ≥ `[`BASS_THIRD_PEAK`]` · max(1, ρ_2)` the bound is `· max(1, ρ_2, ρ_3) · (h − 3)^(−this)`
+/// ([`upper_anchor`]).
 pub const PROFILE_UPPER_EXPONENT: f32 = 2.0;
 
 /// Partials below this keep the envelope model alone: there the bass owns the bins.
@@ -795,12 +822,13 @@ pub fn bass_profile(
     for (h, r) in rho.iter_mut().enumerate().skip(1) {
         *r = median_ratio(h + 1);
     }
-    let top = BASS_POWER_LAW_GROWTH * rho[1].max(1.0);
+    let (top, origin) = upper_anchor(1.0, rho[1], rho[2]);
     let mut out = NO_PROFILE;
     for h in 2..=PROFILE_PARTIALS {
         let mut r = rho[h - 1];
         if h >= 4 {
-            r = r.min(top * ((h - 2) as f32).powf(-PROFILE_UPPER_EXPONENT));
+            let bound = (h as f32 - origin).powf(-PROFILE_UPPER_EXPONENT);
+            r = r.min(BASS_POWER_LAW_GROWTH * top * bound);
         }
         out[h - 1] = PROFILE_SCALE * r;
     }
@@ -949,7 +977,9 @@ pub fn comb_sigma(centre: f32, ratio: f32, lobe_hz: f32) -> f32 {
 /// [`BASS_ENVELOPE_GROWTH`]; from partial 3 on also at most
 /// [`BASS_POWER_LAW_GROWTH`]` · max(model_1, model_2) · h^(−α)`,
 /// `α = max(log2(model_1 / model_2), 0)`; the comb's ([`Envelope::comb`]) from partial 4 on also
-/// at most [`BASS_POWER_LAW_GROWTH`]` · max(model_1, model_2) · (h − 2)^(−`[`BASS_UPPER_EXPONENT`]`)`.
+/// at most [`BASS_POWER_LAW_GROWTH`]` · max(model_1, model_2) · (h − 2)^(−`[`BASS_UPPER_EXPONENT`]`)`,
+/// or `· max(model_1, model_2, model_3) · (h − 3)^(−…)` where the 3rd partial is the peak
+/// ([`upper_anchor`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Envelope {
     h: usize,
@@ -957,6 +987,7 @@ pub struct Envelope {
     m1: f32,
     m2: f32,
     alpha: f32,
+    m3: f32,
     upper: bool,
 }
 
@@ -984,14 +1015,13 @@ impl Envelope {
                 .min(BASS_POWER_LAW_GROWTH * self.m1.max(self.m2) * (h as f32).powf(-self.alpha));
         }
         if self.upper && h >= 4 && self.m2 > 0.0 {
-            model = model.min(
-                BASS_POWER_LAW_GROWTH
-                    * self.m1.max(self.m2)
-                    * ((h - 2) as f32).powf(-BASS_UPPER_EXPONENT),
-            );
+            let (top, origin) = upper_anchor(self.m1, self.m2, self.m3);
+            model = model
+                .min(BASS_POWER_LAW_GROWTH * top * (h as f32 - origin).powf(-BASS_UPPER_EXPONENT));
         }
         match h {
             1 => self.m1 = model,
+            3 => self.m3 = model,
             2 => {
                 self.m2 = model;
                 if model > 0.0 {
@@ -1046,7 +1076,7 @@ simd_dispatch!(
     /// the partial's harmonic magnitude; from partial 3 on also at most
     /// [`BASS_POWER_LAW_GROWTH`]` · max(m_1, m_2) · h^(−α)`, `α = max(log2(m_1 / m_2), 0)`, and
     /// from partial 4 on at most [`BASS_POWER_LAW_GROWTH`]` · max(m_1, m_2) · (h − 2)^(−2)`
-    /// ([`BASS_UPPER_EXPONENT`]).
+    /// ([`BASS_UPPER_EXPONENT`]; from the 3rd partial where it is the peak, [`upper_anchor`]).
     /// From the 2nd partial the line's amplitude at each bin is predicted as
     /// `pred = model_h · `[`window_lobe`]`(d)`, `d` the bin's distance from the partial in bins
     /// less the pitch spread (`cents` at the partial): where another source sits on or beside a
@@ -1672,12 +1702,19 @@ mod tests {
     /// `p` is `rho` with the upper partials' bound ([`PROFILE_UPPER_EXPONENT`]) and
     /// [`PROFILE_SCALE`] applied, to 1e-5.
     fn assert_profile_is(p: &BassProfile, rho: &[f32; PROFILE_PARTIALS]) {
-        let top = BASS_POWER_LAW_GROWTH * rho[1].max(1.0);
+        // From the 2nd partial, or from the 3rd where it is the peak (BASS_THIRD_PEAK).
+        let top2 = rho[1].max(1.0);
+        let (top, origin) = if rho[2] >= BASS_THIRD_PEAK * top2 {
+            (top2.max(rho[2]), 3.0)
+        } else {
+            (top2, 2.0)
+        };
         let mut bound = false;
         for h in 2..=PROFILE_PARTIALS {
             let mut want = rho[h - 1];
             if h >= 4 {
-                let cap = top * ((h - 2) as f32).powf(-PROFILE_UPPER_EXPONENT);
+                let cap =
+                    BASS_POWER_LAW_GROWTH * top * (h as f32 - origin).powf(-PROFILE_UPPER_EXPONENT);
                 bound |= cap < want;
                 want = want.min(cap);
             }
@@ -1785,6 +1822,19 @@ mod tests {
     }
 
     #[test]
+    fn bass_profile_bounds_a_third_partial_peak_from_the_third() {
+        // A bright bass, partials 2 to 4 above its fundamental: the 3rd reaches 0.8 of the 2nd,
+        // so the bound runs 1.2 · 1.6 · (h − 3)^−2 and keeps the 4th partial whole (from the
+        // 2nd it would have been held to 1.2 · 1.6 / 4 = 0.48), and binds on the 5th.
+        let rho = [1.0, 1.6, 1.5, 1.2, 0.6, 0.2, 0.1, 0.05];
+        let (f0, mag) = bass_frames(&rho, 20, 4, |t| 0.9f32.powi(t as i32), None);
+        let p = profile_of(&f0, &mag);
+        assert_profile_is(&p, &rho);
+        let fourth = p[3] / PROFILE_SCALE;
+        assert!((fourth - 1.2).abs() < 1e-5, "4th partial {fourth}: {p:?}");
+    }
+
+    #[test]
     fn bass_profile_leaves_a_held_chord_tone_in_the_floor() {
         // Long decaying notes without rests; a chord tone held on the bin of the first note's
         // 3rd partial, twice as loud as the bass's partial there. The floor takes it out: the
@@ -1880,20 +1930,29 @@ mod tests {
         // strong 4th to 6th partials (chord tones on them): the comb's model holds partial h ≥ 4
         // to 1.2 · max(m_1, m_2) · (h − 2)^−2, below the flat law and the growth bound; the first
         // three partials are as the plain model has them, and a steep bass (a_h = h^−2, whose
-        // own law is lower) is unchanged.
-        let a = [0.5f32, 1.0, 1.1, 3.0, 3.0, 3.0];
-        let (mut plain, mut comb) = (Envelope::default(), Envelope::comb());
-        let plain: Vec<f32> = a.iter().map(|&v| plain.next(v)).collect();
-        let comb: Vec<f32> = a.iter().map(|&v| comb.next(v)).collect();
-        assert_eq!(comb[..3], plain[..3], "{comb:?} vs {plain:?}");
-        for h in 4..=6usize {
-            let upper = BASS_POWER_LAW_GROWTH * ((h - 2) as f32).powf(-BASS_UPPER_EXPONENT);
-            let want = plain[h - 1].min(upper);
-            assert!(upper < plain[h - 1], "partial {h}: the bound should bite");
-            assert!(
-                (comb[h - 1] - want).abs() < 1e-6,
-                "partial {h}: {comb:?}, want {want}"
-            );
+        // own law is lower) is unchanged. With its 3rd partial at 1.1 (≥ 0.8 of the 2nd: the
+        // peak) the bound is 1.2 · 1.1 · (h − 3)^−2: the 4th partial keeps the plain model.
+        for (third, origin, top) in [(0.7f32, 2usize, 1.0f32), (1.1, 3, 1.1)] {
+            let a = [0.5f32, 1.0, third, 3.0, 3.0, 3.0];
+            let (mut plain, mut comb) = (Envelope::default(), Envelope::comb());
+            let plain: Vec<f32> = a.iter().map(|&v| plain.next(v)).collect();
+            let comb: Vec<f32> = a.iter().map(|&v| comb.next(v)).collect();
+            assert_eq!(comb[..3], plain[..3], "{comb:?} vs {plain:?}");
+            for h in 4..=6usize {
+                let upper =
+                    BASS_POWER_LAW_GROWTH * top * ((h - origin) as f32).powf(-BASS_UPPER_EXPONENT);
+                let want = plain[h - 1].min(upper);
+                assert_eq!(
+                    upper < plain[h - 1],
+                    h > origin + 1,
+                    "3rd partial {third}, partial {h}: the bound bites from partial {}",
+                    origin + 2
+                );
+                assert!(
+                    (comb[h - 1] - want).abs() < 1e-6,
+                    "3rd partial {third}, partial {h}: {comb:?}, want {want}"
+                );
+            }
         }
         let steep: Vec<f32> = (1..=8).map(|h| 1.0 / (h * h) as f32).collect();
         let (mut plain, mut comb) = (Envelope::default(), Envelope::comb());

@@ -1178,14 +1178,17 @@ mod tests {
         );
     }
 
-    /// The bass comb's upper-partial exponent agrees between Rust and WGSL.
+    /// The bass comb's upper-partial constants agree between Rust and WGSL.
     #[test]
     fn production_constants_match_the_shader() {
-        use crate::production::{BASS_UPPER_EXPONENT, PROFILE_MIN_HZ, PROFILE_PARTIALS};
+        use crate::production::{
+            BASS_THIRD_PEAK, BASS_UPPER_EXPONENT, PROFILE_MIN_HZ, PROFILE_PARTIALS,
+        };
         use naga::Literal::{F32, U32};
         for stage in [Stage::Production, Stage::ProductionMasks] {
             let constant = |name| wgsl_constant(stage, name);
             assert_eq!(constant("BASS_UPPER_EXPONENT"), F32(BASS_UPPER_EXPONENT));
+            assert_eq!(constant("BASS_THIRD_PEAK"), F32(BASS_THIRD_PEAK));
             assert_eq!(constant("PROFILE_PARTIALS"), U32(PROFILE_PARTIALS as u32));
             assert_eq!(constant("PROFILE_MIN_HZ"), F32(PROFILE_MIN_HZ));
         }
