@@ -160,14 +160,14 @@ fn comb(b: u32, f0: f32, partials: u32, fade_hz: f32, lobe: f32, min_sigma: f32,
             if h == 1u {
                 m1 = model;
             }
-            if h == 3u {
-                m3 = model;
-            }
             if h == 2u {
                 m2 = model;
                 if m2 > 0.0 {
                     alpha = max(log2(m1 / m2), 0.0);
                 }
+            }
+            if h == 3u {
+                m3 = model;
             }
             run = select(min(run, a), a, h == 1u);
             if h == 1u {

@@ -1021,13 +1021,13 @@ impl Envelope {
         }
         match h {
             1 => self.m1 = model,
-            3 => self.m3 = model,
             2 => {
                 self.m2 = model;
                 if model > 0.0 {
                     self.alpha = (self.m1 / model).log2().max(0.0);
                 }
             }
+            3 => self.m3 = model,
             _ => {}
         }
         self.run = if h == 1 { a } else { self.run.min(a) };
