@@ -1810,13 +1810,18 @@ mod tests {
         assert_profile_is(&p, &rho);
     }
 
+    /// The profile of 20-frame notes of `rho` decaying by 0.9 a frame, 4 unvoiced frames apart.
+    fn short_notes_profile(rho: &[f32; PROFILE_PARTIALS]) -> BassProfile {
+        let (f0, mag) = bass_frames(rho, 20, 4, |t| 0.9f32.powi(t as i32), None);
+        profile_of(&f0, &mag)
+    }
+
     #[test]
     fn bass_profile_recovers_a_known_profile() {
         // Short notes between rests: every voiced frame's floor window reaches a rest (a = 0),
         // so E_h = a_h and the ratios are the profile itself, whatever the decay.
         let rho = [1.0, 1.6, 0.5, 0.6, 0.2, 0.05, 0.02, 0.01];
-        let (f0, mag) = bass_frames(&rho, 20, 4, |t| 0.9f32.powi(t as i32), None);
-        let p = profile_of(&f0, &mag);
+        let p = short_notes_profile(&rho);
         assert!(p[0] < 0.0, "no cap on the fundamental: {p:?}");
         assert_profile_is(&p, &rho);
     }
@@ -1827,8 +1832,7 @@ mod tests {
         // so the bound runs 1.2 · 1.6 · (h − 3)^−2 and keeps the 4th partial whole (from the
         // 2nd it would have been held to 1.2 · 1.6 / 4 = 0.48), and binds on the 5th.
         let rho = [1.0, 1.6, 1.5, 1.2, 0.6, 0.2, 0.1, 0.05];
-        let (f0, mag) = bass_frames(&rho, 20, 4, |t| 0.9f32.powi(t as i32), None);
-        let p = profile_of(&f0, &mag);
+        let p = short_notes_profile(&rho);
         assert_profile_is(&p, &rho);
         let fourth = p[3] / PROFILE_SCALE;
         assert!((fourth - 1.2).abs() < 1e-5, "4th partial {fourth}: {p:?}");
