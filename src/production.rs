@@ -114,6 +114,10 @@ pub struct ProductionSpec {
     /// for a rest of the bass (the line held through it on a chord tone or a tail) and left out
     /// of the profile's medians (15 by default; 0: off). See [`profile_rests`].
     pub profile_rest_db: f32,
+    /// The melody's floor, semitones: a frame whose melody line lies more than this below the
+    /// median of the line's voiced f0 over its segment (the bass profile's ~11 s grid) is
+    /// unvoiced (12 by default; 0: off). See [`melody_floor`].
+    pub melody_floor_st: f32,
 }
 
 impl Default for ProductionSpec {
@@ -147,6 +151,7 @@ impl Default for ProductionSpec {
             mid_margin: 1.0,
             mid_band_hz: (150.0, 1000.0),
             profile_rest_db: 15.0,
+            melody_floor_st: 12.0,
         }
     }
 }
@@ -206,6 +211,11 @@ pub struct ProductionParams {
     pub profile_rest_window: usize,
     /// `10^(−profile_rest_db / 20)` ([`ProductionSpec::profile_rest_db`]); 0: off.
     pub profile_rest_ratio: f32,
+    /// Frames per segment of the melody's floor ([`melody_floor`]; the bass profile's grid;
+    /// 0: off).
+    pub melody_floor_frames: usize,
+    /// `2^(−melody_floor_st / 12)` ([`ProductionSpec::melody_floor_st`]).
+    pub melody_floor_ratio: f32,
 }
 
 impl ProductionSpec {
@@ -265,6 +275,15 @@ impl ProductionSpec {
             return Err(Error::param(
                 "--profile-rest",
                 format!("expected 0 to 120 dB, or off, got {}", self.profile_rest_db),
+            ));
+        }
+        if !(self.melody_floor_st.is_finite() && (0.0..=48.0).contains(&self.melody_floor_st)) {
+            return Err(Error::param(
+                "--melody-floor",
+                format!(
+                    "expected 0 to 48 semitones, or off, got {}",
+                    self.melody_floor_st
+                ),
             ));
         }
         if !(self.steady_ms.is_finite() && (10.0..=5000.0).contains(&self.steady_ms)) {
@@ -415,6 +434,12 @@ impl ProductionSpec {
             } else {
                 0.0
             },
+            melody_floor_frames: if self.melody_floor_st > 0.0 {
+                crate::stages::spatial::segment_frames(stft.n_fft)
+            } else {
+                0
+            },
+            melody_floor_ratio: (-self.melody_floor_st / 12.0).exp2(),
         }
     }
 }
@@ -833,6 +858,36 @@ pub fn bass_profile(
         out[h - 1] = PROFILE_SCALE * r;
     }
     out
+}
+
+/// Stage `melody_floor`: the melody's floor over one segment of frames, `ratio` times the median
+/// of the melody line's voiced f0 `lines[j].1` (the upper median of an even count; 0 when no
+/// frame is voiced).
+///
+/// Where the melody rests the tracker still finds a predominant pitch, and it is an
+/// accompaniment's: a chord's top voice, an octave or two under the tune, whose partials the
+/// melody comb then takes from the harmony. A melody keeps to its register (a tune spans about
+/// an octave or so around its centre), so a line more than an octave under its own median is
+/// taken for such a rest and unvoiced ([`unvoice_below`]). Measured (twenty-fourth session; a
+/// frame is a rest where the true melody is 30 dB under its peak): over 36 songs of seeds 10,
+/// 13 and 22 the line lay more than an octave under the true melody's median in 6 % of the
+/// frames, every one of them a rest or a wrong pitch, and the melody stem took 1.9 % of the
+/// harmony's energy there; in no frame where the line had the melody's pitch.
+pub fn melody_floor(lines: &[(f32, f32)], ratio: f32) -> f32 {
+    let mut f0: Vec<f32> = lines.iter().map(|l| l.1).filter(|&f| f > 0.0).collect();
+    if f0.is_empty() {
+        return 0.0;
+    }
+    let mid = f0.len() / 2;
+    ratio * *f0.select_nth_unstable_by(mid, f32::total_cmp).1
+}
+
+/// Unvoices the melody line (`lines[j].1 = 0`) in the frames where it lies under `floor` Hz
+/// ([`melody_floor`]).
+pub fn unvoice_below(lines: &mut [(f32, f32)], floor: f32) {
+    for l in lines.iter_mut().filter(|l| l.1 < floor) {
+        l.1 = 0.0;
+    }
 }
 
 /// Most frames each side of a frame in its tonal stability (10 s at 48 kHz and hop 512; only tiny
@@ -1334,6 +1389,49 @@ pub fn line_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn melody_floor_unvoices_a_line_an_octave_under_its_median() {
+        let mut rng = crate::rng::Rng::new(24);
+        let ratio = ProductionSpec::default().resolve(48000, &StftParams::default());
+        let ratio = ratio.melody_floor_ratio;
+        assert!(
+            (ratio - 0.5).abs() < 1e-6,
+            "12 semitones: half the median, got {ratio}"
+        );
+        for case in 0..50 {
+            let n = 1 + (rng.uniform() * 300.0) as usize;
+            // Voiced frames between 100 and 1600 Hz (log-uniform), a third unvoiced.
+            let lines: Vec<(f32, f32)> = (0..n)
+                .map(|_| {
+                    let f = if rng.uniform() < 0.33 {
+                        0.0
+                    } else {
+                        100.0 * 16f32.powf(rng.uniform())
+                    };
+                    (rng.uniform() * 200.0, f)
+                })
+                .collect();
+            // Naive reference: sort the voiced f0, take the upper median.
+            let mut voiced: Vec<f32> = lines.iter().map(|l| l.1).filter(|&f| f > 0.0).collect();
+            voiced.sort_by(f32::total_cmp);
+            let want = voiced.get(voiced.len() / 2).map_or(0.0, |m| ratio * m);
+            let floor = melody_floor(&lines, ratio);
+            assert_eq!(floor, want, "case {case}: floor");
+            let mut out = lines.clone();
+            unvoice_below(&mut out, floor);
+            for (j, (a, b)) in lines.iter().zip(&out).enumerate() {
+                let keep = a.1 >= floor || a.1 == 0.0;
+                let expect = if keep { *a } else { (a.0, 0.0) };
+                assert_eq!(*b, expect, "case {case} frame {j}: floor {floor}");
+            }
+        }
+        // No voiced frame: no floor, nothing changes.
+        let mut quiet = vec![(55.0, 0.0); 8];
+        assert_eq!(melody_floor(&quiet, 0.5), 0.0);
+        unvoice_below(&mut quiet, 0.0);
+        assert_eq!(quiet, vec![(55.0, 0.0); 8]);
+    }
 
     #[test]
     fn mid_band_bins_hold_the_band() {

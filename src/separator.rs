@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
     add_comb, bass_profile, drum_tail, drums_below_bins, freq_median_at, hpss_masks_banded,
-    line_candidates, line_input, low_register, production_masks, tonal_ratio, tonal_shift,
-    tonal_weights, BassProfile, ProductionParams, ProductionSpec, SteadyGrid, COMB_LOBE_BINS,
-    MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, STEADY_STEP,
+    line_candidates, line_input, low_register, melody_floor, production_masks, tonal_ratio,
+    tonal_shift, tonal_weights, unvoice_below, BassProfile, ProductionParams, ProductionSpec,
+    SteadyGrid, COMB_LOBE_BINS, MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -107,10 +107,25 @@ impl SeparationParams {
         (self.stems.needs_lines() && f > 0).then_some(f)
     }
 
-    /// Frames per block: `block_frames`, rounded up to whole segments of the spatial filter and
-    /// of the bass profile when they are on (their segments are grids fixed to the signal, so
-    /// each block holds whole ones).
+    /// The production stems' melody floor: frames per segment, `None` when off or when the set
+    /// tracks no lines.
+    pub fn melody_floor(&self) -> Option<usize> {
+        let f = self.production.melody_floor_frames;
+        (self.stems.needs_lines() && f > 0).then_some(f)
+    }
+
+    /// Frames per block: `block_frames`, rounded up to whole segments of the spatial filter, the
+    /// bass profile and the melody floor when they are on (their segments are grids fixed to
+    /// the signal, so each block holds whole ones).
     pub fn block_len(&self) -> usize {
+        let grid = self.segment_grid(self.spatial());
+        self.block_frames.div_ceil(grid) * grid
+    }
+
+    /// The frames whose multiples start a segment of every grid in use: the least common
+    /// multiple of `spatial` (the spatial filter's segment, where it acts), the bass profile's and
+    /// the melody floor's segments (1 when none is on).
+    pub fn segment_grid(&self, spatial: Option<usize>) -> usize {
         fn gcd(a: usize, b: usize) -> usize {
             if b == 0 {
                 a
@@ -118,11 +133,10 @@ impl SeparationParams {
                 gcd(b, a % b)
             }
         }
-        let grid = [self.spatial(), self.profile()]
+        [spatial, self.profile(), self.melody_floor()]
             .into_iter()
             .flatten()
-            .fold(1, |l, s| l / gcd(l, s) * s);
-        self.block_frames.div_ceil(grid) * grid
+            .fold(1, |l, s| l / gcd(l, s) * s)
     }
 
     /// Frames before and after an output frame that its processing reads: half the harmonic
@@ -348,7 +362,14 @@ impl BlockEngine for Separator {
                 .par_iter_mut()
                 .zip(inputs)
                 .for_each(|(work, signal)| self.analyse(*signal, block, work));
-            let lines = self.track_lines(block, &state.works);
+            let mut lines = self.track_lines(block, &state.works);
+            if let Some(segment) = self.params.melody_floor() {
+                debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
+                let ratio = self.params.production.melody_floor_ratio;
+                for seg in lines.chunks_mut(segment) {
+                    unvoice_below(seg, melody_floor(seg, ratio));
+                }
+            }
             if let Some(segment) = self.params.profile() {
                 let profiles = self.block_profiles(block, segment, &state.works, &lines);
                 for work in &mut state.works {

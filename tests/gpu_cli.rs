@@ -63,10 +63,12 @@ fn gpu_stems_equal_cpu_stems_and_stats_count() {
             "--gpu-chunk-frames",
             "64",
             "--stats",
-            // Chunks of 64 frames: the spatial filter and the bass profile would round them up
-            // to a whole segment.
+            // Chunks of 64 frames: the spatial filter, the bass profile and the melody floor
+            // would round them up to a whole segment.
             "--no-spatial",
             "--no-bass-profile",
+            "--melody-floor",
+            "off",
         ]);
         assert!(g.status.success(), "{}", text(&g));
         let stdout = String::from_utf8_lossy(&g.stdout);
@@ -90,6 +92,8 @@ fn gpu_stems_equal_cpu_stems_and_stats_count() {
             "2",
             "--no-spatial",
             "--no-bass-profile",
+            "--melody-floor",
+            "off",
         ]);
         assert!(c.status.success(), "{}", text(&c));
         let report: serde_json::Value = serde_json::from_str(

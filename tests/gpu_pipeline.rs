@@ -402,6 +402,8 @@ fn bass_profile_segments_match_the_cpu_separator() {
             if profile {
                 p.production.profile_frames = 32;
             }
+            // The melody floor (on by default) on the same grid.
+            p.production.melody_floor_frames = 32;
             p
         };
         let x = common::production_signal(channels, 48_000 * 3 + 71, 77);
@@ -424,6 +426,71 @@ fn bass_profile_segments_match_the_cpu_separator() {
         let got = gpu.separate(&x).unwrap();
         assert_stems_match(
             &format!("bass profile, {channels} ch, GPU block {block}, parts of at most {cap:?}"),
+            &got,
+            &want,
+            &x,
+            100.0,
+        );
+    }
+}
+
+/// The melody floor on short segments (32 frames; a floor 2 semitones under the median, so that
+/// it unvoices many frames of the test signal and must change the stems), alone and beside the
+/// bass profile on segments of 48 (the blocks and parts then hold whole segments of both, 96
+/// frames); stereo without the spatial filter and mono; parts of one segment or one grid.
+#[test]
+fn melody_floor_segments_match_the_cpu_separator() {
+    let Some(ctx) = gpu() else { return };
+    for (channels, block, cap, profile) in [
+        (2usize, 100usize, None, None),
+        (1, 70, Some(45), None),
+        (2, 100, Some(100), Some(48usize)),
+    ] {
+        let params = |block: usize, floor: bool| {
+            let mut p = stemkit::SeparationSpec {
+                stems: "drums,bass,melody,harmony,fx".into(),
+                block_frames: block,
+                production: stemkit::production::ProductionSpec {
+                    spatial: false,
+                    bass_profile: profile.is_some(),
+                    melody_floor_st: if floor { 2.0 } else { 0.0 },
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .resolve(48000)
+            .unwrap();
+            if floor {
+                p.production.melody_floor_frames = 32;
+            }
+            if let Some(seg) = profile {
+                p.production.profile_frames = seg;
+            }
+            p
+        };
+        let x = common::production_signal(channels, 48_000 * 3 + 71, 78);
+        let want = Separator::new(params(1000, true)).unwrap().separate(&x);
+        let plain = Separator::new(params(1000, false)).unwrap().separate(&x);
+        assert_ne!(
+            want, plain,
+            "the melody floor leaves the stems as they were"
+        );
+        let gpu = GpuSeparator::with_options(
+            ctx.clone(),
+            params(block, true),
+            GpuOptions {
+                poison: true,
+                max_part_frames: cap,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let got = gpu.separate(&x).unwrap();
+        assert_stems_match(
+            &format!(
+                "melody floor, {channels} ch, profile {profile:?}, GPU block {block}, parts of \
+                 at most {cap:?}"
+            ),
             &got,
             &want,
             &x,
@@ -472,6 +539,7 @@ fn spatial_stems_match_the_cpu_separator() {
         let mono = [x[0].clone()];
         let mut plain = production_params("drums,bass,melody,harmony,fx", false, 48000, block);
         plain.production.profile_frames = segment;
+        plain.production.melody_floor_frames = segment;
         let a = gpu.separate(&mono).unwrap();
         let b = GpuSeparator::new(ctx.clone(), plain)
             .unwrap()

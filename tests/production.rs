@@ -532,3 +532,70 @@ fn kick_body_below_the_bass_line_goes_to_drums() {
     assert!(kick_on >= kick_off + 0.1, "{report}");
     assert!(bass_on >= 0.8 && bass_on >= bass_off - 0.02, "{report}");
 }
+
+/// A melody's rest: a lead (A5, 10 partials) plays for the first and last 2.5 s of 7 s over a
+/// held C major pad (C4 E4 G4); in the rest between, the tracker follows the pad's top voice,
+/// 14 semitones under the lead. With the melody floor (default: 12 semitones under the line's
+/// median) the line is unvoiced there and the pad stays in the harmony stem; without it the
+/// melody stem takes the pad's top voice.
+#[test]
+fn a_melody_rest_leaves_the_chord_in_the_harmony() {
+    let rate = 48000.0f32;
+    let len = (7.0 * rate) as usize;
+    let midi = |n: f32| 440.0 * 2f32.powf((n - 69.0) / 12.0);
+    let rest = (2.5 * rate) as usize..(4.5 * rate) as usize;
+    let lead: Vec<f32> = tone(len, rate, 10, 0.12, 1.0, |_| midi(81.0))
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| if rest.contains(&i) { 0.0 } else { v })
+        .collect();
+    let pad: Vec<f32> = [60.0f32, 64.0, 67.0]
+        .iter()
+        .map(|&n| tone(len, rate, 6, 0.08, 1.0, |_| midi(n)))
+        .fold(vec![0.0f32; len], |mut acc, v| {
+            acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+            acc
+        });
+    let mix: Vec<f32> = (0..len).map(|i| lead[i] + pad[i]).collect();
+    let dot = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| *x as f64 * *y as f64)
+            .sum::<f64>()
+    };
+    // The middle of the rest, away from the lead's edges (0.5 s each side).
+    let inner = rest.start + (0.5 * rate) as usize..rest.end - (0.5 * rate) as usize;
+    let shares = |floor_st: f32| {
+        let mut spec = SeparationSpec {
+            stems: "drums,bass,melody,harmony,fx".into(),
+            ..Default::default()
+        };
+        spec.production.melody_floor_st = floor_st;
+        let sep = Separator::new(spec.resolve(48000).unwrap()).unwrap();
+        let stems = sep.separate(std::slice::from_ref(&mix));
+        let share = |stem: Stem, part: &[f32], span: std::ops::Range<usize>| {
+            let i = sep.stems().iter().position(|&s| s == stem).unwrap();
+            dot(&stems[i][0][span.clone()], &part[span.clone()])
+                / dot(&part[span.clone()], &part[span])
+        };
+        (
+            share(Stem::Harmony, &pad, inner.clone()),
+            share(Stem::Melody, &pad, inner.clone()),
+            share(Stem::Melody, &lead, 0..len),
+        )
+    };
+    let (pad_on, pad_mel_on, lead_on) = shares(12.0);
+    let (pad_off, pad_mel_off, lead_off) = shares(0.0);
+    let report = format!(
+        "in the rest: pad in harmony {pad_on:.3} (no floor: {pad_off:.3}), pad in melody \
+         {pad_mel_on:.3} (no floor: {pad_mel_off:.3}); lead in melody {lead_on:.3} (no floor: \
+         {lead_off:.3})"
+    );
+    println!("{report}");
+    assert!(
+        pad_mel_off >= 0.1,
+        "the test needs a line on the pad: {report}"
+    );
+    assert!(pad_on >= 0.8 && pad_mel_on <= 0.02, "{report}");
+    assert!(lead_on >= 0.8 && lead_on >= lead_off - 0.01, "{report}");
+}

@@ -192,6 +192,11 @@ pub struct SeparationArgs {
     /// tone), in dB, or `off`.
     #[arg(long = "profile-rest", default_value = "15db")]
     profile_rest: String,
+    /// The melody is unvoiced in the frames where its line lies more than this many semitones
+    /// under the line's median over the segment (~11 s): there the tracker follows an
+    /// accompaniment voice while the melody rests (e.g. 12st), or `off`.
+    #[arg(long = "melody-floor", default_value = "12st")]
+    melody_floor: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -81,6 +81,10 @@ impl SeparationArgs {
                 "off" => 0.0,
                 db => parse_unit("--profile-rest", db, "db")?,
             },
+            melody_floor_st: match self.melody_floor.trim() {
+                "off" => 0.0,
+                st => parse_unit("--melody-floor", st, "st")?,
+            },
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -155,6 +159,8 @@ impl SeparationArgs {
                 "mid_band_hz": [short(p.mid_band_hz.0), short(p.mid_band_hz.1)],
                 // 0: off.
                 "profile_rest_db": short(p.profile_rest_db),
+                // 0: off.
+                "melody_floor_st": short(p.melody_floor_st),
             },
             "device": engines.device_name(),
         })

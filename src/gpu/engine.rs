@@ -35,7 +35,10 @@ use crate::gpu::resources::{
 };
 use crate::gpu::stage_runner::periodic_wss;
 use crate::gpu::stats::GpuStats;
-use crate::production::{bass_profile, line_candidates, low_register, BassProfile, NO_PROFILE};
+use crate::production::{
+    bass_profile, line_candidates, low_register, melody_floor, unvoice_below, BassProfile,
+    NO_PROFILE,
+};
 use crate::separator::SeparationParams;
 use crate::stages::frame::{hann_periodic, SignalView};
 use crate::stages::overlap_add::WindowSumSquare;
@@ -84,6 +87,9 @@ pub struct GpuTrackState {
     /// The bass profile of the segment the last block ended in (`None` before the first block,
     /// or without the profile).
     pub profile: Option<BassProfile>,
+    /// The melody floor (Hz) of the segment the last block ended in (`None` before the first
+    /// block, or without the floor).
+    pub melody_floor: Option<f32>,
 }
 
 /// Blocks that can share one queue submission (one slot of buffers each).
@@ -112,6 +118,8 @@ struct Request {
     /// The bass profile of the segment before the block's own frames (its rebuilt first
     /// frames lie there).
     carried_profile: Option<BassProfile>,
+    /// Likewise the melody floor of that segment.
+    carried_melody_floor: Option<f32>,
     result: Mutex<Option<Result<BlockResult>>>,
 }
 
@@ -122,6 +130,8 @@ struct BlockResult {
     spatial_cov: Vec<f32>,
     /// The bass profile of the block's last segment (with the profile).
     profile: Option<BassProfile>,
+    /// The melody floor of the block's last segment (with the floor).
+    melody_floor: Option<f32>,
 }
 
 /// Blocks from every thread using the engine (one per track with `--jobs N`): whoever finds no
@@ -400,13 +410,18 @@ impl GpuSeparator {
         } else {
             Vec::new()
         };
-        let rebuilt_before = self
-            .params
-            .profile()
-            .is_some_and(|seg| plan.t0 < plan.start && plan.t0 / seg < plan.start / seg);
-        if rebuilt_before && state.profile.is_none() {
+        let rebuilt_before = |seg: Option<usize>| {
+            seg.is_some_and(|seg| plan.t0 < plan.start && plan.t0 / seg < plan.start / seg)
+        };
+        if rebuilt_before(self.params.profile()) && state.profile.is_none() {
             return Err(Error::Gpu(format!(
                 "frames {start}..{end} rebuild frames of a bass-profile segment that no earlier \
+                 block gave"
+            )));
+        }
+        if rebuilt_before(self.params.melody_floor()) && state.melody_floor.is_none() {
+            return Err(Error::Gpu(format!(
+                "frames {start}..{end} rebuild frames of a melody-floor segment that no earlier \
                  block gave"
             )));
         }
@@ -416,15 +431,18 @@ impl GpuSeparator {
             pcm,
             carried,
             carried_profile: state.profile.take(),
+            carried_melody_floor: state.melody_floor.take(),
             result: Mutex::new(None),
         });
         let BlockResult {
             samples,
             spatial_cov,
             profile,
+            melody_floor,
         } = self.submit(&request)?;
         state.spatial_cov = spatial_cov;
         state.profile = profile;
+        state.melody_floor = melody_floor;
         for (stem, per_stem) in out.iter_mut().enumerate().take(self.stems.len()) {
             for (ch, dst) in per_stem.iter_mut().enumerate().take(channels) {
                 let at = (stem * channels + ch) * count;
@@ -526,11 +544,13 @@ impl GpuSeparator {
                 + req.carried.len() * 4) as u64;
         }
         let mut last_profiles: Vec<Option<BassProfile>> = Vec::new();
+        let mut last_floors: Vec<Option<f32>> = Vec::new();
         let last: &[Step] = match &self.params.stems {
             StemSet::Hpr { .. } => &Step::HPR,
             StemSet::Production { .. } if self.lines.is_none() => &Step::PRODUCTION_ONLY,
             StemSet::Production { .. } => {
                 last_profiles.resize(batch.len(), None);
+                last_floors.resize(batch.len(), None);
                 // Spectra, medians and the lines' input; the lines on the host; then the rest.
                 let line_in = |p: &GpuParams| {
                     vec![(Buf::LineIn, 0, buffer_bytes(Buf::LineIn, p, self.path, 0))]
@@ -539,11 +559,12 @@ impl GpuSeparator {
                     let req = &batch[i];
                     self.track_lines(req, bytemuck::cast_slice(b))
                 })?;
-                for (i, (lines, profiles, last)) in lines.into_iter().enumerate() {
-                    let flat = lines_buffer(&lines, &profiles);
+                for (i, block) in lines.into_iter().enumerate() {
+                    let flat = lines_buffer(&block.lines, &block.profiles);
                     inner.slots[i].write(Buf::Lines, bytemuck::cast_slice(&flat));
                     inner.stats.bytes_uploaded += (flat.len() * 4) as u64;
-                    last_profiles[i] = last;
+                    last_profiles[i] = block.last_profile;
+                    last_floors[i] = block.last_melody_floor;
                 }
                 &Step::SYNTHESIS
             }
@@ -562,6 +583,7 @@ impl GpuSeparator {
                 samples: bytemuck::cast_slice::<u8, f32>(samples).to_vec(),
                 spatial_cov: bytemuck::cast_slice::<u8, f32>(cov).to_vec(),
                 profile: last_profiles.get(i).copied().flatten(),
+                melody_floor: last_floors.get(i).copied().flatten(),
             }
         })
     }
@@ -651,7 +673,7 @@ impl GpuSeparator {
         });
         let (bass_c, mel_c): (Vec<FrameCandidates>, Vec<FrameCandidates>) =
             candidates.into_iter().unzip();
-        let lines: Vec<(f32, f32)> = scoped_map(plan.end - plan.t0, |range| {
+        let mut lines: Vec<(f32, f32)> = scoped_map(plan.end - plan.t0, |range| {
             range
                 .map(|j| {
                     let t = plan.t0 + j;
@@ -662,14 +684,35 @@ impl GpuSeparator {
                 })
                 .collect()
         });
+        let own = plan.start - plan.t0;
+        // The melody floor, per segment as in the CPU engine: the rebuilt frames before `start`
+        // take the carried one (the previous segment's), the block's own segments their own.
+        let mut last_melody_floor = None;
+        if let Some(seg) = self.params.melody_floor() {
+            let ratio = self.params.production.melody_floor_ratio;
+            let (rebuilt, own_lines) = lines.split_at_mut(own);
+            if let Some(floor) = req.carried_melody_floor {
+                unvoice_below(rebuilt, floor);
+            }
+            for segment in own_lines.chunks_mut(seg) {
+                let floor = melody_floor(segment, ratio);
+                unvoice_below(segment, floor);
+                last_melody_floor = Some(floor);
+            }
+            last_melody_floor = last_melody_floor.or(req.carried_melody_floor);
+        }
         // The bass profile per output frame: the rebuilt frames before `start` take the carried
         // one (the previous segment's), the block's own segments their own, from the same
         // channel-summed magnitude and harmonic estimate the lines were tracked on (as the CPU
         // engine sums them).
         let Some(seg) = self.params.profile() else {
-            return (lines, Vec::new(), None);
+            return BlockLines {
+                lines,
+                profiles: Vec::new(),
+                last_profile: None,
+                last_melody_floor,
+            };
         };
-        let own = plan.start - plan.t0;
         let f0: Vec<f32> = lines[own..].iter().map(|l| l.0).collect();
         let segments: Vec<BassProfile> = f0
             .chunks(seg)
@@ -700,14 +743,26 @@ impl GpuSeparator {
                 None => carried,
             })
             .collect();
-        let last = segments.last().copied().or(req.carried_profile);
-        (lines, profiles, last)
+        BlockLines {
+            lines,
+            profiles,
+            last_profile: segments.last().copied().or(req.carried_profile),
+            last_melody_floor,
+        }
     }
 }
 
-/// A block's lines (per output frame), its bass profile per output frame (empty without the
-/// profile) and its last segment's profile.
-type BlockLines = (Vec<(f32, f32)>, Vec<BassProfile>, Option<BassProfile>);
+/// A block's lines and what its last segment carries to the next block.
+struct BlockLines {
+    /// The (bass, melody) f0 per output frame.
+    lines: Vec<(f32, f32)>,
+    /// The bass profile per output frame (empty without the profile).
+    profiles: Vec<BassProfile>,
+    /// The bass profile of the block's last segment.
+    last_profile: Option<BassProfile>,
+    /// The melody floor of the block's last segment.
+    last_melody_floor: Option<f32>,
+}
 
 /// The `lines` buffer: the (bass, melody) f0 of each output frame, then each frame's bass
 /// profile ([`NO_PROFILE`] without one).
@@ -792,6 +847,7 @@ impl BlockEngine for GpuSeparator {
             channels,
             spatial_cov: Vec::new(),
             profile: None,
+            melody_floor: None,
         }
     }
 
@@ -812,12 +868,10 @@ impl BlockEngine for GpuSeparator {
         if let Some(m) = self.options.max_part_frames {
             cap = cap.min(m);
         }
-        // Parts of whole segments of the spatial filter and the bass profile, like the blocks
-        // (the segments are grids on the signal).
+        // Parts of whole segments of the spatial filter, the bass profile and the melody floor,
+        // like the blocks (the segments are grids on the signal).
         let spatial = self.params.spatial().filter(|_| channels == 2);
-        for seg in [spatial, self.params.profile()].into_iter().flatten() {
-            cap -= cap % seg;
-        }
+        cap -= cap % self.params.segment_grid(spatial);
         if cap == 0 {
             return Err(Error::Gpu(format!(
                 "the device cannot hold one frame (with the spatial filter, one segment) of \
