@@ -882,6 +882,18 @@ pub fn melody_floor(lines: &[(f32, f32)], ratio: f32) -> f32 {
     ratio * *f0.select_nth_unstable_by(mid, f32::total_cmp).1
 }
 
+/// [`melody_floor`] and [`unvoice_below`] on each segment of `segment` frames of `lines` (which
+/// start on the segments' grid); returns the last segment's floor (`None` for no frames).
+pub fn apply_melody_floors(lines: &mut [(f32, f32)], segment: usize, ratio: f32) -> Option<f32> {
+    let mut last = None;
+    for seg in lines.chunks_mut(segment) {
+        let floor = melody_floor(seg, ratio);
+        unvoice_below(seg, floor);
+        last = Some(floor);
+    }
+    last
+}
+
 /// Unvoices the melody line (`lines[j].1 = 0`) in the frames where it lies under `floor` Hz
 /// ([`melody_floor`]).
 pub fn unvoice_below(lines: &mut [(f32, f32)], floor: f32) {
@@ -1426,6 +1438,20 @@ mod tests {
                 assert_eq!(*b, expect, "case {case} frame {j}: floor {floor}");
             }
         }
+        // Per segment: each segment's own floor, the last one returned.
+        let lines: Vec<(f32, f32)> = (0..100).map(|j| (0.0, 100.0 + 13.0 * j as f32)).collect();
+        let mut got = lines.clone();
+        let last = apply_melody_floors(&mut got, 32, 0.5);
+        let mut want = lines.clone();
+        let mut floors = Vec::new();
+        for seg in want.chunks_mut(32) {
+            floors.push(melody_floor(seg, 0.5));
+            unvoice_below(seg, *floors.last().unwrap());
+        }
+        assert_eq!(got, want);
+        assert_eq!(last, floors.last().copied());
+        assert_eq!(floors.len(), 4);
+        assert_eq!(apply_melody_floors(&mut [], 32, 0.5), None);
         // No voiced frame: no floor, nothing changes.
         let mut quiet = vec![(55.0, 0.0); 8];
         assert_eq!(melody_floor(&quiet, 0.5), 0.0);

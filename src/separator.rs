@@ -9,10 +9,10 @@
 use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
-    add_comb, bass_profile, drum_tail, drums_below_bins, freq_median_at, hpss_masks_banded,
-    line_candidates, line_input, low_register, melody_floor, production_masks, tonal_ratio,
-    tonal_shift, tonal_weights, unvoice_below, BassProfile, ProductionParams, ProductionSpec,
-    SteadyGrid, COMB_LOBE_BINS, MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, STEADY_STEP,
+    add_comb, apply_melody_floors, bass_profile, drum_tail, drums_below_bins, freq_median_at,
+    hpss_masks_banded, line_candidates, line_input, low_register, production_masks, tonal_ratio,
+    tonal_shift, tonal_weights, BassProfile, ProductionParams, ProductionSpec, SteadyGrid,
+    COMB_LOBE_BINS, MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -365,10 +365,11 @@ impl BlockEngine for Separator {
             let mut lines = self.track_lines(block, &state.works);
             if let Some(segment) = self.params.melody_floor() {
                 debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
-                let ratio = self.params.production.melody_floor_ratio;
-                for seg in lines.chunks_mut(segment) {
-                    unvoice_below(seg, melody_floor(seg, ratio));
-                }
+                apply_melody_floors(
+                    &mut lines,
+                    segment,
+                    self.params.production.melody_floor_ratio,
+                );
             }
             if let Some(segment) = self.params.profile() {
                 let profiles = self.block_profiles(block, segment, &state.works, &lines);

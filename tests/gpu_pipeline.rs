@@ -378,10 +378,43 @@ fn production_stems_match_the_cpu_separator() {
     }
 }
 
+/// The GPU's stems against the CPU separator's on a 3 s production signal of `channels`
+/// (`seed`), `params(block, on)` giving the settings of a feature with short segments (on) or
+/// without it: the feature must change the stems (else this tests nothing), and GPU blocks of
+/// `block` frames split into parts of at most `cap` must match the CPU's whole-file stems.
+fn segments_match(
+    ctx: &Arc<GpuContext>,
+    what: &str,
+    (channels, block, cap, seed): (usize, usize, Option<usize>, u64),
+    params: impl Fn(usize, bool) -> SeparationParams,
+) {
+    let x = common::production_signal(channels, 48_000 * 3 + 71, seed);
+    let want = Separator::new(params(1000, true)).unwrap().separate(&x);
+    let plain = Separator::new(params(1000, false)).unwrap().separate(&x);
+    assert_ne!(want, plain, "{what} leaves the stems as they were");
+    let gpu = GpuSeparator::with_options(
+        ctx.clone(),
+        params(block, true),
+        GpuOptions {
+            poison: true,
+            max_part_frames: cap,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let got = gpu.separate(&x).unwrap();
+    assert_stems_match(
+        &format!("{what}, {channels} ch, GPU block {block}, parts of at most {cap:?}"),
+        &got,
+        &want,
+        &x,
+        100.0,
+    );
+}
+
 /// The bass profile on short segments (32 frames), so that GPU blocks hold several and their
 /// rebuilt first frames lie in the previous block's last one; stereo without the spatial filter
-/// and mono; blocks split into parts (a device cap of 45 frames: parts of one segment). The
-/// profile must change the stems (else this tests nothing).
+/// and mono; blocks split into parts (a device cap of 45 frames: parts of one segment).
 #[test]
 fn bass_profile_segments_match_the_cpu_separator() {
     let Some(ctx) = gpu() else { return };
@@ -406,38 +439,14 @@ fn bass_profile_segments_match_the_cpu_separator() {
             p.production.melody_floor_frames = 32;
             p
         };
-        let x = common::production_signal(channels, 48_000 * 3 + 71, 77);
-        let want = Separator::new(params(1000, true)).unwrap().separate(&x);
-        let plain = Separator::new(params(1000, false)).unwrap().separate(&x);
-        assert_ne!(
-            want, plain,
-            "the bass profile leaves the stems as they were"
-        );
-        let gpu = GpuSeparator::with_options(
-            ctx.clone(),
-            params(block, true),
-            GpuOptions {
-                poison: true,
-                max_part_frames: cap,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let got = gpu.separate(&x).unwrap();
-        assert_stems_match(
-            &format!("bass profile, {channels} ch, GPU block {block}, parts of at most {cap:?}"),
-            &got,
-            &want,
-            &x,
-            100.0,
-        );
+        segments_match(&ctx, "bass profile", (channels, block, cap, 77), params);
     }
 }
 
 /// The melody floor on short segments (32 frames; a floor 2 semitones under the median, so that
-/// it unvoices many frames of the test signal and must change the stems), alone and beside the
-/// bass profile on segments of 48 (the blocks and parts then hold whole segments of both, 96
-/// frames); stereo without the spatial filter and mono; parts of one segment or one grid.
+/// it unvoices many frames of the test signal), alone and beside the bass profile on segments of
+/// 48 (the blocks and parts then hold whole segments of both, 96 frames); stereo without the
+/// spatial filter and mono; parts of one segment or one grid.
 #[test]
 fn melody_floor_segments_match_the_cpu_separator() {
     let Some(ctx) = gpu() else { return };
@@ -468,34 +477,8 @@ fn melody_floor_segments_match_the_cpu_separator() {
             }
             p
         };
-        let x = common::production_signal(channels, 48_000 * 3 + 71, 78);
-        let want = Separator::new(params(1000, true)).unwrap().separate(&x);
-        let plain = Separator::new(params(1000, false)).unwrap().separate(&x);
-        assert_ne!(
-            want, plain,
-            "the melody floor leaves the stems as they were"
-        );
-        let gpu = GpuSeparator::with_options(
-            ctx.clone(),
-            params(block, true),
-            GpuOptions {
-                poison: true,
-                max_part_frames: cap,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let got = gpu.separate(&x).unwrap();
-        assert_stems_match(
-            &format!(
-                "melody floor, {channels} ch, profile {profile:?}, GPU block {block}, parts of \
-                 at most {cap:?}"
-            ),
-            &got,
-            &want,
-            &x,
-            100.0,
-        );
+        let what = format!("melody floor (profile segments {profile:?})");
+        segments_match(&ctx, &what, (channels, block, cap, 78), params);
     }
 }
 

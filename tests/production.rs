@@ -141,6 +141,11 @@ fn silence_in_silence_out() {
     }
 }
 
+/// ⟨a, b⟩ in f64.
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+}
+
 /// A harmonic tone following `f0(t)` whose partial h has amplitude `amp / h^rolloff`.
 fn tone(
     len: usize,
@@ -237,12 +242,6 @@ fn synthetic_shares(recipe: Recipe) -> (Vec<(Stem, f64)>, String) {
         .collect();
     let sep = five(48000, 1024);
     let stems = sep.separate(std::slice::from_ref(&mix));
-    let dot = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| *x as f64 * *y as f64)
-            .sum::<f64>()
-    };
     let mut report = String::new();
     let mut own_shares = Vec::new();
     for (own, part) in parts {
@@ -504,12 +503,6 @@ fn kick_body_below_the_bass_line_goes_to_drums() {
         })
         .collect();
     let mix: Vec<f32> = (0..len).map(|i| bass[i] + kick[i]).collect();
-    let dot = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| *x as f64 * *y as f64)
-            .sum::<f64>()
-    };
     let shares = |octaves: f32| {
         let mut spec = SeparationSpec {
             stems: "drums,bass,melody,harmony,fx".into(),
@@ -559,12 +552,6 @@ fn a_melody_rest_leaves_the_chord_in_the_harmony() {
             acc
         });
     let mix: Vec<f32> = (0..len).map(|i| lead[i] + pad[i]).collect();
-    let dot = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| *x as f64 * *y as f64)
-            .sum::<f64>()
-    };
     // The middle of the rest, away from the lead's edges (0.5 s each side).
     let inner = rest.start + (0.5 * rate) as usize..rest.end - (0.5 * rate) as usize;
     let shares = |floor_st: f32| {

@@ -36,7 +36,7 @@ use crate::gpu::resources::{
 use crate::gpu::stage_runner::periodic_wss;
 use crate::gpu::stats::GpuStats;
 use crate::production::{
-    bass_profile, line_candidates, low_register, melody_floor, unvoice_below, BassProfile,
+    apply_melody_floors, bass_profile, line_candidates, low_register, unvoice_below, BassProfile,
     NO_PROFILE,
 };
 use crate::separator::SeparationParams;
@@ -689,17 +689,13 @@ impl GpuSeparator {
         // take the carried one (the previous segment's), the block's own segments their own.
         let mut last_melody_floor = None;
         if let Some(seg) = self.params.melody_floor() {
-            let ratio = self.params.production.melody_floor_ratio;
             let (rebuilt, own_lines) = lines.split_at_mut(own);
             if let Some(floor) = req.carried_melody_floor {
                 unvoice_below(rebuilt, floor);
             }
-            for segment in own_lines.chunks_mut(seg) {
-                let floor = melody_floor(segment, ratio);
-                unvoice_below(segment, floor);
-                last_melody_floor = Some(floor);
-            }
-            last_melody_floor = last_melody_floor.or(req.carried_melody_floor);
+            let ratio = self.params.production.melody_floor_ratio;
+            last_melody_floor =
+                apply_melody_floors(own_lines, seg, ratio).or(req.carried_melody_floor);
         }
         // The bass profile per output frame: the rebuilt frames before `start` take the carried
         // one (the previous segment's), the block's own segments their own, from the same
