@@ -33,6 +33,16 @@ fn five(rate: u32, block_frames: usize) -> Separator {
     Separator::new(spec.resolve(rate).unwrap()).unwrap()
 }
 
+/// The five stems at 48 kHz with one change to the default production settings.
+fn five_with(change: impl FnOnce(&mut stemkit::production::ProductionSpec)) -> Separator {
+    let mut spec = SeparationSpec {
+        stems: "drums,bass,melody,harmony,fx".into(),
+        ..Default::default()
+    };
+    change(&mut spec.production);
+    Separator::new(spec.resolve(48000).unwrap()).unwrap()
+}
+
 #[test]
 fn masks_partition_unity_at_every_bin() {
     let mut rng = Rng::new(7);
@@ -504,12 +514,7 @@ fn kick_body_below_the_bass_line_goes_to_drums() {
         .collect();
     let mix: Vec<f32> = (0..len).map(|i| bass[i] + kick[i]).collect();
     let shares = |octaves: f32| {
-        let mut spec = SeparationSpec {
-            stems: "drums,bass,melody,harmony,fx".into(),
-            ..Default::default()
-        };
-        spec.production.drums_below_line_oct = octaves;
-        let sep = Separator::new(spec.resolve(48000).unwrap()).unwrap();
+        let sep = five_with(|p| p.drums_below_line_oct = octaves);
         let stems = sep.separate(std::slice::from_ref(&mix));
         let share = |stem: Stem, part: &[f32]| {
             let i = sep.stems().iter().position(|&s| s == stem).unwrap();
@@ -555,12 +560,7 @@ fn a_melody_rest_leaves_the_chord_in_the_harmony() {
     // The middle of the rest, away from the lead's edges (0.5 s each side).
     let inner = rest.start + (0.5 * rate) as usize..rest.end - (0.5 * rate) as usize;
     let shares = |floor_st: f32| {
-        let mut spec = SeparationSpec {
-            stems: "drums,bass,melody,harmony,fx".into(),
-            ..Default::default()
-        };
-        spec.production.melody_floor_st = floor_st;
-        let sep = Separator::new(spec.resolve(48000).unwrap()).unwrap();
+        let sep = five_with(|p| p.melody_floor_st = floor_st);
         let stems = sep.separate(std::slice::from_ref(&mix));
         let share = |stem: Stem, part: &[f32], span: std::ops::Range<usize>| {
             let i = sep.stems().iter().position(|&s| s == stem).unwrap();
