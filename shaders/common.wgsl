@@ -69,6 +69,14 @@ struct Params {
     mid_margin: f32,
     mid_lo: u32,
     mid_hi: u32,
+    sustain_ratio: f32,
+    sustain_from: u32,
+    sustain_to: u32,
+    sustain_lo: u32,
+    sustain_hi: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).
@@ -83,6 +91,9 @@ struct PassParams {
 // TONAL_SOFT).
 const TONAL_ONE: f32 = 1048576.0;
 const TONAL_SOFT: f32 = 0.05;
+
+// The note sustain's ramp width (src/production.rs, SUSTAIN_SOFT).
+const SUSTAIN_SOFT: f32 = 0.2;
 
 // Frames between the steady estimate's grid points (src/production.rs, STEADY_STEP).
 const STEADY_STEP: u32 = 4u;

@@ -244,6 +244,24 @@ fn tonal_weight(ch: u32, j: u32, b: u32) -> f32 {
     return clamp((stability - params.tonal_threshold) * (1.0 / TONAL_SOFT), 0.0, 1.0);
 }
 
+// The note sustain (production::sustain_weight): the share of bin b's percussive mask that
+// moves to the harmonic one, from its magnitude now and the smallest over the frames
+// sustain_from ..= sustain_to ahead (0 past the signal's end; the held rows hold every signal
+// frame within that reach).
+fn sustain_weight(ch: u32, j: u32, b: u32) -> f32 {
+    let held = params.out_offset + j;
+    let m = mag[(ch * params.held_frames + held) * params.bins + b];
+    var ahead = 3.0e38;
+    for (var d = params.sustain_from; d <= params.sustain_to; d++) {
+        if held + d >= params.n_frames_rel {
+            ahead = 0.0;
+            break;
+        }
+        ahead = min(ahead, mag[(ch * params.held_frames + held + d) * params.bins + b]);
+    }
+    return select(0.0, clamp((ahead / m - params.sustain_ratio) * (1.0 / SUSTAIN_SOFT), 0.0, 1.0), m > 0.0);
+}
+
 // The drum tail (production::drum_tail): bin b's percussive estimate q held up along a drum's
 // decay, off the bass line's comb. Earlier frames' estimates come from perc within the output
 // frames and from a median of mag's held rows before them (the CPU twin's order and values).
@@ -315,6 +333,11 @@ fn stem_weights(ch: u32, j: u32, b: u32) -> StemWeights {
                       params.steady_rows - 1u);
         let s = steady[(ch * params.steady_rows + row) * params.bins + b];
         p *= steady_gate(q, s, params.steady_margin, settings);
+    }
+    if params.sustain_to > 0u && b >= params.sustain_lo && b < params.sustain_hi {
+        let moved = sustain_weight(ch, j, b) * p;
+        p -= moved;
+        h += moved;
     }
     if params.tonal_window > 0u {
         h += tonal_weight(ch, j, b) * max(1.0 - h - p, 0.0);

@@ -118,6 +118,11 @@ pub struct ProductionSpec {
     /// median of the line's voiced f0 over its segment (the bass profile's ~11 s grid) is
     /// unvoiced (12 by default; 0: off). See [`melody_floor`].
     pub melody_floor_st: f32,
+    /// The note sustain's ratio: a bin from [`SUSTAIN_MIN_HZ`] to [`SUSTAIN_MAX_HZ`] whose
+    /// magnitude stays at least this share of its present level over the next
+    /// [`SUSTAIN_FROM_MS`] to [`SUSTAIN_TO_MS`] is a note going on, not a hit: its percussive
+    /// share moves to the harmonic part (0.5 by default; 0: off). See [`sustain_weight`].
+    pub note_sustain: f32,
 }
 
 impl Default for ProductionSpec {
@@ -152,6 +157,7 @@ impl Default for ProductionSpec {
             mid_band_hz: (150.0, 1000.0),
             profile_rest_db: 15.0,
             melody_floor_st: 12.0,
+            note_sustain: 0.5,
         }
     }
 }
@@ -216,6 +222,13 @@ pub struct ProductionParams {
     pub melody_floor_frames: usize,
     /// `2^(−melody_floor_st / 12)` ([`ProductionSpec::melody_floor_st`]).
     pub melody_floor_ratio: f32,
+    /// See [`ProductionSpec::note_sustain`] (0: off).
+    pub sustain_ratio: f32,
+    /// Frames ahead `from ..= to` whose smallest magnitude is the sustain ([`SUSTAIN_FROM_MS`],
+    /// [`SUSTAIN_TO_MS`]).
+    pub sustain_frames: (usize, usize),
+    /// The bins `lo .. hi` the note sustain acts on ([`SUSTAIN_MIN_HZ`] to [`SUSTAIN_MAX_HZ`]).
+    pub sustain_bins: (usize, usize),
 }
 
 impl ProductionSpec {
@@ -284,6 +297,12 @@ impl ProductionSpec {
                     "expected 0 to 48 semitones, or off, got {}",
                     self.melody_floor_st
                 ),
+            ));
+        }
+        if !(self.note_sustain.is_finite() && (0.0..=1.0).contains(&self.note_sustain)) {
+            return Err(Error::param(
+                "--note-sustain",
+                format!("expected 0 to 1, or off, got {}", self.note_sustain),
             ));
         }
         if !(self.steady_ms.is_finite() && (10.0..=5000.0).contains(&self.steady_ms)) {
@@ -440,11 +459,36 @@ impl ProductionSpec {
                 0
             },
             melody_floor_ratio: (-self.melody_floor_st / 12.0).exp2(),
+            sustain_ratio: self.note_sustain,
+            sustain_frames: {
+                let frames = |ms: f32| {
+                    ((ms / 1000.0 * sample_rate as f32 / stft.hop_length as f32).round() as usize)
+                        .max(1)
+                };
+                (
+                    frames(SUSTAIN_FROM_MS),
+                    frames(SUSTAIN_TO_MS).max(frames(SUSTAIN_FROM_MS)),
+                )
+            },
+            sustain_bins: band_bins_between(
+                (SUSTAIN_MIN_HZ, SUSTAIN_MAX_HZ),
+                sample_rate as f32 / stft.n_fft as f32,
+                stft.n_bins(),
+            ),
         }
     }
 }
 
 impl ProductionParams {
+    /// Frames after a frame that the note sustain reads (0 when it is off).
+    pub fn sustain_reach(&self) -> usize {
+        if self.sustain_ratio > 0.0 {
+            self.sustain_frames.1
+        } else {
+            0
+        }
+    }
+
     /// Frames each side of a frame that the tonal shift reads (0 when it is off).
     pub fn tonal_reach(&self) -> usize {
         if self.tonal_threshold < 1.0 {
@@ -1019,6 +1063,60 @@ simd_dispatch!(
     }
 );
 
+/// The note sustain's lowest frequency, Hz: below it a kick's body rings on like a note.
+pub const SUSTAIN_MIN_HZ: f32 = 150.0;
+/// The note sustain's highest frequency, Hz.
+pub const SUSTAIN_MAX_HZ: f32 = 16000.0;
+/// The note sustain's window starts this long after the frame, ms (past the frame's own
+/// window, so that a hit's decay has begun).
+pub const SUSTAIN_FROM_MS: f32 = 20.0;
+/// The note sustain's window ends this long after the frame, ms.
+pub const SUSTAIN_TO_MS: f32 = 65.0;
+/// Width of the note sustain's ramp: none of a bin's percussive share moves at the ratio, all
+/// of it from the ratio + this (linear between).
+pub const SUSTAIN_SOFT: f32 = 0.2;
+
+/// Stage `sustain` (twin of the note sustain in `shaders/production.wgsl`): the share of a bin's
+/// percussive mask that moves to the harmonic one, from its magnitude `m` now and `ahead`, the
+/// smallest of its magnitudes over the frames [`ProductionParams::sustain_frames`] ahead (0 past
+/// the signal's end): `clamp((ahead / m − ratio) / `[`SUSTAIN_SOFT`]`, 0, 1)`, 0 where `m` is 0.
+///
+/// The median filters call a note's attack percussive: the frame where a piano, a plucked bass or
+/// a pad starts stands out of the time median as a drum hit does (and with power-4 masks mostly
+/// goes to the drums). A hit decays at once, a note goes on: a bin that still holds half its level
+/// 20–65 ms later is a note's. Measured (twenty-fifth session, seeds 10 and 16): in bins where the
+/// tonal sources outweigh drums and fx by 30 dB the drums stem took tonal energy worth 0.9 % of
+/// the drums' own, two thirds of it within 4 frames of a tonal onset; with the sustain at 0.5
+/// over 48 songs drums +0.32 dB, bass +0.12, melody +0.03, harmony ±0.00. From 150 Hz: below,
+/// a kick's body rings for 100 ms and more (over all bins: drums −0.5).
+#[inline]
+pub fn sustain_weight(m: f32, ahead: f32, ratio: f32) -> f32 {
+    if m > 0.0 {
+        ((ahead / m - ratio) * (1.0 / SUSTAIN_SOFT)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// The note sustain on one frame's HPSS masks, on the bins `lo .. hi`: `mag` the frame's
+/// magnitude, `ahead` the smallest magnitude per bin over the frames ahead ([`sustain_weight`]);
+/// the moved share of `mask_p` is added to `mask_h` (the two still sum as before).
+pub fn sustain_shift(
+    mag: &[f32],
+    ahead: &[f32],
+    ratio: f32,
+    (lo, hi): (usize, usize),
+    mask_h: &mut [f32],
+    mask_p: &mut [f32],
+) {
+    let hi = hi.min(mask_h.len());
+    for k in lo..hi {
+        let moved = sustain_weight(mag[k], ahead[k], ratio) * mask_p[k];
+        mask_p[k] -= moved;
+        mask_h[k] += moved;
+    }
+}
+
 /// The Hann window's main lobe as an amplitude, `d` bins from a steady partial:
 /// `cos²(π·d/4)` for `d < 2`, else 0 (equal to the exact `sinc(d) / (1 − d²)` at 0, 1 and 2 bins,
 /// within 0.03 between; a polynomial-free twin of the shader's, without the exact form's 0/0).
@@ -1401,6 +1499,47 @@ pub fn line_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sustain_shift_moves_the_percussive_share_of_notes_that_go_on() {
+        // Against the formula written out, on seeded random magnitudes and masks (zeros and
+        // bins outside the band included); the two masks keep their sum.
+        let mut rng = crate::rng::Rng::new(41);
+        let bins = 300;
+        let (lo, hi) = (20, 250);
+        for ratio in [0.3f32, 0.5, 0.8] {
+            let mag: Vec<f32> = (0..bins)
+                .map(|k| if k % 13 == 0 { 0.0 } else { rng.uniform() })
+                .collect();
+            let ahead: Vec<f32> = mag.iter().map(|&m| m * 1.5 * rng.uniform()).collect();
+            let mask_p: Vec<f32> = (0..bins).map(|_| rng.uniform()).collect();
+            let mask_h: Vec<f32> = mask_p.iter().map(|&p| (1.0 - p) * rng.uniform()).collect();
+            let (mut h, mut p) = (mask_h.clone(), mask_p.clone());
+            sustain_shift(&mag, &ahead, ratio, (lo, hi), &mut h, &mut p);
+            for k in 0..bins {
+                let w = if (lo..hi).contains(&k) && mag[k] > 0.0 {
+                    ((ahead[k] / mag[k] - ratio) / SUSTAIN_SOFT).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                let want = (mask_h[k] + w * mask_p[k], mask_p[k] - w * mask_p[k]);
+                assert!(
+                    (h[k] - want.0).abs() <= 1e-6 && (p[k] - want.1).abs() <= 1e-6,
+                    "bin {k} (ratio {ratio}): got ({}, {}), want {want:?}",
+                    h[k],
+                    p[k]
+                );
+                assert!(
+                    (h[k] + p[k] - mask_h[k] - mask_p[k]).abs() <= 1e-6,
+                    "bin {k}"
+                );
+            }
+        }
+        // A hit that has gone (nothing ahead) keeps its share; a held note loses all of it.
+        assert_eq!(sustain_weight(1.0, 0.0, 0.5), 0.0);
+        assert_eq!(sustain_weight(1.0, 0.9, 0.5), 1.0);
+        assert_eq!(sustain_weight(0.0, 1.0, 0.5), 0.0);
+    }
 
     #[test]
     fn melody_floor_unvoices_a_line_an_octave_under_its_median() {

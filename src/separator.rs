@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
     add_comb, apply_melody_floors, bass_profile, drum_tail, drums_below_bins, freq_median_at,
-    hpss_masks_banded, line_candidates, line_input, low_register, production_masks, tonal_ratio,
-    tonal_shift, tonal_weights, BassProfile, ProductionParams, ProductionSpec, SteadyGrid,
-    COMB_LOBE_BINS, MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, STEADY_STEP,
+    hpss_masks_banded, line_candidates, line_input, low_register, production_masks, sustain_shift,
+    tonal_ratio, tonal_shift, tonal_weights, BassProfile, ProductionParams, ProductionSpec,
+    SteadyGrid, COMB_LOBE_BINS, MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -59,7 +59,17 @@ impl SeparationParams {
         } else {
             0
         };
-        lines.max(self.tonal().map_or(0, |(w, _)| w))
+        lines
+            .max(self.tonal().map_or(0, |(w, _)| w))
+            .max(self.sustain().map_or(0, |(_, (_, to))| to))
+    }
+
+    /// The production stems' note sustain ([`crate::production::sustain_shift`]): (ratio, frames
+    /// ahead `from ..= to`), `None` when off or for `hpr`.
+    pub fn sustain(&self) -> Option<(f32, (usize, usize))> {
+        let p = &self.production;
+        (matches!(self.stems, StemSet::Production { .. }) && p.sustain_reach() > 0)
+            .then_some((p.sustain_ratio, p.sustain_frames))
     }
 
     /// The production stems' tonal shift: (window in frames each side, threshold), `None` when
@@ -948,6 +958,34 @@ impl Separator {
             let steady = &work.steady[r * bins..r * bins + limit];
             steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
         }
+        if let Some((ratio, (from, to))) = self.params.sustain() {
+            // The smallest magnitude over the frames ahead, 0 past the signal's end (the block
+            // holds every signal frame within the reach: `context_frames`).
+            let rows = work.mag.len() / bins;
+            let (lo, hi) = self.params.production.sustain_bins;
+            let hi = hi.min(limit);
+            s.ahead[lo..hi].fill(f32::INFINITY);
+            for d in from..=to {
+                if block.held_lo + held + d >= block.n_frames {
+                    s.ahead[lo..hi].fill(0.0);
+                    break;
+                }
+                debug_assert!(held + d < rows, "note sustain reaches past the held frames");
+                let row = &work.mag[(held + d) * bins..(held + d + 1) * bins];
+                s.ahead[lo..hi]
+                    .iter_mut()
+                    .zip(&row[lo..hi])
+                    .for_each(|(a, &m)| *a = a.min(m));
+            }
+            sustain_shift(
+                &work.mag[held * bins..(held + 1) * bins],
+                &s.ahead,
+                ratio,
+                (lo, hi),
+                &mut s.mask_h,
+                &mut s.mask_p,
+            );
+        }
         if self.params.tonal().is_some() {
             tonal_shift(
                 &work.tonal[j * bins..j * bins + limit],
@@ -1328,6 +1366,8 @@ struct FrameScratch {
     /// The bass comb alone (the bass weight without the low register).
     comb: Vec<f32>,
     mel_w: Vec<f32>,
+    /// The note sustain's smallest magnitude ahead, per bin.
+    ahead: Vec<f32>,
     masks: Vec<f32>,
     /// One masked stem spectrum (a stem inverted alone).
     stem: Vec<Complex32>,
@@ -1349,6 +1389,7 @@ impl FrameScratch {
             bass_w: vec![0.0; bins],
             comb: vec![0.0; bins],
             mel_w: vec![0.0; bins],
+            ahead: vec![0.0; bins],
             masks: Vec::new(),
             stem: vec![Complex32::default(); bins],
             spatial: Vec::new(),

@@ -197,6 +197,11 @@ pub struct SeparationArgs {
     /// accompaniment voice while the melody rests (e.g. 12st), or `off`.
     #[arg(long = "melody-floor", default_value = "12st")]
     melody_floor: String,
+    /// A bin (150 Hz to 16 kHz) whose magnitude holds at least this share of its level 20-65 ms
+    /// later is a note going on, not a hit: its percussive share goes to the harmonic part
+    /// (0 to 1), or `off`.
+    #[arg(long = "note-sustain", default_value = "0.5")]
+    note_sustain: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

@@ -85,6 +85,15 @@ impl SeparationArgs {
                 "off" => 0.0,
                 st => parse_unit("--melody-floor", st, "st")?,
             },
+            note_sustain: match self.note_sustain.trim() {
+                "off" => 0.0,
+                r => r.parse().map_err(|_| {
+                    Error::param(
+                        "--note-sustain",
+                        format!("expected a ratio or off, got {r}"),
+                    )
+                })?,
+            },
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -161,6 +170,7 @@ impl SeparationArgs {
                 "profile_rest_db": short(p.profile_rest_db),
                 // 0: off.
                 "melody_floor_st": short(p.melody_floor_st),
+                "note_sustain": short(p.note_sustain),
             },
             "device": engines.device_name(),
         })

@@ -220,6 +220,18 @@ pub struct GpuParams {
     pub mid_lo: u32,
     /// End (exclusive) of the mid-band margin's bins; `mid_lo == mid_hi`: none.
     pub mid_hi: u32,
+    /// The note sustain's ratio (`production::sustain_weight`).
+    pub sustain_ratio: f32,
+    /// First frame ahead the note sustain reads.
+    pub sustain_from: u32,
+    /// Last frame ahead the note sustain reads; 0: no note sustain.
+    pub sustain_to: u32,
+    /// First bin of the note sustain.
+    pub sustain_lo: u32,
+    /// End (exclusive) of the note sustain's bins.
+    pub sustain_hi: u32,
+    /// Padding to a multiple of 16 bytes (a uniform's size).
+    pub _pad0: [u32; 3],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -378,6 +390,11 @@ mod tests {
             ("mid_margin", offset_of!(GpuParams, mid_margin)),
             ("mid_lo", offset_of!(GpuParams, mid_lo)),
             ("mid_hi", offset_of!(GpuParams, mid_hi)),
+            ("sustain_ratio", offset_of!(GpuParams, sustain_ratio)),
+            ("sustain_from", offset_of!(GpuParams, sustain_from)),
+            ("sustain_to", offset_of!(GpuParams, sustain_to)),
+            ("sustain_lo", offset_of!(GpuParams, sustain_lo)),
+            ("sustain_hi", offset_of!(GpuParams, sustain_hi)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

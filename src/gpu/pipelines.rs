@@ -1191,6 +1191,10 @@ mod tests {
             assert_eq!(constant("BASS_THIRD_PEAK"), F32(BASS_THIRD_PEAK));
             assert_eq!(constant("PROFILE_PARTIALS"), U32(PROFILE_PARTIALS as u32));
             assert_eq!(constant("PROFILE_MIN_HZ"), F32(PROFILE_MIN_HZ));
+            assert_eq!(
+                constant("SUSTAIN_SOFT"),
+                F32(crate::production::SUSTAIN_SOFT)
+            );
         }
     }
 
