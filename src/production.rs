@@ -1110,12 +1110,36 @@ pub fn sustain_shift(
     mask_p: &mut [f32],
 ) {
     let hi = hi.min(mask_h.len());
-    for k in lo..hi {
-        let moved = sustain_weight(mag[k], ahead[k], ratio) * mask_p[k];
-        mask_p[k] -= moved;
-        mask_h[k] += moved;
+    if lo < hi {
+        sustain_rows(
+            &mag[lo..hi],
+            &ahead[lo..hi],
+            ratio,
+            &mut mask_h[lo..hi],
+            &mut mask_p[lo..hi],
+        );
     }
 }
+
+simd_dispatch!(
+    /// [`sustain_shift`] on whole rows (branch-free: it vectorises).
+    fn sustain_rows(
+        mag: &[f32],
+        ahead: &[f32],
+        ratio: f32,
+        mask_h: &mut [f32],
+        mask_p: &mut [f32],
+    ) {
+        let rows = mask_h.iter_mut().zip(mask_p.iter_mut()).zip(mag).zip(ahead);
+        for (((h, p), &m), &a) in rows {
+            // `sustain_weight` as a select: 0 / 0 is NaN, which the select drops.
+            let w = ((a / m - ratio) * (1.0 / SUSTAIN_SOFT)).clamp(0.0, 1.0);
+            let moved = if m > 0.0 { w } else { 0.0 } * *p;
+            *p -= moved;
+            *h += moved;
+        }
+    }
+);
 
 /// The Hann window's main lobe as an amplitude, `d` bins from a steady partial:
 /// `cos²(π·d/4)` for `d < 2`, else 0 (equal to the exact `sinc(d) / (1 − d²)` at 0, 1 and 2 bins,
