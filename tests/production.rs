@@ -11,7 +11,8 @@
 //! so that it looks flat and steady there, which the tonal shift hands back to the harmonic side.
 //! A harder mix (a bright bass 11 dB over a quiet pad, where the ideal ratio mask itself gives
 //! the pad 0.52) is held to today's shares as floors. A melody's rest over a held chord, where the
-//! line follows the chord's top voice, leaves the chord in the harmony (the melody floor). See
+//! line follows the chord's top voice, leaves the chord in the harmony (the melody floor). Struck
+//! chords keep their attacks out of the drums, and noise hits stay there (the note sustain). See
 //! the shares with
 //! `cargo test --release --test production synthetic -- --nocapture`.
 
