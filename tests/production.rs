@@ -157,6 +157,17 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
 }
 
+/// Separates the mono `mix` with `sep`; the returned closure gives the share of a part's
+/// energy in a stem, `⟨stem, part⟩ / ⟨part, part⟩`.
+fn mono_shares(sep: Separator, mix: &[f32]) -> impl Fn(Stem, &[f32]) -> f64 {
+    let stems = sep.separate(&[mix.to_vec()]);
+    let order = sep.stems().to_vec();
+    move |stem, part| {
+        let i = order.iter().position(|&s| s == stem).unwrap();
+        dot(&stems[i][0], part) / dot(part, part)
+    }
+}
+
 /// A harmonic tone following `f0(t)` whose partial h has amplitude `amp / h^rolloff`.
 fn tone(
     len: usize,
@@ -515,12 +526,7 @@ fn kick_body_below_the_bass_line_goes_to_drums() {
         .collect();
     let mix: Vec<f32> = (0..len).map(|i| bass[i] + kick[i]).collect();
     let shares = |octaves: f32| {
-        let sep = five_with(|p| p.drums_below_line_oct = octaves);
-        let stems = sep.separate(std::slice::from_ref(&mix));
-        let share = |stem: Stem, part: &[f32]| {
-            let i = sep.stems().iter().position(|&s| s == stem).unwrap();
-            dot(&stems[i][0], part) / dot(part, part)
-        };
+        let share = mono_shares(five_with(|p| p.drums_below_line_oct = octaves), &mix);
         (share(Stem::Drums, &kick), share(Stem::Bass, &bass))
     };
     let (kick_on, bass_on) = shares(1.0);
@@ -623,12 +629,7 @@ fn struck_notes_keep_their_attacks_out_of_the_drums() {
         .collect();
     let mix: Vec<f32> = (0..len).map(|i| chord[i] + hits[i]).collect();
     let shares = |ratio: f32| {
-        let sep = five_with(|p| p.note_sustain = ratio);
-        let stems = sep.separate(std::slice::from_ref(&mix));
-        let share = |stem: Stem, part: &[f32]| {
-            let i = sep.stems().iter().position(|&s| s == stem).unwrap();
-            dot(&stems[i][0], part) / dot(part, part)
-        };
+        let share = mono_shares(five_with(|p| p.note_sustain = ratio), &mix);
         (share(Stem::Drums, &chord), share(Stem::Drums, &hits))
     };
     let (chord_on, hits_on) = shares(0.5);
