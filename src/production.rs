@@ -55,6 +55,12 @@ pub struct ProductionSpec {
     /// spectrum supports alike, the higher is taken (a melody is usually the top voice, and a
     /// line's upper partials also vote for f0s an octave or a fifth below it).
     pub melody_lift_db: f32,
+    /// The melody tracker's overtone check (see [`LineParams::overtone_penalty`]): peaks between
+    /// a candidate's partials, at `(h − ½)` and `(h − ⅓)`, `(h − ⅔)` times its f0 (`h ≥ 2`),
+    /// count against it with this share of their vote, so that a lead whose fundamental is
+    /// weaker than its 2nd or 3rd partial (oboe, clarinet, saxophone) is tracked at its f0, not
+    /// an octave or a twelfth above (0.5 by default; 0: off).
+    pub melody_overtone_penalty: f32,
     /// Bass voicing threshold, likewise.
     pub bass_voicing: f32,
     /// HPSS margins used for the production stems (the fx stem is their residual).
@@ -136,6 +142,7 @@ impl Default for ProductionSpec {
             track_ms: 100.0,
             melody_voicing: 0.02,
             melody_lift_db: 1.8,
+            melody_overtone_penalty: 0.5,
             bass_voicing: 0.10,
             margin: (1.2, 1.0),
             power: 4.0,
@@ -338,6 +345,17 @@ impl ProductionSpec {
                 ),
             ));
         }
+        if !(self.melody_overtone_penalty.is_finite()
+            && (0.0..=1.0).contains(&self.melody_overtone_penalty))
+        {
+            return Err(Error::param(
+                "--melody-overtones",
+                format!(
+                    "expected a share from 0 to 1 (0: off), got {}",
+                    self.melody_overtone_penalty
+                ),
+            ));
+        }
         for (what, v, hi) in [
             ("--drum-tail", self.drum_tail_hz, 1000.0),
             ("--drum-tail-window", self.drum_tail_ms, 300.0),
@@ -380,12 +398,14 @@ impl ProductionSpec {
             voicing,
             register_hi_hz: register_hi.min(nyquist),
             lift: 0.0,
+            overtone_penalty: 0.0,
         };
         ProductionParams {
             sample_rate,
             bass: line(self.bass_range_hz, 6, self.bass_voicing, 1200.0),
             melody: LineParams {
                 lift: self.melody_lift_db / LIFT_DB_PER_UNIT,
+                overtone_penalty: self.melody_overtone_penalty,
                 ..line(self.melody_range_hz, 10, self.melody_voicing, 8000.0)
             },
             bass_cutoff_hz: self.bass_cutoff_hz,

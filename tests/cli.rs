@@ -264,6 +264,8 @@ fn usage_errors_exit_2() {
         vec!["--device", "cpu", "--adapter", "0"],
         vec!["--spatial-max-freq", "0hz"],
         vec!["--spatial-max-freq", "loud"],
+        vec!["--melody-overtones", "1.5"],
+        vec!["--melody-overtones", "some"],
     ] {
         let mut a = vec![
             "separate",

@@ -132,6 +132,12 @@ pub struct SeparationArgs {
         allow_hyphen_values = true
     )]
     melody_lift: String,
+    /// The melody tracker's overtone check: spectral peaks between a candidate's partials (at
+    /// 1.5, 2.5, … and 1.33, 1.67, … times its f0) count against it with this share of their
+    /// vote, so that a lead with a weak fundamental is not tracked an octave or a twelfth high
+    /// (0 to 1; `off`: none).
+    #[arg(long = "melody-overtones", default_value = "0.5")]
+    melody_overtones: String,
     /// Each side of a frame, the span whose pitch candidates decide its point of a line (e.g. 100ms).
     #[arg(long = "track-window", default_value = "100ms")]
     track_window: String,

@@ -58,6 +58,15 @@ impl SeparationArgs {
             comb_cents: parse_unit("--comb-width", &self.comb_width, "cents")?,
             track_ms: parse_unit("--track-window", &self.track_window, "ms")?,
             melody_lift_db: parse_unit("--melody-lift", &self.melody_lift, "db")?,
+            melody_overtone_penalty: match self.melody_overtones.trim() {
+                "off" => 0.0,
+                r => r.parse().map_err(|_| {
+                    Error::param(
+                        "--melody-overtones",
+                        format!("expected a share from 0 to 1 or off, got {r}"),
+                    )
+                })?,
+            },
             steady_ms: parse_unit("--steady-window", &self.steady_window, "ms")?,
             steady_margin: parse_unit("--steady-margin", &self.steady_margin, "")?,
             tonal_ms: parse_unit("--tonal-window", &self.tonal_window, "ms")?,
@@ -151,6 +160,8 @@ impl SeparationArgs {
                 "comb_cents": short(p.comb_cents),
                 "track_ms": short(p.track_ms),
                 "melody_lift_db": short(p.melody_lift_db),
+                // 0: off.
+                "melody_overtone_penalty": short(p.melody_overtone_penalty),
                 "steady_ms": short(p.steady_ms),
                 "steady_margin": short(p.steady_margin),
                 "tonal_ms": short(p.tonal_ms),

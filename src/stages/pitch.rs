@@ -38,6 +38,15 @@ pub struct LineParams {
     pub register_hi_hz: f32,
     /// The salience at f0 is multiplied by `(f0 / lo_hz)^lift` (0: flat).
     pub lift: f32,
+    /// Overtone check (0: off): a spectral peak at `(h − ½)`, `(h − ⅓)` or `(h − ⅔)` times an
+    /// f0 (`h = 2 ..= harmonics`: between its partials, above its fundamental) takes this share
+    /// of its vote `α^(h−1) · a_p` off that f0's salience. Such peaks are partials of `f0 / 2`
+    /// or `f0 / 3` that `f0` itself lacks: they show that f0 is the 2nd or 3rd partial of a
+    /// lower tone (a reed or a brass lead whose fundamental is weaker than its 2nd or 3rd
+    /// partial), not a tone of its own. Peaks under f0 (at `f0 / 2`, `2 f0 / 3`) do not count:
+    /// there they are more often the accompaniment, voiced under the tune, than a missing
+    /// fundamental.
+    pub overtone_penalty: f32,
 }
 
 impl LineParams {
@@ -71,6 +80,10 @@ pub struct LineTracker {
     bins: usize,
     /// `(f0 / lo_hz)^lift` for each grid point (`None` when `lift` is 0).
     lift: Option<Vec<f32>>,
+    /// The overtone check's votes: (log2(d), share) for each `d = h − ⅔, h − ½, h − ⅓`
+    /// (`h ≥ 2`), `d` ascending, share `overtone_penalty · α^(h−1)` (empty when the check is
+    /// off).
+    overtone: Vec<(f32, f32)>,
 }
 
 /// One frame's candidates: (grid index, salience), strongest first; and the voicing reference.
@@ -97,8 +110,21 @@ impl LineTracker {
                 .map(|f| (f / params.lo_hz).powf(params.lift))
                 .collect()
         });
+        let mut overtone = Vec::new();
+        if params.overtone_penalty != 0.0 {
+            let mut share = params.overtone_penalty;
+            for h in 1..=params.harmonics {
+                if h >= 2 {
+                    for d in [h as f32 - 2.0 / 3.0, h as f32 - 0.5, h as f32 - 1.0 / 3.0] {
+                        overtone.push((d.log2(), share));
+                    }
+                }
+                share *= params.decay;
+            }
+        }
         LineTracker {
             lift,
+            overtone,
             log2_h: (1..=params.harmonics).map(|h| (h as f32).log2()).collect(),
             params,
             grid,
@@ -117,7 +143,10 @@ impl LineTracker {
     /// magnitude) votes for the f0s it could be partial `h` of, `f_p / h`, with weight
     /// `α^(h−1) · a_p`, spread over ±1 semitone of the grid with a triangular taper (after Salamon & Gómez
     /// 2012). Peaks rather than bins, so that a low f0, whose partials fall on every bin, does
-    /// not collect the whole spectrum.
+    /// not collect the whole spectrum. With [`LineParams::overtone_penalty`] `λ`, each peak also
+    /// takes `λ · α^(h−1) · a_p` off the f0s it lies between partials `h − 1` and `h` of
+    /// (`h ≥ 2`), at `f_p / (h − ½)`, `f_p / (h − ⅓)` and `f_p / (h − ⅔)` (same taper; the
+    /// salience may go negative there).
     pub fn salience(&self, mag: &[f32], out: &mut Vec<f32>) {
         out.clear();
         out.resize(self.grid.len() + 2 * SALIENCE_PAD, 0.0);
@@ -344,6 +373,24 @@ simd_dispatch!(
                 }
                 w *= decay;
             }
+            // The overtone check: votes against the f0s this peak lies between partials of.
+            for &(l2d, share) in &tracker.overtone {
+                let g = g1 - steps_per_octave * l2d;
+                if g < -spread {
+                    break;
+                }
+                let k0 = g.floor() as isize - 3;
+                if k0 >= grid_len as isize {
+                    continue;
+                }
+                let at = (k0 + SALIENCE_PAD as isize) as usize;
+                let cells: &mut [f32; 8] = (&mut out[at..at + 8]).try_into().expect("8 cells");
+                let w = share * m;
+                for (j, cell) in cells.iter_mut().enumerate() {
+                    let d = (((k0 + j as isize) as f32 - g) / spread).abs();
+                    *cell -= w * (1.0 - d);
+                }
+            }
         }
     }
 );
@@ -393,6 +440,7 @@ mod tests {
             voicing: 0.1,
             register_hi_hz: 8000.0,
             lift: 0.0,
+            overtone_penalty: 0.0,
         }
     }
 
@@ -442,6 +490,109 @@ mod tests {
             let (f, got) = lifted.candidates(mag, &mut Vec::new()).points[0];
             assert_eq!(f, flat.grid[i]);
             assert!((got - want).abs() <= 1e-5 * want, "{f}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn overtone_check_takes_its_votes_off_the_salience() {
+        // One partial on a bin (its parabolic refinement is exact there): the check's votes, the
+        // salience without the check less the salience with it, against the votes written out.
+        let bin_hz = 48000.0 / 2048.0;
+        let lambda = 0.3;
+        let plain = LineTracker::new(params(), 1025, bin_hz);
+        let checked = LineTracker::new(
+            LineParams {
+                overtone_penalty: lambda,
+                ..params()
+            },
+            1025,
+            bin_hz,
+        );
+        for b in [9usize, 23, 40, 77, 160] {
+            let mut mag = vec![0.0f32; 1025];
+            let m = 0.7f32;
+            (mag[b - 1], mag[b], mag[b + 1]) = (0.5 * m, m, 0.5 * m);
+            let (mut s0, mut s1) = (Vec::new(), Vec::new());
+            plain.salience(&mag, &mut s0);
+            checked.salience(&mag, &mut s1);
+            let f_p = b as f32 * bin_hz;
+            for (i, (a, c)) in s0.iter().zip(&s1).enumerate() {
+                let mut want = 0.0f32;
+                let mut share = lambda;
+                for h in 1..=params().harmonics {
+                    for d in [h as f32 - 2.0 / 3.0, h as f32 - 0.5, h as f32 - 1.0 / 3.0] {
+                        let g = 12.0 * STEPS_PER_SEMITONE * (f_p / d / params().lo_hz).log2();
+                        if h >= 2 {
+                            want += share * m * (1.0 - (i as f32 - g).abs() / 4.0).max(0.0);
+                        }
+                    }
+                    share *= params().decay;
+                }
+                let got = a - c;
+                assert!(
+                    (got - want).abs() <= 1e-5,
+                    "peak at bin {b}, grid point {i} ({:.1} Hz): the check took {got}, want {want}",
+                    plain.grid[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_reed_tone_is_tracked_at_its_f0_not_an_octave_up() {
+        // A tone whose 2nd partial is four times its fundamental (an oboe's shape): the melody's
+        // lifted salience alone puts it an octave up; with the overtone check it is at f0. A
+        // tone with falling partials stays at f0 with the check.
+        let bin_hz = 48000.0 / 2048.0;
+        let melody = |penalty: f32| {
+            LineTracker::new(
+                LineParams {
+                    lift: 1.8 / 6.0206,
+                    overtone_penalty: penalty,
+                    ..params()
+                },
+                1025,
+                bin_hz,
+            )
+        };
+        let (plain, checked) = (melody(0.0), melody(0.5));
+        let reed = [0.25f32, 1.0, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1];
+        let spectrum = |f0: f32, amps: &[f32]| {
+            let mut mag = vec![0.0f32; 1025];
+            for (h, a) in amps.iter().enumerate() {
+                let one = tone_spectrum((h + 1) as f32 * f0, 1, 1025, bin_hz);
+                mag.iter_mut().zip(one).for_each(|(m, v)| *m += a * v);
+            }
+            mag
+        };
+        let top = |t: &LineTracker, mag: &[f32]| t.candidates(mag, &mut Vec::new()).points[0].0;
+        let st = |f: f32, f0: f32| 12.0 * (f / f0).log2();
+        for f0 in [262.0f32, 330.0, 440.0, 587.0, 700.0] {
+            let mag = spectrum(f0, &reed);
+            let (p, c) = (top(&plain, &mag), top(&checked, &mag));
+            assert!(
+                (st(p, f0) - 12.0).abs() < 0.6,
+                "the test needs a tone the plain salience puts an octave up: f0 {f0}, found {p}"
+            );
+            assert!(st(c, f0).abs() < 0.6, "f0 {f0}: the check found {c}");
+            let falling: Vec<f32> = (1..=10).map(|h| 1.0 / h as f32).collect();
+            let c = top(&checked, &spectrum(f0, &falling));
+            assert!(
+                st(c, f0).abs() < 0.6,
+                "falling partials at f0 {f0}: found {c}"
+            );
+            // A flute-like tone over tones a fifth and an octave under it (peaks under f0 do not
+            // count against it).
+            let mut mag = spectrum(f0, &[1.0, 0.2, 0.1]);
+            for (under, amps) in [(2.0 / 3.0, [0.5f32, 0.25, 0.12]), (0.5, [0.5, 0.25, 0.12])] {
+                let tone = spectrum(under * f0, &amps);
+                mag.iter_mut().zip(tone).for_each(|(m, v)| *m += v);
+            }
+            let c = top(&checked, &mag);
+            assert!(
+                st(c, f0).abs() < 0.6,
+                "flute over a chord at f0 {f0}: found {c}"
+            );
         }
     }
 
