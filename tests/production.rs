@@ -650,7 +650,7 @@ fn struck_notes_keep_their_attacks_out_of_the_drums() {
 /// A reed lead (its 2nd partial four times its fundamental, as an oboe's) over a C major pad:
 /// without the overtone check the melody line sits an octave up, on the lead's even partials,
 /// and the fundamental and odd partials go to the harmony (0.73 of the lead in the melody);
-/// with it (default) the lead lands in the melody stem (0.87).
+/// with it (default) the lead lands in the melody stem (0.90).
 #[test]
 fn a_reed_lead_is_tracked_at_its_f0() {
     let rate = 48000.0f32;
