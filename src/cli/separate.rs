@@ -58,15 +58,11 @@ impl SeparationArgs {
             comb_cents: parse_unit("--comb-width", &self.comb_width, "cents")?,
             track_ms: parse_unit("--track-window", &self.track_window, "ms")?,
             melody_lift_db: parse_unit("--melody-lift", &self.melody_lift, "db")?,
-            melody_overtone_penalty: match self.melody_overtones.trim() {
-                "off" => 0.0,
-                r => r.parse().map_err(|_| {
-                    Error::param(
-                        "--melody-overtones",
-                        format!("expected a share from 0 to 1 or off, got {r}"),
-                    )
-                })?,
-            },
+            melody_overtone_penalty: parse_or_off(
+                "--melody-overtones",
+                &self.melody_overtones,
+                "",
+            )?,
             steady_ms: parse_unit("--steady-window", &self.steady_window, "ms")?,
             steady_margin: parse_unit("--steady-margin", &self.steady_margin, "")?,
             tonal_ms: parse_unit("--tonal-window", &self.tonal_window, "ms")?,
@@ -86,23 +82,9 @@ impl SeparationArgs {
                 "off" => (0.0, 0.0),
                 band => parse_range("--mid-band", band)?,
             },
-            profile_rest_db: match self.profile_rest.trim() {
-                "off" => 0.0,
-                db => parse_unit("--profile-rest", db, "db")?,
-            },
-            melody_floor_st: match self.melody_floor.trim() {
-                "off" => 0.0,
-                st => parse_unit("--melody-floor", st, "st")?,
-            },
-            note_sustain: match self.note_sustain.trim() {
-                "off" => 0.0,
-                r => r.parse().map_err(|_| {
-                    Error::param(
-                        "--note-sustain",
-                        format!("expected a ratio or off, got {r}"),
-                    )
-                })?,
-            },
+            profile_rest_db: parse_or_off("--profile-rest", &self.profile_rest, "db")?,
+            melody_floor_st: parse_or_off("--melody-floor", &self.melody_floor, "st")?,
+            note_sustain: parse_or_off("--note-sustain", &self.note_sustain, "")?,
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -222,6 +204,14 @@ fn parse_range(what: &'static str, text: &str) -> Result<(f32, f32)> {
 /// report.
 fn short(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(v as f64)
+}
+
+/// [`parse_unit`], with `off` for 0 (the rule switched off).
+fn parse_or_off(what: &'static str, text: &str, unit: &str) -> Result<f32> {
+    match text.trim() {
+        "off" => Ok(0.0),
+        t => parse_unit(what, t, unit),
+    }
 }
 
 fn parse_unit(what: &'static str, text: &str, unit: &str) -> Result<f32> {
