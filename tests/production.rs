@@ -192,6 +192,19 @@ fn tone(
     out
 }
 
+/// A C major triad around middle C (C4 E4 G4), each note 6 partials falling 6 dB per octave,
+/// fundamentals of amplitude `amp`, held for `len` samples.
+fn c_major_pad(len: usize, rate: f32, amp: f32) -> Vec<f32> {
+    let midi = |n: f32| 440.0 * 2f32.powf((n - 69.0) / 12.0);
+    [60.0f32, 64.0, 67.0]
+        .iter()
+        .map(|&n| tone(len, rate, 6, amp, 1.0, |_| midi(n)))
+        .fold(vec![0.0f32; len], |mut acc, v| {
+            acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+            acc
+        })
+}
+
 /// How a synthetic mix's bass and pad are made (the lead and the clicks are the same in both).
 #[derive(Clone, Copy)]
 struct Recipe {
@@ -233,13 +246,7 @@ fn synthetic_shares(recipe: Recipe) -> (Vec<(Stem, f64)>, String) {
         midi(note) * 2f32.powf(0.3 / 12.0 * (TAU * 5.5 * t).sin())
     });
     // Pad: a sustained C major triad around middle C, with a slow fade in.
-    let pad: Vec<f32> = [60.0f32, 64.0, 67.0]
-        .iter()
-        .map(|&n| tone(len, rate, 6, recipe.pad_amp, 1.0, |_| midi(n)))
-        .fold(vec![0.0f32; len], |mut acc, v| {
-            acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
-            acc
-        })
+    let pad: Vec<f32> = c_major_pad(len, rate, recipe.pad_amp)
         .into_iter()
         .enumerate()
         .map(|(i, v)| v * (i as f32 / (0.2 * rate)).min(1.0))
@@ -556,13 +563,7 @@ fn a_melody_rest_leaves_the_chord_in_the_harmony() {
         .enumerate()
         .map(|(i, v)| if rest.contains(&i) { 0.0 } else { v })
         .collect();
-    let pad: Vec<f32> = [60.0f32, 64.0, 67.0]
-        .iter()
-        .map(|&n| tone(len, rate, 6, 0.08, 1.0, |_| midi(n)))
-        .fold(vec![0.0f32; len], |mut acc, v| {
-            acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
-            acc
-        });
+    let pad = c_major_pad(len, rate, 0.08);
     let mix: Vec<f32> = (0..len).map(|i| lead[i] + pad[i]).collect();
     // The middle of the rest, away from the lead's edges (0.5 s each side).
     let inner = rest.start + (0.5 * rate) as usize..rest.end - (0.5 * rate) as usize;
@@ -670,13 +671,7 @@ fn a_reed_lead_is_tracked_at_its_f0() {
                 .sum()
         })
         .collect();
-    let pad: Vec<f32> = [60.0f32, 64.0, 67.0]
-        .iter()
-        .map(|&n| tone(len, rate, 6, 0.03, 1.0, |_| midi(n)))
-        .fold(vec![0.0f32; len], |mut acc, v| {
-            acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
-            acc
-        });
+    let pad = c_major_pad(len, rate, 0.03);
     let mix: Vec<f32> = (0..len).map(|i| lead[i] + pad[i]).collect();
     let shares = |penalty: f32| {
         let share = mono_shares(five_with(|p| p.melody_overtone_penalty = penalty), &mix);
