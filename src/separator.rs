@@ -191,6 +191,9 @@ pub struct Separator {
     bin_hz: f32,
     /// Each stem's row among the production masks (`PRODUCTION` order; the spatial filter).
     spatial_rows: Vec<usize>,
+    /// Per-frame work buffers of the synthesis, kept between slabs and blocks: one pool for the
+    /// channel-by-channel path, one for the spatial filter's.
+    scratch: [ScratchPool; 2],
 }
 
 impl Separator {
@@ -226,6 +229,7 @@ impl Separator {
             fft: ForwardFft::new(&mut planner, n_fft),
             ifft: InverseFft::new(&mut planner, n_fft),
             wss: WindowSumSquare::new(&window, params.stft.hop_length),
+            scratch: Default::default(),
             window,
             params,
         })
@@ -818,7 +822,7 @@ impl Separator {
             .zip(b[slab].par_chunks_mut(frame_stride))
             .enumerate()
             .for_each_init(
-                || FrameScratch::new(bins, self.ifft.scratch_len()),
+                || self.scratch[1].take(bins, self.ifft.scratch_len()),
                 |s, (i, (o0, o1))| {
                     let at = (j0 + i, offset + i);
                     self.spatial_frame(sp, block, at, (lines, mel), [o0, o1], s)
@@ -856,7 +860,7 @@ impl Separator {
             .par_chunks_mut(frame_stride)
             .enumerate()
             .for_each_init(
-                || FrameScratch::new(bins, self.ifft.scratch_len()),
+                || self.scratch[0].take(bins, self.ifft.scratch_len()),
                 |s, (i, out)| {
                     let j = j0 + i;
                     let spectrum = &spectra[(offset + i) * bins..(offset + i + 1) * bins];
@@ -878,7 +882,7 @@ impl Separator {
                         stem,
                         ifft,
                         ..
-                    } = s;
+                    } = &mut **s;
                     // Each inverted stem's mask: hpr's are the HPSS masks themselves.
                     let hpr = [&mask_h[..], &mask_p[..]];
                     let (from_hpr, from_masks) = match &self.params.stems {
@@ -1377,6 +1381,54 @@ struct FrameScratch {
     spatial_masks: Vec<f32>,
     spatial_scratch: SpatialScratch,
     ifft: Vec<Complex32>,
+}
+
+/// Frame scratch buffers handed out to rayon's tasks and taken back when a task ends: a slab of
+/// a few dozen frames would otherwise allocate and zero a set per task (about one per two
+/// frames). Each call site keeps its own pool, and every use writes what it reads, so a reused
+/// set gives the same result as a new one.
+#[derive(Default)]
+struct ScratchPool(std::sync::Mutex<Vec<FrameScratch>>);
+
+impl ScratchPool {
+    /// A set for frames of `bins` bins and an inverse FFT scratch of `ifft_scratch`.
+    fn take(&self, bins: usize, ifft_scratch: usize) -> PooledScratch<'_> {
+        let kept = self.0.lock().map(|mut v| v.pop()).unwrap_or(None);
+        let scratch = kept
+            .filter(|s| s.mask_h.len() == bins && s.ifft.len() == ifft_scratch)
+            .unwrap_or_else(|| FrameScratch::new(bins, ifft_scratch));
+        PooledScratch {
+            pool: self,
+            scratch: Some(scratch),
+        }
+    }
+}
+
+/// A [`FrameScratch`] on loan from a [`ScratchPool`]; it goes back on drop.
+struct PooledScratch<'a> {
+    pool: &'a ScratchPool,
+    scratch: Option<FrameScratch>,
+}
+
+impl std::ops::Deref for PooledScratch<'_> {
+    type Target = FrameScratch;
+    fn deref(&self) -> &FrameScratch {
+        self.scratch.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for PooledScratch<'_> {
+    fn deref_mut(&mut self) -> &mut FrameScratch {
+        self.scratch.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for PooledScratch<'_> {
+    fn drop(&mut self) {
+        if let (Some(s), Ok(mut v)) = (self.scratch.take(), self.pool.0.lock()) {
+            v.push(s);
+        }
+    }
 }
 
 impl FrameScratch {

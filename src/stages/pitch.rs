@@ -223,35 +223,39 @@ impl LineTracker {
         debug_assert!(lo <= t && t < hi);
         let window = &cands[lo - first..hi - first];
         // Viterbi: score = Σ log(salience) − jump_cost · |Δ semitones|. At most CANDIDATES
-        // states per frame: fixed arrays, one allocation for the back pointers.
+        // states per frame, held in lanes of fixed arrays (padding lanes score −∞, so they never
+        // win) that the compiler vectorises; one allocation for the back pointers.
         const NONE: u8 = u8::MAX;
-        let mut score = [f32::NEG_INFINITY; CANDIDATES];
+        const LANES: usize = 8;
+        const _: () = assert!(CANDIDATES <= LANES);
+        let jump_cost = self.params.jump_cost;
+        let mut score = [f32::NEG_INFINITY; LANES];
+        // The previous frame's states' pitches (semitones).
+        let mut pitch = [0.0f32; LANES];
         let mut n_score = 0;
         let mut back: Vec<[u8; CANDIDATES]> = Vec::with_capacity(window.len());
-        for (k, frame) in window.iter().enumerate() {
-            let mut next = [f32::NEG_INFINITY; CANDIDATES];
+        for frame in window {
+            let mut next = [f32::NEG_INFINITY; LANES];
             let mut from = [NONE; CANDIDATES];
-            let prev = if k > 0 { &window[k - 1].keys[..] } else { &[] };
             for (i, &(st, ls)) in frame.keys.iter().enumerate() {
-                let (mut best, mut arg) = (f32::NEG_INFINITY, NONE);
-                for (j, &(pst, _)) in prev.iter().enumerate().take(n_score) {
-                    if score[j] == f32::NEG_INFINITY {
-                        continue;
-                    }
-                    let jump = (st - pst).abs();
-                    let v = score[j] - self.params.jump_cost * jump;
-                    if v > best {
-                        (best, arg) = (v, j as u8);
-                    }
+                // The best predecessor: the first of the largest `score[j] − cost · |Δ|` (a
+                // state scored −∞, and a padding lane, is none).
+                let v: [f32; LANES] =
+                    std::array::from_fn(|j| score[j] - jump_cost * (st - pitch[j]).abs());
+                let best = v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                if best == f32::NEG_INFINITY {
+                    next[i] = 0.0 + ls; // a path may start at any frame (after an empty one)
+                } else {
+                    next[i] = best + ls;
+                    from[i] = v.iter().position(|&x| x == best).expect("the largest") as u8;
                 }
-                if arg == NONE {
-                    best = 0.0; // a path may start at any frame (after an empty one)
-                }
-                next[i] = best + ls;
-                from[i] = arg;
             }
             score = next;
             n_score = frame.keys.len();
+            pitch = [0.0; LANES];
+            for (p, &(st, _)) in pitch.iter_mut().zip(&frame.keys) {
+                *p = st;
+            }
             back.push(from);
         }
         let score = &score[..n_score];
@@ -619,6 +623,107 @@ mod tests {
             let lo = t.saturating_sub(4);
             let g = tracker.decide(&frames[lo..], lo, t, 20);
             assert_eq!(f.to_bits(), g.to_bits(), "frame {t}");
+        }
+    }
+
+    /// The decision by a plain Viterbi over the same window (the scalar loop the lanes
+    /// replaced): the reference for [`LineTracker::decide`].
+    fn decide_reference(
+        tracker: &LineTracker,
+        cands: &[FrameCandidates],
+        t: usize,
+        n_frames: usize,
+    ) -> f32 {
+        let w = tracker.params.window;
+        let (lo, hi) = (t.saturating_sub(w), (t + w + 1).min(n_frames));
+        let window = &cands[lo..hi];
+        let mut score: Vec<f32> = Vec::new();
+        let mut back: Vec<Vec<Option<usize>>> = Vec::new();
+        for (k, frame) in window.iter().enumerate() {
+            let prev = if k > 0 { &window[k - 1].keys[..] } else { &[] };
+            let mut next = Vec::new();
+            let mut from = Vec::new();
+            for &(st, ls) in &frame.keys {
+                let mut best: Option<(f32, usize)> = None;
+                for (j, &(pst, _)) in prev.iter().enumerate() {
+                    if score[j] == f32::NEG_INFINITY {
+                        continue;
+                    }
+                    let v = score[j] - tracker.params.jump_cost * (st - pst).abs();
+                    if best.is_none_or(|(b, _)| v > b) {
+                        best = Some((v, j));
+                    }
+                }
+                next.push(best.map_or(0.0, |(b, _)| b) + ls);
+                from.push(best.map(|(_, j)| j));
+            }
+            score = next;
+            back.push(from);
+        }
+        let prefix = |at: usize| match window[at].points.first() {
+            Some(_) => tracker.voiced(&window[at], 0),
+            None => 0.0,
+        };
+        let Some(mut state) =
+            (0..score.len()).max_by(|&a, &b| score[a].total_cmp(&score[b]).then(b.cmp(&a)))
+        else {
+            return prefix(t - lo);
+        };
+        for k in (t - lo + 1..window.len()).rev() {
+            match back[k][state] {
+                Some(j) => state = j,
+                None => return prefix(t - lo),
+            }
+        }
+        tracker.voiced(&window[t - lo], state)
+    }
+
+    #[test]
+    fn decide_matches_a_plain_viterbi() {
+        // Seeded random candidates: 0 to 6 per frame (empty frames start new paths), pitches on
+        // a semitone grid and four salience levels, so that equal scores (ties between
+        // predecessors, which go to the first) occur, and saliences around the voicing
+        // threshold.
+        let tracker = LineTracker::new(
+            LineParams {
+                window: 6,
+                ..params()
+            },
+            1025,
+            48000.0 / 2048.0,
+        );
+        let mut rng = crate::rng::Rng::new(0x5eed_11e5);
+        for case in 0..40 {
+            let n = 1 + rng.below(60);
+            let cands: Vec<FrameCandidates> = (0..n)
+                .map(|_| {
+                    let k = rng.below(CANDIDATES + 1);
+                    let points: Vec<(f32, f32)> = (0..k)
+                        .map(|_| {
+                            let f = 100.0 * 2f32.powf(rng.below(12) as f32 / 12.0);
+                            (f, 0.25 * (1 + rng.below(4)) as f32)
+                        })
+                        .collect();
+                    let keys = points
+                        .iter()
+                        .map(|&(f, s)| (12.0 * f.log2(), s.ln()))
+                        .collect();
+                    FrameCandidates {
+                        points,
+                        keys,
+                        register: 4.0 * rng.uniform(),
+                    }
+                })
+                .collect();
+            for t in 0..n {
+                let got = tracker.decide(&cands, 0, t, n);
+                let want = decide_reference(&tracker, &cands, t, n);
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "case {case}, frame {t} of {n}: decide {got}, reference {want}"
+                );
+            }
         }
     }
 
