@@ -1,7 +1,8 @@
 //! The five production stems: masks partition unity at every bin (random spectra, with the
 //! tonal shift); the stems sum back to the master (and to −120 dBFS at 24 bits through the CLI,
 //! in `cli.rs`); blocked equals whole-file (the pitch lines, the steady estimate and the tonal
-//! weights decide each frame on a fixed window); silence in, silence out; and synthetic cases
+//! weights decide each frame on a fixed window); a separator reused across tracks (its pooled
+//! frame scratch) equals a fresh one; silence in, silence out; and synthetic cases
 //! with known answers — a bass line, a lead with vibrato, a chord pad and a click track, mixed —
 //! each landing mostly (≥ 80 % of its energy) in its own stem. The known-answer mix is built so
 //! that the ideal ratio mask gives every part 0.92 or more
@@ -137,6 +138,35 @@ fn stems_sum_to_the_master_and_blocks_do_not_matter() {
                     &out[s][ch],
                     &whole[s][ch],
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_separator_reused_across_tracks_gives_a_fresh_ones_stems() {
+    // One separator, as a batch uses it: a stereo track (the spatial filter's path), a mono one
+    // (the channel-by-channel path), then the stereo one again. Its frame scratch is pooled
+    // across slabs, blocks and tracks; every track's stems must equal a fresh separator's bit
+    // for bit.
+    let rate = 48000;
+    let len = 2 * rate as usize + 77;
+    let stereo = vec![
+        common::mix(5, len, rate as f32),
+        common::mix(6, len, rate as f32),
+    ];
+    let mono = vec![common::mix(7, len + 500, rate as f32)];
+    let shared = five(rate, 64);
+    let runs = [
+        ("stereo", shared.separate(&stereo), &stereo),
+        ("mono", shared.separate(&mono), &mono),
+        ("stereo again", shared.separate(&stereo), &stereo),
+    ];
+    for (what, got, input) in &runs {
+        let want = five(rate, 64).separate(input);
+        for (s, (g, w)) in got.iter().zip(&want).enumerate() {
+            for ch in 0..input.len() {
+                assert_identical(&format!("{what}: stem {s} ch {ch}"), &g[ch], &w[ch]);
             }
         }
     }
