@@ -85,6 +85,9 @@ pub struct WavSink {
 /// waits for little: the disk works while the CPU separates.
 const WRITE_BEHIND: u64 = 8 << 20;
 
+/// Frames encoded at a time by [`WavSink::write`].
+const ENCODE_FRAMES: usize = 16 << 10;
+
 /// Speaker masks for common layouts (mono = centre, stereo = L R, 5.1 = L R C LFE Ls Rs).
 fn channel_mask(channels: usize) -> u32 {
     match channels {
@@ -162,6 +165,25 @@ impl WavSink {
     pub fn write(&mut self, planar: &mut [Vec<f32>]) -> Result<()> {
         assert_eq!(planar.len(), self.channels, "channel count");
         let n = planar.first().map_or(0, Vec::len);
+        assert!(planar.iter().all(|c| c.len() == n), "channel lengths");
+        // In pieces: the work buffers stay small and in cache (a whole block of a stereo stem
+        // would be megabytes per buffer, per stem, touched once).
+        let mut at = 0;
+        while at < n {
+            let end = (at + ENCODE_FRAMES).min(n);
+            self.write_frames(planar, at..end)?;
+            at = end;
+        }
+        Ok(())
+    }
+
+    /// [`WavSink::write`] of frames `range` of `planar`.
+    fn write_frames(
+        &mut self,
+        planar: &mut [Vec<f32>],
+        range: std::ops::Range<usize>,
+    ) -> Result<()> {
+        let n = range.len();
         let mut bytes = std::mem::take(&mut self.bytes);
         let width = (self.format.bits() / 8) as usize;
         let len = n * self.channels * width;
@@ -171,7 +193,7 @@ impl WavSink {
                 bytes.clear();
                 bytes.resize(len, 0);
                 for (c, ch) in planar.iter().enumerate() {
-                    for (frame, &v) in bytes.chunks_exact_mut(stride).zip(ch.iter()) {
+                    for (frame, &v) in bytes.chunks_exact_mut(stride).zip(&ch[range.clone()]) {
                         frame[c * 4..c * 4 + 4].copy_from_slice(&v.to_le_bytes());
                     }
                 }
@@ -183,7 +205,7 @@ impl WavSink {
                 let q = &mut self.quantised;
                 q.resize(n * self.channels, 0);
                 for (ch, q) in planar.iter_mut().zip(q.chunks_exact_mut(n.max(1))) {
-                    quantise_24(ch, q);
+                    quantise_24(&mut ch[range.clone()], q);
                 }
                 bytes.resize(len + 1, 0);
                 let base = bytes.as_mut_ptr();
@@ -224,7 +246,7 @@ impl WavSink {
                 const SCALE: f64 = 32_768.0;
                 // Dither in frame order, channel by channel within a frame, so output does not
                 // depend on how a track was cut into chunks.
-                for (f, frame) in bytes.chunks_exact_mut(stride).enumerate() {
+                for (f, frame) in (range.clone()).zip(bytes.chunks_exact_mut(stride)) {
                     for (c, ch) in planar.iter_mut().enumerate() {
                         let tpdf = (self.dither.uniform() + self.dither.uniform() - 1.0) as f64;
                         let q = round_even(ch[f] as f64 * SCALE + tpdf).clamp(-SCALE, SCALE - 1.0);
