@@ -696,7 +696,8 @@ fn production_subsets_get_a_rest_stem_unless_no_rest() {
 #[test]
 fn bench_rounds_against_hpr_report_medians_and_the_ratio() {
     // Two rounds of a 2 s mix, five stems alternating with hpr: both lines carry a median of 2
-    // runs and a range, and the ratio line is the ratio of the two medians printed.
+    // runs and a range and a CPU time, the ratio line is the ratio of the two medians printed,
+    // and the CPU-time ratio line that of the two CPU times.
     let dir = tempfile::tempdir().unwrap();
     let o = stemkit(&[
         "bench",
@@ -715,11 +716,15 @@ fn bench_rounds_against_hpr_report_medians_and_the_ratio() {
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
-    let median = |line: &str| -> f64 {
-        let at = line.find(" in ").expect("a time") + 4;
+    assert_eq!(lines.len(), 4, "{stdout}");
+    let number_after = |line: &str, key: &str| -> f64 {
+        let at = line
+            .find(key)
+            .unwrap_or_else(|| panic!("{key:?} in {line}"))
+            + key.len();
         line[at..].split(' ').next().unwrap().parse().unwrap()
     };
+    let median = |line: &str| number_after(line, " in ");
     assert!(lines[0].contains("--device cpu --no-loudness:") && lines[0].contains("median of 2"));
     assert!(lines[1].contains("--stems hpr:") && lines[1].contains("median of 2"));
     let ratio: f64 = lines[2]
@@ -738,6 +743,25 @@ fn bench_rounds_against_hpr_report_medians_and_the_ratio() {
     assert!(
         ratio >= lo - 0.01 && ratio <= hi + 0.01,
         "ratio {ratio} outside [{lo}, {hi}] from the printed medians: {stdout}"
+    );
+    let cpu_ratio: f64 = lines[3]
+        .strip_prefix("CPU-time ratio: ")
+        .and_then(|r| r.split('x').next())
+        .expect("a CPU-time ratio line")
+        .parse()
+        .unwrap();
+    let (five, hpr) = (
+        number_after(lines[0], "CPU time "),
+        number_after(lines[1], "CPU time "),
+    );
+    assert!(five > 0.0 && hpr > 0.0, "{stdout}");
+    let (lo, hi) = (
+        (five - 5e-4) / (hpr + 5e-4),
+        (five + 5e-4) / (hpr - 5e-4).max(1e-9),
+    );
+    assert!(
+        cpu_ratio >= lo - 0.01 && cpu_ratio <= hi + 0.01,
+        "CPU-time ratio {cpu_ratio} outside [{lo}, {hi}] from the printed CPU times: {stdout}"
     );
     // A bad count is a usage error.
     let o = stemkit(&["bench", "--seconds", "2", "--rounds", "0"]);

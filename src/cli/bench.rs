@@ -27,7 +27,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// Also time `--stems hpr` with the same other arguments, alternating run by run, and report
-    /// the ratio of the medians (the five-stem cost target is ≤ 2×).
+    /// the ratio of the medians, of wall-clock and of CPU time (the five-stem cost target is
+    /// ≤ 2×).
     #[arg(long)]
     against_hpr: bool,
     /// Extra arguments passed to `separate` (default: --stems hpr --device cpu).
@@ -104,7 +105,7 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
     };
     // One timed run of `separate` with `extra`, into an emptied stems folder with `clear` (so
     // a track finished by an earlier run is not skipped as already done).
-    let run = |extra: &[String], clear: bool| -> Result<f64> {
+    let run = |extra: &[String], clear: bool| -> Result<(f64, Option<f64>)> {
         if clear && stems_dir.exists() {
             std::fs::remove_dir_all(&stems_dir).map_err(|e| Error::io(&stems_dir, e))?;
         }
@@ -115,24 +116,34 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
             .arg("--quiet")
             .args(extra);
         cmd.arg("--").arg(&input);
+        let cpu_before = child_cpu_seconds();
         let started = Instant::now();
         let status = cmd.status().map_err(|e| Error::io("stemkit separate", e))?;
         let wall = started.elapsed().as_secs_f64();
+        // Children are waited for one at a time: the difference is this run's.
+        let cpu = cpu_before
+            .zip(child_cpu_seconds())
+            .map(|(before, after)| after - before);
         if !status.success() {
             return Err(Error::io(
                 "stemkit separate",
                 std::io::Error::other(format!("exited with {status}")),
             ));
         }
-        Ok(wall)
+        Ok((wall, cpu))
     };
     let hpr_args = with_hpr(&what);
     let (mut walls, mut hpr_walls) = (Vec::new(), Vec::new());
+    let (mut cpus, mut hpr_cpus) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         if args.against_hpr {
-            hpr_walls.push(run(&hpr_args, true)?);
+            let (wall, cpu) = run(&hpr_args, true)?;
+            hpr_walls.push(wall);
+            hpr_cpus.extend(cpu);
         }
-        walls.push(run(&what, true)?);
+        let (wall, cpu) = run(&what, true)?;
+        walls.push(wall);
+        cpus.extend(cpu);
     }
     let peak = peak_child_rss_mib();
     let audio = args.seconds * args.tracks as f64;
@@ -146,7 +157,7 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
             audio / 3600.0
         )
     };
-    let line = |what: &[String], walls: &[f64]| {
+    let line = |what: &[String], walls: &[f64], cpus: &[f64]| {
         let m = median(walls);
         let spread = if walls.len() > 1 {
             let (lo, hi) = walls
@@ -156,16 +167,23 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
         } else {
             String::new()
         };
+        // CPU time (user + system) moves far less from run to run than the wall clock on a
+        // shared machine.
+        let cpu = if cpus.len() == walls.len() {
+            format!(", CPU time {:.3} s", median(cpus))
+        } else {
+            String::new()
+        };
         format!(
-            "stemkit separate {}: {source} in {m:.3} s{spread} = {:.1}x real time",
+            "stemkit separate {}: {source} in {m:.3} s{spread} = {:.1}x real time{cpu}",
             what.join(" "),
             audio / m
         )
     };
     let rss = peak.map_or("unknown".to_string(), |m| format!("{m:.0} MiB"));
-    out(format!("{}; peak RSS {rss}", line(&what, &walls)));
+    out(format!("{}; peak RSS {rss}", line(&what, &walls, &cpus)));
     if args.against_hpr {
-        out(line(&hpr_args, &hpr_walls));
+        out(line(&hpr_args, &hpr_walls, &hpr_cpus));
         let per_round: Vec<f64> = walls.iter().zip(&hpr_walls).map(|(w, h)| w / h).collect();
         out(format!(
             "ratio: {:.2}x the time of --stems hpr (medians; per round {})",
@@ -176,9 +194,15 @@ pub(super) fn run(args: BenchArgs) -> CliResult {
                 .collect::<Vec<_>>()
                 .join(" ")
         ));
+        if cpus.len() == walls.len() && hpr_cpus.len() == hpr_walls.len() {
+            out(format!(
+                "CPU-time ratio: {:.2}x (medians)",
+                median(&cpus) / median(&hpr_cpus)
+            ));
+        }
     }
     if args.tracks > 1 {
-        let again = run(&what, false)?;
+        let (again, _) = run(&what, false)?;
         out(format!(
             "rerun of the finished catalog ({} tracks, all already done): {again:.3} s",
             args.tracks
@@ -234,6 +258,25 @@ fn render_file(path: &std::path::Path, from: u64, frames: u64) -> Result<()> {
     }
     sink.finish(true)?;
     Ok(())
+}
+
+/// User plus system CPU time of all waited-for children so far, in seconds.
+fn child_cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct we pass; RUSAGE_CHILDREN is always valid.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+        if rc == 0 {
+            // SAFETY: initialised by the successful call above.
+            let u = unsafe { usage.assume_init() };
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+            return Some(secs(u.ru_utime) + secs(u.ru_stime));
+        }
+        None
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Largest resident set of any waited-for child, in MiB (Linux reports KiB).
