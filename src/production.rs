@@ -563,10 +563,28 @@ pub fn hpss_masks_banded(
     mask_h: &mut [f32],
     mask_p: &mut [f32],
 ) {
+    hpss_masks_banded_range(harm, perc, 0, hpss, production, mask_h, mask_p);
+}
+
+/// [`hpss_masks_banded`] of the bins `first .. first + mask_h.len()` of a row (the slices hold
+/// those bins only): each bin's masks are the same as in a whole row.
+pub fn hpss_masks_banded_range(
+    harm: &[f32],
+    perc: &[f32],
+    first: usize,
+    hpss: &crate::params::HpssParams,
+    production: &ProductionParams,
+    mask_h: &mut [f32],
+    mask_p: &mut [f32],
+) {
     use crate::stages::mask::hpss_masks;
     let n = mask_h.len();
+    // The band in the slices' own bins.
     let (lo, hi) = production.mid_bins;
-    let hi = hi.min(n);
+    let (lo, hi) = (
+        lo.saturating_sub(first).min(n),
+        hi.saturating_sub(first).min(n),
+    );
     if lo >= hi || production.mid_margin == hpss.margin_harmonic {
         hpss_masks(harm, perc, hpss, mask_h, mask_p);
         return;
@@ -1119,6 +1137,16 @@ pub fn sustain_weight(m: f32, ahead: f32, ratio: f32) -> f32 {
         0.0
     }
 }
+
+simd_dispatch!(
+    /// `acc[i] = min(acc[i], row[i])` (`f32::min`): the note sustain's smallest magnitude over
+    /// the frames ahead, one frame at a time.
+    pub fn min_into(acc: &mut [f32], row: &[f32]) {
+        for (a, &m) in acc.iter_mut().zip(row) {
+            *a = a.min(m);
+        }
+    }
+);
 
 /// The note sustain on one frame's HPSS masks, on the bins `lo .. hi`: `mag` the frame's
 /// magnitude, `ahead` the smallest magnitude per bin over the frames ahead ([`sustain_weight`]);

@@ -10,9 +10,10 @@ use crate::error::{Error, Result};
 use crate::params::{HpssParams, Kernel, StftParams};
 use crate::production::{
     add_comb, apply_melody_floors, bass_profile, drum_tail, drums_below_bins, freq_median_at,
-    hpss_masks_banded, line_candidates, line_input, low_register, production_masks, sustain_shift,
-    tonal_ratio, tonal_shift, tonal_weights, BassProfile, ProductionParams, ProductionSpec,
-    SteadyGrid, COMB_LOBE_BINS, MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS, STEADY_STEP,
+    hpss_masks_banded_range, line_candidates, line_input, low_register, min_into, production_masks,
+    sustain_shift, tonal_ratio, tonal_shift, tonal_weights, BassProfile, ProductionParams,
+    ProductionSpec, SteadyGrid, COMB_LOBE_BINS, MELODY_LOBE_BINS, MELODY_MIN_SIGMA_BINS,
+    STEADY_STEP,
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
@@ -938,36 +939,54 @@ impl Separator {
         let bins = self.params.stft.n_bins();
         let hpss = self.params.hpss;
         let harm = &work.harm[harm_row * bins..(harm_row + 1) * bins];
-        let mut perc = &work.perc[j * bins..(j + 1) * bins];
+        let perc = &work.perc[j * bins..j * bins + limit];
+        // The percussive estimate: with drum tails, their first `tail` bins from `s.perc`, the
+        // rest the block's row as it is (only those bins change; each mask is bin by bin).
+        let mut tail = 0;
         if self.params.drum_tail().is_some() {
             self.drum_tails(&work.mag, &work.perc, j, held, lines.get(j).copied(), s);
-            perc = &s.perc;
+            tail = s.perc.len().min(limit);
         }
-        let perc = &perc[..limit];
+        let pieces = [(&s.perc[..tail], 0..tail), (&perc[tail..], tail..limit)];
         if matches!(self.params.stems, StemSet::Production { .. }) {
-            hpss_masks_banded(
-                &harm[..limit],
-                perc,
-                &hpss,
-                &self.params.production,
-                &mut s.mask_h[..limit],
-                &mut s.mask_p[..limit],
-            );
+            for (perc, range) in pieces.clone() {
+                hpss_masks_banded_range(
+                    &harm[range.clone()],
+                    perc,
+                    range.start,
+                    &hpss,
+                    &self.params.production,
+                    &mut s.mask_h[range.clone()],
+                    &mut s.mask_p[range],
+                );
+            }
         } else {
             // `hpr`: librosa's masks, one margin on every bin.
-            hpss_masks(&harm[..limit], perc, &hpss, &mut s.mask_h, &mut s.mask_p);
+            for (perc, range) in pieces.clone() {
+                hpss_masks(
+                    &harm[range.clone()],
+                    perc,
+                    &hpss,
+                    &mut s.mask_h[range.clone()],
+                    &mut s.mask_p[range],
+                );
+            }
         }
         if let Some((_, margin)) = self.params.steady() {
             let r = work.grid.row(block.start + j);
             let steady = &work.steady[r * bins..r * bins + limit];
-            steady_gate(perc, steady, margin, hpss.power, &mut s.mask_p);
+            for (perc, range) in pieces {
+                let mask_p = &mut s.mask_p[range.clone()];
+                steady_gate(perc, &steady[range], margin, hpss.power, mask_p);
+            }
         }
         if let Some((ratio, (from, to))) = self.params.sustain() {
             // The smallest magnitude over the frames ahead, 0 past the signal's end (the block
             // holds every signal frame within the reach: `context_frames`).
             let rows = work.mag.len() / bins;
             let (lo, hi) = self.params.production.sustain_bins;
-            let hi = hi.min(limit);
+            // An empty band where the limit (the spatial filter's bins) lies under it.
+            let hi = hi.min(limit).max(lo);
             s.ahead[lo..hi].fill(f32::INFINITY);
             for d in from..=to {
                 if block.held_lo + held + d >= block.n_frames {
@@ -976,10 +995,7 @@ impl Separator {
                 }
                 debug_assert!(held + d < rows, "note sustain reaches past the held frames");
                 let row = &work.mag[(held + d) * bins..(held + d + 1) * bins];
-                s.ahead[lo..hi]
-                    .iter_mut()
-                    .zip(&row[lo..hi])
-                    .for_each(|(a, &m)| *a = a.min(m));
+                min_into(&mut s.ahead[lo..hi], &row[lo..hi]);
             }
             sustain_shift(
                 &work.mag[held * bins..(held + 1) * bins],
@@ -1118,35 +1134,46 @@ impl Separator {
         let inverted = self.params.stems.inverted();
         s.spatial.resize(2 * inverted * bins, Complex32::default());
         let (s0, s1) = s.spatial.split_at_mut(inverted * bins);
-        spatial::apply(
-            &sp.works[0].spectra[x.clone()],
-            &sp.works[1].spectra[x],
+        let xs = [&sp.works[0].spectra[x.clone()], &sp.works[1].spectra[x]];
+        let stems = &self.spatial_rows[..inverted];
+        // The filter's bins `0 .. k`; above them each stem is its mask times the mix, applied
+        // as the transform's input is packed.
+        let k = spatial::apply_filtered(
+            xs[0],
+            xs[1],
             m0,
             m1,
             &sp.cov[seg * seg_len..(seg + 1) * seg_len],
-            &self.spatial_rows[..inverted],
+            stems,
             [s0, s1],
             &mut s.spatial_scratch,
         );
-        s.spatial_masks = masks;
-        for (spectra, out) in s.spatial.chunks_exact(inverted * bins).zip(out) {
+        let channels = s.spatial.chunks_exact(inverted * bins).zip(out);
+        for (((spectra, out), x), m) in channels.zip(xs).zip([&*m0, &*m1]) {
             // Two stems per complex inverse transform; an odd one alone.
-            let mut rows = spectra.chunks_exact(bins);
+            let mask = |i: usize| &m[stems[i] * bins..(stems[i] + 1) * bins];
+            let mut rows = spectra.chunks_exact(bins).enumerate();
             let mut frames = out.chunks_exact_mut(n_fft);
-            while let (Some(fa), Some(sa)) = (frames.next(), rows.next()) {
+            while let (Some(fa), Some((ia, sa))) = (frames.next(), rows.next()) {
                 match (frames.next(), rows.next()) {
-                    (Some(fb), Some(sb)) => {
-                        self.ifft
-                            .process_pair((sa, sb), (fa, fb), &self.window, &mut s.ifft)
-                    }
+                    (Some(fb), Some((ib, sb))) => self.ifft.process_pair_split(
+                        (sa, sb),
+                        (x, mask(ia), mask(ib)),
+                        k,
+                        (fa, fb),
+                        &self.window,
+                        &mut s.ifft,
+                    ),
                     _ => {
-                        s.stem.copy_from_slice(sa);
+                        s.stem[..k].copy_from_slice(&sa[..k]);
+                        apply_mask(&x[k..], &mask(ia)[k..], &mut s.stem[k..]);
                         self.ifft
                             .process(&mut s.stem, fa, &self.window, &mut s.ifft);
                     }
                 }
             }
         }
+        s.spatial_masks = masks;
     }
 
     /// overlap_add: appends samples `emit_from .. emit_from + count` of every stem to its row
@@ -1243,8 +1270,9 @@ impl Separator {
             });
     }
 
-    /// Frame `j`'s percussive estimate (row `j` of the block's `block_perc`) into `s.perc`, its
-    /// lowest `tail_bins` held up along a drum's decay ([`drum_tail`]). `held` is the frame's row
+    /// The lowest `tail_bins` of frame `j`'s percussive estimate (row `j` of the block's
+    /// `block_perc`) held up along a drum's decay ([`drum_tail`]), into `s.perc` (the other
+    /// bins are the row's as they are). `held` is the frame's row
     /// in `mag`; earlier frames' estimates come from `block_perc` where the block has them and
     /// from `mag` before it (the same exact medians).
     fn drum_tails(
@@ -1271,7 +1299,7 @@ impl Separator {
             ..
         } = s;
         out.clear();
-        out.extend_from_slice(perc);
+        out.extend_from_slice(&perc[..tail_bins]);
         let comb = &mut bass_w[..tail_bins];
         comb.fill(0.0);
         add_comb(
@@ -1362,7 +1390,8 @@ impl Separator {
 struct FrameScratch {
     mask_h: Vec<f32>,
     mask_p: Vec<f32>,
-    /// The frame's percussive estimate with its drum tails.
+    /// The lowest bins of the frame's percussive estimate, with the drum tails
+    /// (`Separator::drum_tails`).
     perc: Vec<f32>,
     /// A frequency-median window.
     window: Vec<f32>,

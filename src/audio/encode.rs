@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Output sample format.
@@ -65,7 +65,8 @@ impl SampleFormat {
 /// 16-bit mono/stereo, `WAVE_FORMAT_EXTENSIBLE` otherwise, as hound does) and samples are packed
 /// in bulk: hound's per-sample writer was the slowest part of delivery.
 pub struct WavSink {
-    file: Option<BufWriter<File>>,
+    /// Written unbuffered: samples come in pieces of [`ENCODE_FRAMES`], each one `write`.
+    file: Option<File>,
     temp: PathBuf,
     final_path: PathBuf,
     format: SampleFormat,
@@ -126,7 +127,7 @@ impl WavSink {
         }
         .map_err(|e| Error::io(&temp, e))?;
         let mut sink = WavSink {
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            file: Some(file),
             temp,
             final_path: final_path.to_path_buf(),
             format,
@@ -150,10 +151,8 @@ impl WavSink {
         f.write_all(bytes).map_err(|e| Error::io(&self.temp, e))?;
         self.written += bytes.len() as u64;
         if self.written - self.flushed >= WRITE_BEHIND {
-            // What the BufWriter holds is not in the kernel yet: start on what is.
-            let in_kernel = self.written - f.buffer().len() as u64;
-            start_write_out(f.get_ref(), self.flushed, in_kernel);
-            self.flushed = in_kernel;
+            start_write_out(f, self.flushed, self.written);
+            self.flushed = self.written;
         }
         Ok(())
     }
@@ -280,10 +279,7 @@ impl WavSink {
                 ),
             ));
         }
-        let writer = self.file.take().expect("file present until finish");
-        let mut file = writer
-            .into_inner()
-            .map_err(|e| Error::io(&self.temp, e.into_error()))?;
+        let mut file = self.file.take().expect("file present until finish");
         let pad = data_bytes % 2;
         if pad == 1 {
             file.write_all(&[0]).map_err(|e| Error::io(&self.temp, e))?; // RIFF pad byte

@@ -109,6 +109,50 @@ impl InverseFft {
         );
     }
 
+    /// [`InverseFft::process_pair`] of half spectra given in two parts: below bin `k` the
+    /// spectra `a` and `b` (only their first `k` bins are read), from bin `k` on the spectrum `x`
+    /// times the masks `mask_a` and `mask_b` (as [`crate::stages::mask::apply_mask`] rounds
+    /// them). The same frames, bit for bit, as building those spectra and calling
+    /// `process_pair`; the masked part is never stored (the spatial filter's stems, whose masks
+    /// apply as they are above the filter's bins).
+    ///
+    /// # Panics
+    /// If the slice lengths do not match the plan.
+    #[allow(clippy::too_many_arguments)]
+    pub fn process_pair_split(
+        &self,
+        (a, b): (&[Complex32], &[Complex32]),
+        (x, mask_a, mask_b): (&[Complex32], &[f32], &[f32]),
+        k: usize,
+        (frame_a, frame_b): (&mut [f32], &mut [f32]),
+        window: &[f32],
+        scratch: &mut [Complex32],
+    ) {
+        let half = self.pair.len() / 2;
+        assert!(
+            a.len() >= k.min(half + 1)
+                && b.len() >= k.min(half + 1)
+                && x.len() == half + 1
+                && mask_a.len() == half + 1
+                && mask_b.len() == half + 1,
+            "spectrum length"
+        );
+        self.pair_transform(
+            |z| {
+                if k == 0 {
+                    pack_pair(x, mask_a, mask_b, z)
+                } else if k > half {
+                    pack_spectra(&a[..half + 1], &b[..half + 1], z)
+                } else {
+                    pack_split(a, b, x, mask_a, mask_b, k, z)
+                }
+            },
+            (frame_a, frame_b),
+            window,
+            scratch,
+        );
+    }
+
     /// Inverse-transforms `spectrum` (destroyed; imaginary parts of DC and Nyquist are ignored,
     /// as irfft does) into `frame`, then applies `window / n_fft`.
     ///
@@ -183,6 +227,62 @@ simd_dispatch!(
         }
         low[0] = Complex32::new(a[0].re, b[0].re);
         low[half] = Complex32::new(a[half].re, b[half].re);
+    }
+);
+
+simd_dispatch!(
+    /// [`pack_spectra`] of `A` and `B` given below bin `k` (1 ≤ k ≤ n/2) as `a` and `b`, and
+    /// from bin `k` on as `x · mask_a` and `x · mask_b` ([`pack_pair`]).
+    fn pack_split(
+        a: &[Complex32],
+        b: &[Complex32],
+        x: &[Complex32],
+        mask_a: &[f32],
+        mask_b: &[f32],
+        k: usize,
+        z: &mut [Complex32],
+    ) {
+        let half = x.len() - 1;
+        let (low, high) = z.split_at_mut(half + 1);
+        // Bins 0 .. k from the spectra, k ..= n/2 masked.
+        let (low_a, low_x) = low.split_at_mut(k);
+        for ((d, a), b) in low_a.iter_mut().zip(&a[..k]).zip(&b[..k]) {
+            *d = Complex32::new(a.re - b.im, a.im + b.re);
+        }
+        for (((d, x), &ma), &mb) in low_x
+            .iter_mut()
+            .zip(&x[k..])
+            .zip(&mask_a[k..])
+            .zip(&mask_b[k..])
+        {
+            let (a, b) = (
+                Complex32::new(x.re * ma, x.im * ma),
+                Complex32::new(x.re * mb, x.im * mb),
+            );
+            *d = Complex32::new(a.re - b.im, a.im + b.re);
+        }
+        // `high[i]` is bin n/2 − 1 − i's mirror: bins n/2 − 1 down to k masked, then k − 1 down
+        // to 1 from the spectra.
+        let (high_x, high_a) = high.split_at_mut(half - k);
+        for (((d, x), &ma), &mb) in high_x
+            .iter_mut()
+            .rev()
+            .zip(&x[k..half])
+            .zip(&mask_a[k..half])
+            .zip(&mask_b[k..half])
+        {
+            let (a, b) = (
+                Complex32::new(x.re * ma, x.im * ma),
+                Complex32::new(x.re * mb, x.im * mb),
+            );
+            *d = Complex32::new(a.re + b.im, b.re - a.im);
+        }
+        for ((d, a), b) in high_a.iter_mut().rev().zip(&a[1..k]).zip(&b[1..k]) {
+            *d = Complex32::new(a.re + b.im, b.re - a.im);
+        }
+        // irfft ignores the imaginary parts of DC and Nyquist.
+        low[0] = Complex32::new(a[0].re, b[0].re);
+        low[half] = Complex32::new(x[half].re * mask_a[half], x[half].re * mask_b[half]);
     }
 );
 

@@ -225,6 +225,42 @@ pub fn apply(
     scratch: &mut SpatialScratch,
 ) {
     let bins = x0.len();
+    let k = apply_filtered(
+        x0,
+        x1,
+        masks0,
+        masks1,
+        cov,
+        stems,
+        [&mut *out0, &mut *out1],
+        scratch,
+    );
+    // Above the filtered bins, the masks as they are.
+    for ((o0, o1), &j) in out0
+        .chunks_exact_mut(bins)
+        .zip(out1.chunks_exact_mut(bins))
+        .zip(stems)
+    {
+        let (m0, m1) = (&masks0[j * bins..][..bins], &masks1[j * bins..][..bins]);
+        apply_mask(&x0[k..], &m0[k..], &mut o0[k..]);
+        apply_mask(&x1[k..], &m1[k..], &mut o1[k..]);
+    }
+}
+
+/// [`apply`] of the filtered bins only: writes bins `0 .. k` of each row of `out0`, `out1`
+/// (rows of `x0.len()` bins) and returns `k`; the rest of each row is left as it was.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_filtered(
+    x0: &[Complex32],
+    x1: &[Complex32],
+    masks0: &[f32],
+    masks1: &[f32],
+    cov: &[f32],
+    stems: &[usize],
+    [out0, out1]: [&mut [Complex32]; 2],
+    scratch: &mut SpatialScratch,
+) -> usize {
+    let bins = x0.len();
     let n = masks0.len() / bins;
     let k = cov.len() / (COV_ROWS * n);
     let w = TILE.min(k);
@@ -259,16 +295,7 @@ pub fn apply(
         );
         lo = hi;
     }
-    // Above the filtered bins, the masks as they are.
-    for ((o0, o1), &j) in out0
-        .chunks_exact_mut(bins)
-        .zip(out1.chunks_exact_mut(bins))
-        .zip(stems)
-    {
-        let (m0, m1) = (&masks0[j * bins..][..bins], &masks1[j * bins..][..bins]);
-        apply_mask(&x0[k..], &m0[k..], &mut o0[k..]);
-        apply_mask(&x1[k..], &m1[k..], &mut o1[k..]);
-    }
+    k
 }
 
 /// Row lengths of [`apply`]'s inputs: masks rows of `bins`, covariance rows of `k`.
