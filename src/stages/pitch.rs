@@ -184,15 +184,7 @@ impl LineTracker {
         if let Some(lift) = &self.lift {
             scratch.iter_mut().zip(lift).for_each(|(v, l)| *v *= l);
         }
-        let s = &scratch[..];
-        let mut points: Vec<(f32, f32)> = (0..s.len())
-            .filter(|&i| {
-                s[i] > 0.0 && (i == 0 || s[i] > s[i - 1]) && (i + 1 == s.len() || s[i] >= s[i + 1])
-            })
-            .map(|i| (self.grid[i], s[i]))
-            .collect();
-        points.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.total_cmp(&b.0)));
-        points.truncate(CANDIDATES);
+        let points = self.strongest_maxima(scratch);
         let lo = ((self.params.lo_hz / self.bin_hz).floor() as usize).min(self.bins);
         let hi = ((self.params.register_hi_hz / self.bin_hz).ceil() as usize + 1).min(self.bins);
         let register = mag[lo..hi].iter().sum();
@@ -205,6 +197,26 @@ impl LineTracker {
             keys,
             register,
         }
+    }
+
+    /// The strongest [`CANDIDATES`] local maxima of the salience `s` on the grid, as (f0,
+    /// salience), strongest first (ties: the lower f0 first). Kept in order as the grid is
+    /// scanned upwards: a maximum goes after every kept one at least as strong.
+    fn strongest_maxima(&self, s: &[f32]) -> Vec<(f32, f32)> {
+        let mut points: Vec<(f32, f32)> = Vec::with_capacity(CANDIDATES + 1);
+        for i in 0..s.len() {
+            let peak =
+                s[i] > 0.0 && (i == 0 || s[i] > s[i - 1]) && (i + 1 == s.len() || s[i] >= s[i + 1]);
+            if !peak {
+                continue;
+            }
+            let at = points.partition_point(|q| q.1.total_cmp(&s[i]).is_ge());
+            if at < CANDIDATES {
+                points.insert(at, (self.grid[i], s[i]));
+                points.truncate(CANDIDATES);
+            }
+        }
+        points
     }
 
     /// The line's f0 at frame `t` (0 when unvoiced), from the candidates of frames
@@ -445,6 +457,56 @@ mod tests {
             register_hi_hz: 8000.0,
             lift: 0.0,
             overtone_penalty: 0.0,
+        }
+    }
+
+    #[test]
+    fn candidates_are_the_strongest_maxima_in_order() {
+        // Seeded random spectra (sparse peaks and dense noise, lifted and flat), and a salience
+        // with tied maxima: the candidates against all the salience's local maxima sorted
+        // (strongest first, the lower f0 first among equals) and cut to CANDIDATES.
+        let bin_hz = 48000.0 / 2048.0;
+        let mut rng = crate::rng::Rng::new(17);
+        for (lift, dense) in [(0.0, false), (1.8 / 6.02, true), (0.0, true)] {
+            let tracker = LineTracker::new(LineParams { lift, ..params() }, 1025, bin_hz);
+            for _ in 0..20 {
+                let mag: Vec<f32> = (0..1025)
+                    .map(|_| {
+                        let v = rng.uniform();
+                        if dense || v > 0.97 {
+                            v
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let mut sal = Vec::new();
+                tracker.salience(&mag, &mut sal);
+                // A tie at the top: the strongest cell, and an equal maximum two cells up.
+                let i = (1..sal.len() - 4)
+                    .max_by(|&a, &b| sal[a].total_cmp(&sal[b]).then(b.cmp(&a)))
+                    .expect("a grid");
+                sal[i + 1] = 0.5 * sal[i];
+                sal[i + 2] = sal[i];
+                sal[i + 3] = 0.0;
+                if let Some(l) = &tracker.lift {
+                    sal.iter_mut().zip(l).for_each(|(v, l)| *v *= l);
+                }
+                let n = sal.len();
+                let mut want: Vec<(f32, f32)> = (0..n)
+                    .filter(|&i| {
+                        sal[i] > 0.0
+                            && (i == 0 || sal[i] > sal[i - 1])
+                            && (i + 1 == n || sal[i] >= sal[i + 1])
+                    })
+                    .map(|i| (tracker.grid[i], sal[i]))
+                    .collect();
+                want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.total_cmp(&b.0)));
+                want.truncate(CANDIDATES);
+                // The selection `candidates` makes, on that salience.
+                let got = tracker.strongest_maxima(&sal);
+                assert_eq!(got, want, "lift {lift}, dense {dense}");
+            }
         }
     }
 
