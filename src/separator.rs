@@ -764,6 +764,9 @@ impl Separator {
             grow(frames, data.len());
             frames[..data.len()].copy_from_slice(data);
         }
+        let sp = spatial.filter(|_| chans.len() == 2);
+        let works: Vec<&BlockWork> = chans.iter().map(|c| c.work).collect();
+        let pool = &self.scratch[usize::from(sp.is_some())];
         let mut s0 = block.start;
         while s0 < block.end {
             let s1 = (s0 + slab).min(block.end);
@@ -779,8 +782,6 @@ impl Separator {
             for c in chans.iter_mut() {
                 grow(&mut c.tail.stem_frames, held * frame_stride);
             }
-            let sp = spatial.filter(|_| chans.len() == 2);
-            let works: Vec<&BlockWork> = chans.iter().map(|c| c.work).collect();
             // Each channel's slab, and its inverted stem rows' new samples cut into the
             // segments (`[channel][stem][segment]`).
             let mut slabs: Vec<&mut [f32]> = Vec::with_capacity(chans.len());
@@ -848,7 +849,6 @@ impl Separator {
                         first = w[1];
                     }
                 }
-                let pool = &self.scratch[usize::from(sp.is_some())];
                 frames
                     .par_iter_mut()
                     .zip(own.par_iter_mut())

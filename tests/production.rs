@@ -112,6 +112,19 @@ fn masks_partition_unity_at_every_bin() {
     }
 }
 
+/// Every channel of the stems `out` (`[stem][channel]`) sums to the master `x` within 1e-5.
+fn assert_sums_to_master(out: &[Vec<Vec<f32>>], x: &[Vec<f32>], what: &str) {
+    for (ch, master) in x.iter().enumerate() {
+        let worst = (0..master.len())
+            .map(|i| (out.iter().map(|s| s[ch][i]).sum::<f32>() - master[i]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "{what}ch {ch}: Σ stems − master peaks at {worst}"
+        );
+    }
+}
+
 #[test]
 fn stems_sum_to_the_master_and_blocks_do_not_matter() {
     let rate = 48000;
@@ -121,14 +134,7 @@ fn stems_sum_to_the_master_and_blocks_do_not_matter() {
     ];
     let whole = five(rate, 100_000).separate(&x);
     assert_eq!(whole.len(), 5);
-    for ch in 0..2 {
-        let mut worst = 0.0f32;
-        for i in 0..x[ch].len() {
-            let sum: f32 = whole.iter().map(|s| s[ch][i]).sum();
-            worst = worst.max((sum - x[ch][i]).abs());
-        }
-        assert!(worst < 1e-5, "ch {ch}: Σ stems − master peaks at {worst}");
-    }
+    assert_sums_to_master(&whole, &x, "");
     for block in [7usize, 64] {
         let out = five(rate, block).separate(&x);
         for s in 0..5 {
@@ -156,15 +162,7 @@ fn a_spatial_filter_under_the_other_bands_still_separates() {
     ];
     for hz in [50.0f32, 100.0, 190.0] {
         let out = five_with(|p| p.spatial_max_hz = hz).separate(&x);
-        for ch in 0..2 {
-            let worst = (0..len)
-                .map(|i| (out.iter().map(|s| s[ch][i]).sum::<f32>() - x[ch][i]).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                worst < 1e-5,
-                "{hz} Hz ch {ch}: Σ stems − master peaks at {worst}"
-            );
-        }
+        assert_sums_to_master(&out, &x, &format!("{hz} Hz "));
     }
 }
 

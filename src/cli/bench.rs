@@ -260,20 +260,22 @@ fn render_file(path: &std::path::Path, from: u64, frames: u64) -> Result<()> {
     Ok(())
 }
 
+/// Resource usage of all waited-for children so far.
+#[cfg(unix)]
+fn child_usage() -> Option<libc::rusage> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_CHILDREN is always valid.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    // SAFETY: initialised by the successful call.
+    (rc == 0).then(|| unsafe { usage.assume_init() })
+}
+
 /// User plus system CPU time of all waited-for children so far, in seconds.
 fn child_cpu_seconds() -> Option<f64> {
     #[cfg(unix)]
     {
-        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: getrusage fills the struct we pass; RUSAGE_CHILDREN is always valid.
-        let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
-        if rc == 0 {
-            // SAFETY: initialised by the successful call above.
-            let u = unsafe { usage.assume_init() };
-            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-            return Some(secs(u.ru_utime) + secs(u.ru_stime));
-        }
-        None
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        child_usage().map(|u| secs(u.ru_utime) + secs(u.ru_stime))
     }
     #[cfg(not(unix))]
     None
@@ -283,15 +285,7 @@ fn child_cpu_seconds() -> Option<f64> {
 fn peak_child_rss_mib() -> Option<f64> {
     #[cfg(unix)]
     {
-        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: getrusage fills the struct we pass; RUSAGE_CHILDREN is always valid.
-        let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
-        if rc == 0 {
-            // SAFETY: initialised by the successful call above.
-            let kib = unsafe { usage.assume_init() }.ru_maxrss as f64;
-            return Some(kib / 1024.0);
-        }
-        None
+        child_usage().map(|u| u.ru_maxrss as f64 / 1024.0)
     }
     #[cfg(not(unix))]
     None
