@@ -129,6 +129,11 @@ pub struct ProductionSpec {
     /// [`SUSTAIN_FROM_MS`] to [`SUSTAIN_TO_MS`] is a note going on, not a hit: its percussive
     /// share moves to the harmonic part (0.5 by default; 0: off). See [`sustain_weight`].
     pub note_sustain: f32,
+    /// The harmony hold, ms: at each bin under [`crate::stages::hold::HOLD_MAX_HZ`] the bass,
+    /// melody and harmony split the harmonic share by their amplitudes, the harmony's taken as
+    /// at least its own mean over this many ms each side (within its segment) (0: off, the
+    /// default so far; CPU only). See [`crate::stages::hold`].
+    pub harmony_hold_ms: f32,
 }
 
 impl Default for ProductionSpec {
@@ -165,6 +170,7 @@ impl Default for ProductionSpec {
             profile_rest_db: 15.0,
             melody_floor_st: 12.0,
             note_sustain: 0.5,
+            harmony_hold_ms: 0.0,
         }
     }
 }
@@ -236,6 +242,15 @@ pub struct ProductionParams {
     pub sustain_frames: (usize, usize),
     /// The bins `lo .. hi` the note sustain acts on ([`SUSTAIN_MIN_HZ`] to [`SUSTAIN_MAX_HZ`]).
     pub sustain_bins: (usize, usize),
+    /// Frames per segment of the harmony hold ([`crate::stages::hold`]; the bass profile's
+    /// grid; 0: off).
+    pub hold_frames: usize,
+    /// Frames between the hold's grid points ([`crate::stages::spatial::stats_stride`]).
+    pub hold_stride: usize,
+    /// Grid points each side of a point in the hold's mean ([`ProductionSpec::harmony_hold_ms`]).
+    pub hold_radius: usize,
+    /// Bins the hold acts on, from bin 0 ([`crate::stages::hold::HOLD_MAX_HZ`]).
+    pub hold_bins: usize,
 }
 
 impl ProductionSpec {
@@ -303,6 +318,15 @@ impl ProductionSpec {
                 format!(
                     "expected 0 to 48 semitones, or off, got {}",
                     self.melody_floor_st
+                ),
+            ));
+        }
+        if !(self.harmony_hold_ms.is_finite() && (0.0..=10000.0).contains(&self.harmony_hold_ms)) {
+            return Err(Error::param(
+                "--harmony-hold",
+                format!(
+                    "expected 0 to 10000 ms, or off, got {}",
+                    self.harmony_hold_ms
                 ),
             ));
         }
@@ -386,6 +410,11 @@ impl ProductionSpec {
     /// The settings at `sample_rate` for the STFT `stft`.
     pub fn resolve(&self, sample_rate: u32, stft: &StftParams) -> ProductionParams {
         let nyquist = sample_rate as f32 / 2.0;
+        let hold_stride = crate::stages::spatial::stats_stride(
+            crate::stages::spatial::segment_frames(stft.n_fft),
+            stft.n_fft,
+            stft.hop_length,
+        );
         let window =
             (self.track_ms / 1000.0 * sample_rate as f32 / stft.hop_length as f32).round() as usize;
         let line = |range: (f32, f32), harmonics, voicing, register_hi: f32| LineParams {
@@ -492,6 +521,21 @@ impl ProductionSpec {
             },
             sustain_bins: band_bins_between(
                 (SUSTAIN_MIN_HZ, SUSTAIN_MAX_HZ),
+                sample_rate as f32 / stft.n_fft as f32,
+                stft.n_bins(),
+            ),
+            hold_frames: if self.harmony_hold_ms > 0.0 {
+                crate::stages::spatial::segment_frames(stft.n_fft)
+            } else {
+                0
+            },
+            hold_stride,
+            hold_radius: (self.harmony_hold_ms / 1000.0 * sample_rate as f32
+                / stft.hop_length as f32
+                / hold_stride as f32)
+                .round() as usize,
+            hold_bins: crate::stages::spatial::band_bins(
+                crate::stages::hold::HOLD_MAX_HZ,
                 sample_rate as f32 / stft.n_fft as f32,
                 stft.n_bins(),
             ),

@@ -17,6 +17,7 @@ use crate::production::{
 };
 use crate::stages::fft::ForwardFft;
 use crate::stages::frame::{frame_windowed, hann_periodic, SignalView};
+use crate::stages::hold;
 use crate::stages::ifft::InverseFft;
 use crate::stages::magnitude::magnitude;
 use crate::stages::mask::{apply_mask, hpss_masks, steady_gate};
@@ -125,6 +126,13 @@ impl SeparationParams {
         (self.stems.needs_lines() && f > 0).then_some(f)
     }
 
+    /// The production stems' harmony hold ([`crate::stages::hold`]): frames per segment, `None`
+    /// when off or when the set tracks no lines.
+    pub fn hold(&self) -> Option<usize> {
+        let f = self.production.hold_frames;
+        (self.stems.needs_lines() && f > 0).then_some(f)
+    }
+
     /// Frames per block: `block_frames`, rounded up to whole segments of the spatial filter, the
     /// bass profile and the melody floor when they are on (their segments are grids fixed to
     /// the signal, so each block holds whole ones).
@@ -134,8 +142,8 @@ impl SeparationParams {
     }
 
     /// The frames whose multiples start a segment of every grid in use: the least common
-    /// multiple of `spatial` (the spatial filter's segment, where it acts), the bass profile's and
-    /// the melody floor's segments (1 when none is on).
+    /// multiple of `spatial` (the spatial filter's segment, where it acts), the bass profile's,
+    /// the melody floor's and the harmony hold's segments (1 when none is on).
     pub fn segment_grid(&self, spatial: Option<usize>) -> usize {
         fn gcd(a: usize, b: usize) -> usize {
             if b == 0 {
@@ -144,7 +152,7 @@ impl SeparationParams {
                 gcd(b, a % b)
             }
         }
-        [spatial, self.profile(), self.melody_floor()]
+        [spatial, self.profile(), self.melody_floor(), self.hold()]
             .into_iter()
             .flatten()
             .fold(1, |l, s| l / gcd(l, s) * s)
@@ -279,6 +287,9 @@ pub struct CpuState {
     /// With the spatial filter: each chunk's sums ([`spatial::sum_chunk`]),
     /// `[chunk][stem][row][bin]`.
     spatial_sums: Vec<f32>,
+    /// With the harmony hold: each channel's harmony amplitude at the block's grid points,
+    /// `[channel][point][hold_bins]`.
+    hold_points: Vec<Vec<f32>>,
 }
 
 /// What the spatial filter gives a stereo synthesis: both channels' analyses, the
@@ -331,6 +342,10 @@ struct BlockWork {
     /// With the bass profile: the profiles of the block's segments (the same in every channel's
     /// work).
     profiles: Vec<BassProfile>,
+    /// With the harmony hold: the floors at the block's grid points, `[point][hold_bins]`
+    /// ([`crate::stages::hold::segment_floors`]). Empty while the points are being taken, so
+    /// their masks are the unheld ones.
+    hold: Vec<f32>,
 }
 
 /// Bytes of inverse frames synthesised at once (at least two tasks per thread).
@@ -360,6 +375,7 @@ impl BlockEngine for Separator {
             mel: Vec::new(),
             spatial_cov: Vec::new(),
             spatial_sums: Vec::new(),
+            hold_points: Vec::new(),
         }
     }
 
@@ -400,8 +416,20 @@ impl BlockEngine for Separator {
             let mut mel = std::mem::take(&mut state.mel);
             self.melody_combs(&lines, &mut mel);
             let spatial = self.params.spatial().filter(|_| inputs.len() == 2);
+            let hold = self.params.hold();
+            if hold.is_some() {
+                // The points' masks are the unheld ones.
+                state.works.iter_mut().for_each(|w| w.hold.clear());
+                state.hold_points.resize_with(inputs.len(), Vec::new);
+            }
             if let Some(segment) = spatial {
+                // With the hold, this pass also takes its points.
                 self.spatial_stats(block, segment, &lines, &mel, state);
+            } else if hold.is_some() {
+                self.hold_points(block, &lines, &mel, state);
+            }
+            if let Some(segment) = hold {
+                self.hold_floors(block, segment, state);
             }
             // The spatial filter reads both channels' analyses in each frame's synthesis.
             let view = spatial.map(|segment| SpatialView {
@@ -1165,7 +1193,14 @@ impl Separator {
             .profile()
             .map(|seg| &work.profiles[(block.start + j) / seg - block.start / seg]);
         let line = lines.get(j).copied();
-        self.stem_masks(harm, line, profile, mel_w, stems, (out, limit), s);
+        // The hold's floor at the frame's grid point (none while the points are taken).
+        let hold = (!work.hold.is_empty()).then(|| {
+            let p = &self.params.production;
+            let row = j / p.hold_stride * p.hold_bins;
+            let mag = &work.mag[held * bins..(held + 1) * bins];
+            (&work.hold[row..row + p.hold_bins], mag)
+        });
+        self.stem_masks(harm, line, profile, mel_w, hold, stems, (out, limit), s);
     }
 
     /// The spatial filter's covariances for a stereo block's segments (`state.spatial_cov`;
@@ -1193,28 +1228,68 @@ impl Separator {
         debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
         let mut partial = std::mem::take(&mut state.spatial_sums);
         partial.resize(frames.div_ceil(chunk) * seg_len, 0.0);
+        // With the harmony hold, its points are this pass's frames (the same grid): each
+        // chunk's rows of them, per channel (none without the hold).
+        let hold = self.params.hold().is_some();
+        let p = &self.params.production;
+        let hb = if hold { p.hold_bins } else { 0 };
+        debug_assert!(
+            !hold || p.hold_stride == stride,
+            "the hold's grid is the filter's"
+        );
+        let chunks = frames.div_ceil(chunk);
+        let mut points = std::mem::take(&mut state.hold_points);
+        let mut rows: [Vec<&mut [f32]>; 2] = [Vec::new(), Vec::new()];
+        for (r, pts) in rows.iter_mut().zip(points.iter_mut()) {
+            pts.clear();
+            pts.resize(frames.div_ceil(stride) * hb, 0.0);
+            *r = pts.chunks_mut((chunk / stride * hb).max(1)).collect();
+        }
+        for r in &mut rows {
+            r.resize_with(chunks, Default::default);
+        }
+        let [rows0, rows1] = rows;
+        // Masks of the filter's bins (`[stem][kk]`), and of the hold's where it reaches higher.
+        let kk = k.max(hb);
         let (w0, w1) = (&state.works[0], &state.works[1]);
         let offset = block.start - block.held_lo;
         // One task per chunk of frames (the block starts on the segment grid and chunks divide
         // segments).
-        partial.par_chunks_mut(seg_len).enumerate().for_each_init(
-            || {
-                let s = FrameScratch::new(bins, 0);
-                // Masks of the filter's bins only (`[stem][k]`).
-                (s, vec![0.0f32; 2 * n * k], vec![0.0f32; 4 * k])
-            },
-            |(s, masks, cross), (c, sums)| {
-                sums.fill(0.0);
-                let (r0, r1) = masks.split_at_mut(n * k);
-                for j in (c * chunk..((c + 1) * chunk).min(frames)).step_by(stride) {
-                    let at = (j, offset + j);
-                    self.stereo_masks([w0, w1], block, at, (lines, mel), [r0, r1], s);
-                    let x = (offset + j) * bins..(offset + j) * bins + k;
-                    spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
-                    spatial::accumulate(cross, r0, r1, sums);
-                }
-            },
-        );
+        partial
+            .par_chunks_mut(seg_len)
+            .zip(rows0.into_par_iter().zip(rows1))
+            .enumerate()
+            .for_each_init(
+                || {
+                    let s = FrameScratch::new(bins, 0);
+                    (s, vec![0.0f32; 2 * n * kk], vec![0.0f32; 4 * k])
+                },
+                |(s, masks, cross), (c, (sums, pts))| {
+                    sums.fill(0.0);
+                    let (r0, r1) = masks.split_at_mut(n * kk);
+                    let first = c * chunk;
+                    for j in (first..((c + 1) * chunk).min(frames)).step_by(stride) {
+                        let at = (j, offset + j);
+                        self.stereo_masks([w0, w1], block, at, (lines, mel), [r0, r1], s);
+                        let x = (offset + j) * bins..(offset + j) * bins + k;
+                        spatial::cross_spectra(&w0.spectra[x.clone()], &w1.spectra[x], cross);
+                        spatial::accumulate(cross, r0, r1, sums);
+                        if hb > 0 {
+                            let row = (j - first) / stride * hb;
+                            for ((w, r), out) in [w0, w1]
+                                .into_iter()
+                                .zip([&*r0, &*r1])
+                                .zip([&mut *pts.0, &mut *pts.1])
+                            {
+                                let harmony = &r[HARMONY_ROW * kk..HARMONY_ROW * kk + hb];
+                                let mag = &w.mag[(offset + j) * bins..(offset + j) * bins + hb];
+                                hold_amplitude(harmony, mag, &mut out[row..row + hb]);
+                            }
+                        }
+                    }
+                },
+            );
+        state.hold_points = points;
         // Each segment's sums: its chunks' in order, then normalised.
         let first = block.start / segment;
         let segments = (block.end - 1) / segment + 1 - first;
@@ -1232,6 +1307,63 @@ impl Separator {
             });
         state.spatial_sums = partial;
         state.spatial_cov = cov;
+    }
+
+    /// The harmony hold's points without the spatial filter (`state.hold_points`): each
+    /// channel's harmony amplitude at the block's grid frames, from their unheld masks.
+    fn hold_points(&self, block: &Block, lines: &[(f32, f32)], mel: &[f32], state: &mut CpuState) {
+        let bins = self.params.stft.n_bins();
+        let p = &self.params.production;
+        let (hb, stride) = (p.hold_bins, p.hold_stride);
+        let frames = block.end - block.start;
+        let offset = block.start - block.held_lo;
+        for (work, pts) in state.works.iter().zip(state.hold_points.iter_mut()) {
+            pts.clear();
+            pts.resize(frames.div_ceil(stride) * hb, 0.0);
+            pts.par_chunks_mut(hb).enumerate().for_each_init(
+                || {
+                    (
+                        FrameScratch::new(bins, 0),
+                        vec![0.0f32; PRODUCTION.len() * hb],
+                    )
+                },
+                |(s, masks), (i, out)| {
+                    let j = i * stride;
+                    let harm_row = block.start - work.harm_first + j;
+                    let rows = (offset + j, harm_row);
+                    let at = (Some(&mut masks[..]), hb);
+                    self.frame_masks(work, block, j, rows, lines, mel, &PRODUCTION, at, s);
+                    let harmony = &masks[HARMONY_ROW * hb..(HARMONY_ROW + 1) * hb];
+                    let mag = &work.mag[(offset + j) * bins..(offset + j) * bins + hb];
+                    hold_amplitude(harmony, mag, out);
+                },
+            );
+        }
+    }
+
+    /// The harmony hold's floors of the block's grid points (`works[c].hold`), each segment's
+    /// from its own points ([`hold::segment_floors`]).
+    fn hold_floors(&self, block: &Block, segment: usize, state: &mut CpuState) {
+        let p = &self.params.production;
+        let (hb, stride) = (p.hold_bins, p.hold_stride);
+        debug_assert_eq!(block.start % segment, 0, "blocks start on the segment grid");
+        debug_assert_eq!(segment % stride, 0, "segments hold whole strides");
+        let per_segment = segment / stride * hb;
+        state
+            .works
+            .par_iter_mut()
+            .zip(&state.hold_points)
+            .for_each(|(work, pts)| {
+                work.hold.clear();
+                work.hold.resize(pts.len(), 0.0);
+                for (out, seg) in work
+                    .hold
+                    .chunks_mut(per_segment)
+                    .zip(pts.chunks(per_segment))
+                {
+                    hold::segment_floors(seg, hb, p.hold_radius, 1.0, out);
+                }
+            });
     }
 
     /// Output frame `j` of the block's masks of the five production stems in both channels
@@ -1416,6 +1548,7 @@ impl Separator {
         line: Option<(f32, f32)>,
         profile: Option<&BassProfile>,
         mel_w: Option<&[f32]>,
+        hold: Option<(&[f32], &[f32])>,
         stems: &[Stem],
         (out, limit): (Option<&mut [f32]>, usize),
         s: &mut FrameScratch,
@@ -1441,7 +1574,14 @@ impl Separator {
                 *w = l.max(c);
             }
             let below = drums_below_bins(f_bass, p.drums_below_ratio, self.bin_hz);
-            let mel_w = mel_w.unwrap_or(&s.mel_w);
+            let mut mel_w = mel_w.unwrap_or(&s.mel_w);
+            if let Some((floor, mag)) = hold {
+                // From the drums' low bins up, where the bass mask is `h · b`.
+                s.hold_mel.clear();
+                s.hold_mel.extend_from_slice(mel_w);
+                hold::apply_hold(&mut s.bass_w, &mut s.hold_mel, &s.mask_h, mag, floor, below);
+                mel_w = &s.hold_mel;
+            }
             let out = match out {
                 Some(out) => out,
                 None => {
@@ -1460,6 +1600,17 @@ impl Separator {
             );
         }
     }
+}
+
+/// The harmony's row among the production masks (`PRODUCTION` order).
+const HARMONY_ROW: usize = 3;
+const _: () = assert!(matches!(PRODUCTION[HARMONY_ROW], Stem::Harmony));
+
+/// The harmony stem's amplitude at the hold's bins: its mask times the magnitude.
+fn hold_amplitude(harmony: &[f32], mag: &[f32], out: &mut [f32]) {
+    out.iter_mut()
+        .zip(harmony.iter().zip(mag))
+        .for_each(|(o, (m, x))| *o = m * x);
 }
 
 /// Per-thread buffers for the per-frame stages.
@@ -1484,6 +1635,8 @@ struct FrameScratch {
     /// both channels, `[channel][stem][bin]`, and its work buffers.
     spatial: Vec<Complex32>,
     spatial_masks: Vec<f32>,
+    /// The melody weights with the harmony hold.
+    hold_mel: Vec<f32>,
     spatial_scratch: SpatialScratch,
     ifft: Vec<Complex32>,
 }
@@ -1551,6 +1704,7 @@ impl FrameScratch {
             stem: vec![Complex32::default(); bins],
             spatial: Vec::new(),
             spatial_masks: Vec::new(),
+            hold_mel: Vec::with_capacity(bins),
             spatial_scratch: SpatialScratch::default(),
             ifft: vec![Complex32::default(); ifft_scratch],
         }

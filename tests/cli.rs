@@ -266,6 +266,10 @@ fn usage_errors_exit_2() {
         vec!["--spatial-max-freq", "loud"],
         vec!["--melody-overtones", "1.5"],
         vec!["--melody-overtones", "some"],
+        vec!["--harmony-hold", "20000ms"],
+        vec!["--harmony-hold", "long"],
+        // No shader twin yet: refused on the GPU, with the flag named.
+        vec!["--device", "gpu", "--harmony-hold", "900ms"],
     ] {
         let mut a = vec![
             "separate",
@@ -277,6 +281,9 @@ fn usage_errors_exit_2() {
         let o = stemkit(&a);
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
         assert!(!o.stderr.is_empty());
+        if bad.contains(&"--harmony-hold") {
+            assert!(text(&o).contains("--harmony-hold"), "{bad:?}: {}", text(&o));
+        }
     }
     for sub in [
         "separate",

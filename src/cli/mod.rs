@@ -208,6 +208,12 @@ pub struct SeparationArgs {
     /// (0 to 1), or `off`.
     #[arg(long = "note-sustain", default_value = "0.5")]
     note_sustain: String,
+    /// The harmony hold: under 4 kHz, bass, melody and harmony split each bin by their
+    /// amplitudes, the harmony's taken as at least its own mean over this many ms each side, so
+    /// a held chord tone keeps its part under a bass or melody note (e.g. 900ms), or `off`.
+    /// CPU only so far.
+    #[arg(long = "harmony-hold", default_value = "off")]
+    harmony_hold: String,
 }
 
 /// Device settings shared by `separate`, `demo` and `compare`.

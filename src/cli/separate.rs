@@ -85,6 +85,7 @@ impl SeparationArgs {
             profile_rest_db: parse_or_off("--profile-rest", &self.profile_rest, "db")?,
             melody_floor_st: parse_or_off("--melody-floor", &self.melody_floor, "st")?,
             note_sustain: parse_or_off("--note-sustain", &self.note_sustain, "")?,
+            harmony_hold_ms: parse_or_off("--harmony-hold", &self.harmony_hold, "ms")?,
             ..ProductionSpec::default()
         };
         if !(20.0..=2000.0).contains(&production.bass_cutoff_hz) {
@@ -164,6 +165,8 @@ impl SeparationArgs {
                 // 0: off.
                 "melody_floor_st": short(p.melody_floor_st),
                 "note_sustain": short(p.note_sustain),
+                // 0: off.
+                "harmony_hold_ms": short(p.harmony_hold_ms),
             },
             "device": engines.device_name(),
         })

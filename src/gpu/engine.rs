@@ -211,6 +211,12 @@ impl GpuSeparator {
         if params.block_frames < 1 {
             return Err(Error::param("block_frames", "expected at least 1, got 0"));
         }
+        if params.hold().is_some() {
+            return Err(Error::param(
+                "--harmony-hold",
+                "runs on the CPU only so far: use --device cpu, or --harmony-hold off",
+            ));
+        }
         if let Some(seg) = params.spatial() {
             // A block's rebuilt first frames must lie in the one segment carried over.
             let tail = crate::stream::tail_frames(&params.stft);
