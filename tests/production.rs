@@ -427,12 +427,6 @@ fn subsets_deliver_the_full_sets_stems() {
     let of = |set: &[(Stem, Vec<f32>)], stem: Stem| {
         set.iter().find(|(s, _)| *s == stem).unwrap().1.clone()
     };
-    let max_diff = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0f32, f32::max)
-    };
     for (stems, kept) in [
         ("fx,rest", vec![Stem::Fx]),
         ("drums,fx,rest", vec![Stem::Drums, Stem::Fx]),
@@ -455,6 +449,25 @@ fn subsets_deliver_the_full_sets_stems() {
     assert!(d > 1e-3, "the tonal shift moved only {d} of the fx stem");
 }
 
+/// The largest absolute difference between two signals.
+fn max_diff(p: &[f32], q: &[f32]) -> f32 {
+    p.iter()
+        .zip(q)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max)
+}
+
+/// Two of `common::mix`'s parts (seeds `seeds`) panned apart, so the channels differ in more
+/// than level.
+fn panned_pair(seeds: (u64, u64), len: usize, rate: u32) -> Vec<Vec<f32>> {
+    let (a, b) = (
+        common::mix(seeds.0, len, rate as f32),
+        common::mix(seeds.1, len, rate as f32),
+    );
+    let pan = |ga: f32, gb: f32| a.iter().zip(&b).map(|(a, b)| ga * a + gb * b).collect();
+    vec![pan(0.8, 0.3), pan(0.2, 0.9)]
+}
+
 /// The spatial filter (`--spatial`) on a stereo mix: the stems still sum to the master, blocks of
 /// any size (rounded up to whole segments) give the same bits, a subset delivers the full set's
 /// stems, the filter does change the stems, and a mono signal passes through it unchanged.
@@ -462,21 +475,7 @@ fn subsets_deliver_the_full_sets_stems() {
 fn spatial_filter_keeps_the_sum_blocks_and_subsets() {
     let rate = 48000u32;
     let len = 3 * rate as usize + 321;
-    let (a, b) = (
-        common::mix(8, len, rate as f32),
-        common::mix(9, len, rate as f32),
-    );
-    // Two parts panned apart, so the channels differ in more than level.
-    let x = vec![
-        a.iter()
-            .zip(&b)
-            .map(|(a, b)| 0.8 * a + 0.3 * b)
-            .collect::<Vec<f32>>(),
-        a.iter()
-            .zip(&b)
-            .map(|(a, b)| 0.2 * a + 0.9 * b)
-            .collect::<Vec<f32>>(),
-    ];
+    let x = panned_pair((8, 9), len, rate);
     let run = |stems: &str, block_frames: usize, spatial: bool, x: &[Vec<f32>]| {
         let spec = SeparationSpec {
             stems: stems.into(),
@@ -516,12 +515,6 @@ fn spatial_filter_keeps_the_sum_blocks_and_subsets() {
             }
         }
     }
-    let max_diff = |p: &[f32], q: &[f32]| {
-        p.iter()
-            .zip(q)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0f32, f32::max)
-    };
     let sub = run("drums,melody,rest", 130, true, &x);
     for (i, stem) in [(0, Stem::Drums), (2, Stem::Melody)] {
         let got = &sub.iter().find(|(s, _)| *s == stem).unwrap().1;
@@ -816,20 +809,7 @@ fn the_harmony_hold_gives_a_held_pad_back() {
 fn harmony_hold_keeps_the_sum_blocks_and_subsets() {
     let rate = 48000u32;
     let len = 3 * rate as usize + 321;
-    let (a, b) = (
-        common::mix(12, len, rate as f32),
-        common::mix(13, len, rate as f32),
-    );
-    let x = vec![
-        a.iter()
-            .zip(&b)
-            .map(|(a, b)| 0.8 * a + 0.3 * b)
-            .collect::<Vec<f32>>(),
-        a.iter()
-            .zip(&b)
-            .map(|(a, b)| 0.2 * a + 0.9 * b)
-            .collect::<Vec<f32>>(),
-    ];
+    let x = panned_pair((12, 13), len, rate);
     let run = |stems: &str, block_frames: usize, hold: f32, spatial: bool, x: &[Vec<f32>]| {
         let spec = SeparationSpec {
             stems: stems.into(),
@@ -850,12 +830,6 @@ fn harmony_hold_keeps_the_sum_blocks_and_subsets() {
         let sep = Separator::new(params).unwrap();
         let out = sep.separate(x);
         sep.stems().iter().copied().zip(out).collect::<Vec<_>>()
-    };
-    let max_diff = |p: &[f32], q: &[f32]| {
-        p.iter()
-            .zip(q)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0f32, f32::max)
     };
     let five = "drums,bass,melody,harmony,fx";
     let mono = vec![x[0].clone()];
