@@ -74,9 +74,13 @@ struct Params {
     sustain_to: u32,
     sustain_lo: u32,
     sustain_hi: u32,
+    hold_segment: u32,
+    hold_phase: u32,
+    hold_stride: u32,
+    hold_radius: u32,
+    hold_bins: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 // One pass of the global-memory Stockham FFT (fft_global.wgsl).
@@ -168,6 +172,37 @@ fn hpss_mask_pair(h: f32, q: f32, s: MaskSettings) -> vec2<f32> {
     }
     return vec2<f32>(softmask(h, q * s.margin_harmonic, s),
                      softmask(q, h * s.margin_percussive, s));
+}
+
+// production::drums_below_bins: the bins below ratio · f0 whose harmonic share goes to the drums
+// where the bass comb does not hold it.
+fn drums_below_bins(f0: f32, ratio: f32, bin_hz: f32) -> u32 {
+    if f0 > 0.0 && ratio > 0.0 {
+        return u32(ceil((ratio * f0) / bin_hz));
+    }
+    return 0u;
+}
+
+// stages::hold::apply_hold on one bin's bass, melody and harmony masks m (from production_masks:
+// h·b, h·(1 − b)·m, h·(1 − b)·(1 − m), at a bin from drums_below_bins up), the harmony's floor
+// there and the bin's magnitude x. With h = the masks' sum, u, v, w their shares of it and
+// r = max(w, floor / (h·x)), the shares become u / d, v / d and the rest, d = u + v + r; the
+// masks are rebuilt from them as production_masks builds them. Bins without harmonic magnitude
+// keep their masks.
+fn hold_masks(m: vec3<f32>, floor: f32, x: f32) -> vec3<f32> {
+    let h = m.x + m.y + m.z;
+    let hx = h * x;
+    if !(hx > 0.0) {
+        return m;
+    }
+    let u = m.x / h;
+    let v = m.y / h;
+    let w = m.z / h;
+    let d = u + v + max(w, floor / hx);
+    let u2 = u / d;
+    let rest = 1.0 - u2;
+    let m2 = select(0.0, min(v / d / rest, 1.0), rest > 0.0);
+    return vec3<f32>(h * u2, h * (1.0 - u2) * m2, h * (1.0 - u2) * (1.0 - m2));
 }
 
 // Half-sample symmetric reflection (scipy 'reflect'), repeating with period 2n:

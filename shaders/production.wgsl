@@ -23,8 +23,9 @@
 @group(0) @binding(6) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
 
 @group(0) @binding(9) var<storage, read> steady: array<f32>;                 // [channel][steady_rows][bins]
-// With the spatial filter on (spatial_segment > 0), production_masks writes every channel's five
-// masks here instead of production's stem spectra; spatial.wgsl turns them into the stem spectra.
+// With the spatial filter on (spatial_segment > 0) or the harmony hold (hold_segment > 0),
+// production_masks writes every channel's five masks here instead of production's stem spectra;
+// spatial.wgsl (stereo with the filter) or hold.wgsl turns them into the stem spectra.
 @group(0) @binding(10) var<storage, read_write> stem_masks: array<f32>;      // [channel][out_frames][5][bins]
 
 // line_input's own bindings (a separate entry point, a separate bind group); production reads mag
@@ -300,15 +301,6 @@ struct StemWeights {
     kw: f32,
 }
 
-// production::drums_below_bins: the bins below ratio · f0 whose harmonic share goes to the drums
-// where the bass comb does not hold it.
-fn drums_below_bins(f0: f32, ratio: f32, bin_hz: f32) -> u32 {
-    if f0 > 0.0 && ratio > 0.0 {
-        return u32(ceil((ratio * f0) / bin_hz));
-    }
-    return 0u;
-}
-
 fn stem_weights(ch: u32, j: u32, b: u32) -> StemWeights {
     let harm_base = (ch * params.harm_frames + params.harm_offset + j) * params.bins;
     var q = perc[(ch * params.out_frames + j) * params.bins + b];
@@ -367,7 +359,8 @@ fn stem_mask(w: StemWeights, kind: u32) -> f32 {
     }
 }
 
-// Dispatch (ceil(bins/64), out_frames, channels); no workgroups with the spatial filter on.
+// Dispatch (ceil(bins/64), out_frames, channels); no workgroups with the spatial filter or the
+// harmony hold on.
 @compute @workgroup_size(64)
 fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
@@ -386,8 +379,9 @@ fn production(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// With the spatial filter: every channel's five masks, in STEM_* order, for spatial.wgsl.
-// Dispatch (ceil(bins/64), out_frames, channels); no workgroups with the filter off.
+// With the spatial filter or the harmony hold: every channel's five masks, in STEM_* order, for
+// spatial.wgsl and hold.wgsl. Dispatch (ceil(bins/64), out_frames, channels); no workgroups with
+// both off.
 @compute @workgroup_size(64)
 fn production_masks(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;

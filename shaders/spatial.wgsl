@@ -15,6 +15,9 @@
 // spatial_apply: per output frame and bin, both channels at once: v_j and C = Σ v_j R_j
 // (mix_model), y = C⁻¹X (solve), then each inverted stem's row of v_j R_j y (stem_spectra).
 // The filter acts on bins 0 .. spatial_bins; above, the masks stand as they are.
+// With the harmony hold (hold_segment > 0) spatial_apply holds the bass, melody and harmony masks
+// as it reads them (hold_masks, floors from hold.wgsl's hold_floors); the sums take them unheld,
+// as the CPU twin's covariances do.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> spectra: array<vec2<f32>>;            // [channel][held_frames][bins]
@@ -22,6 +25,10 @@
 @group(0) @binding(3) var<storage, read_write> cov: array<f32>;                // [segment][5][4][spatial_bins]
 @group(0) @binding(4) var<storage, read_write> stem_spectra: array<vec2<f32>>; // [channel][out_frames][stems][bins]
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;           // [chunk][5][4][spatial_bins]
+// The harmony hold's inputs (spatial_apply, with the hold on).
+@group(0) @binding(6) var<storage, read> lines: array<vec2<f32>>;              // [out_frames] (bass, melody) f0, ...
+@group(0) @binding(7) var<storage, read> mag: array<f32>;                      // [channel][held_frames][bins]
+@group(0) @binding(8) var<storage, read> hold_floors: array<f32>;              // [point][channel][hold_bins]
 
 const SPATIAL_STEMS: u32 = 5u;
 // stages::spatial::SUM_CHUNK.
@@ -39,6 +46,26 @@ fn spatial_x(ch: u32, j: u32, b: u32) -> vec2<f32> {
 
 fn spatial_mask(ch: u32, j: u32, k: u32, b: u32) -> f32 {
     return stem_masks[((ch * params.out_frames + j) * SPATIAL_STEMS + k) * params.bins + b];
+}
+
+// Output frame j's five masks of channel ch at bin b, held by the harmony hold where it acts
+// (hold.wgsl: output frame j reads grid point (hold_phase mod hold_stride + j) / hold_stride).
+fn spatial_masks(ch: u32, j: u32, b: u32) -> array<f32, 5> {
+    var m: array<f32, 5>;
+    for (var k = 0u; k < SPATIAL_STEMS; k++) {
+        m[k] = spatial_mask(ch, j, k, b);
+    }
+    if params.hold_segment > 0u && b < params.hold_bins
+        && b >= drums_below_bins(lines[j].x, params.drums_below, params.bin_hz) {
+        let q = (params.hold_phase % params.hold_stride + j) / params.hold_stride;
+        let f = hold_floors[(q * params.channels + ch) * params.hold_bins + b];
+        let x = mag[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
+        let held = hold_masks(vec3<f32>(m[STEM_BASS], m[STEM_MELODY], m[STEM_HARMONY]), f, x);
+        m[STEM_BASS] = held.x;
+        m[STEM_MELODY] = held.y;
+        m[STEM_HARMONY] = held.z;
+    }
+    return m;
 }
 
 // Row r of stem k's covariances in segment s, bin b (b < spatial_bins).
@@ -170,6 +197,8 @@ fn spatial_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x0 = spatial_x(0u, j, b);
     let x1 = spatial_x(1u, j, b);
     let stems = params.inverted_stems;
+    var m0 = spatial_masks(0u, j, b);
+    var m1 = spatial_masks(1u, j, b);
     if b >= params.spatial_bins {
         // Above the filter's band: the masks as they are.
         for (var i = 0u; i < stems; i++) {
@@ -179,8 +208,8 @@ fn spatial_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             let o0 = ((0u * params.out_frames + j) * stems + i) * params.bins + b;
             let o1 = ((1u * params.out_frames + j) * stems + i) * params.bins + b;
-            stem_spectra[o0] = x0 * spatial_mask(0u, j, k, b);
-            stem_spectra[o1] = x1 * spatial_mask(1u, j, k, b);
+            stem_spectra[o0] = x0 * m0[k];
+            stem_spectra[o1] = x1 * m1[k];
         }
         return;
     }
@@ -188,15 +217,11 @@ fn spatial_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p1 = x1.x * x1.x + x1.y * x1.y;
     // mix_model
     var v: array<f32, 5>;
-    var m0: array<f32, 5>;
-    var m1: array<f32, 5>;
     var c00 = 0.0;
     var c11 = 0.0;
     var cre = 0.0;
     var cim = 0.0;
     for (var k = 0u; k < SPATIAL_STEMS; k++) {
-        m0[k] = spatial_mask(0u, j, k, b);
-        m1[k] = spatial_mask(1u, j, k, b);
         let vk = 0.5 * (m0[k] * m0[k] * p0 + m1[k] * m1[k] * p1);
         v[k] = vk;
         c00 += vk * cov[cov_at(s, k, 0u, b)];

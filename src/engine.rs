@@ -161,20 +161,8 @@ impl Engines {
         gpu_block_frames: Option<usize>,
         fallback_cpu: bool,
     ) -> Result<Self> {
-        // The harmony hold has no GPU twin yet: `auto` runs it on the CPU, `gpu` refuses it.
-        let hold = spec.production.harmony_hold_ms > 0.0 && spec.resolve(48000)?.hold().is_some();
-        if hold && device == DeviceChoice::Gpu {
-            return Err(Error::param(
-                "--harmony-hold",
-                "runs on the CPU only so far: use --device cpu, or --harmony-hold off",
-            ));
-        }
         let (gpu, note) = match device {
             DeviceChoice::Cpu => (None, None),
-            DeviceChoice::Auto if hold => (
-                None,
-                Some("--harmony-hold runs on the CPU only so far; running on the CPU".to_string()),
-            ),
             DeviceChoice::Gpu => match GpuContext::new(adapter) {
                 Ok(ctx) => (Some(Arc::new(ctx)), None),
                 Err(Error::Gpu(m)) => return Err(Error::NoGpu(m)),

@@ -482,6 +482,51 @@ fn melody_floor_segments_match_the_cpu_separator() {
     }
 }
 
+/// The harmony hold on short segments (32 frames, floors over ±2 points), so that GPU blocks
+/// hold several and their rebuilt first frames read the previous block's last floors: stereo
+/// with the spatial filter (on the same segments; the filter's sums take the unheld masks, its
+/// synthesis the held ones), stereo without it, mono; points every 4th frame, and every frame
+/// (three carried points a block); blocks split into parts.
+#[test]
+fn harmony_hold_segments_match_the_cpu_separator() {
+    let Some(ctx) = gpu() else { return };
+    for (channels, spatial, stride, block, cap) in [
+        (2usize, true, 4usize, 64usize, Some(40usize)),
+        (2, false, 4, 100, None),
+        (1, false, 1, 70, Some(45)),
+        (2, false, 1, 64, None),
+    ] {
+        let params = |block: usize, hold: bool| {
+            let mut p = stemkit::SeparationSpec {
+                stems: "drums,bass,melody,harmony,fx".into(),
+                block_frames: block,
+                production: stemkit::production::ProductionSpec {
+                    spatial,
+                    harmony_hold_ms: if hold { 900.0 } else { 0.0 },
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .resolve(48000)
+            .unwrap();
+            let pp = &mut p.production;
+            if spatial {
+                pp.spatial_frames = 32;
+            }
+            pp.profile_frames = 32;
+            pp.melody_floor_frames = 32;
+            if hold {
+                pp.hold_frames = 32;
+                pp.hold_stride = stride;
+                pp.hold_radius = 2;
+            }
+            p
+        };
+        let what = format!("harmony hold (spatial {spatial}, points every {stride} frames)");
+        segments_match(&ctx, &what, (channels, block, cap, 79), params);
+    }
+}
+
 #[test]
 fn spatial_stems_match_the_cpu_separator() {
     let Some(ctx) = gpu() else { return };

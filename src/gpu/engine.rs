@@ -27,7 +27,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::params::GpuParams;
-use crate::gpu::pipelines::{choose_fft_path, spatial_segments, FftPath};
+use crate::gpu::pipelines::{
+    choose_fft_path, hold_carried, hold_point_count, spatial_segments, FftPath,
+};
 use crate::gpu::plan::{plan_block, worst_case_params, BlockPlan};
 use crate::gpu::resources::{
     buffer_bytes, Buf, Resources, Step, SPATIAL_COV_BYTES_PER_BIN, TIMESTAMP_BYTES,
@@ -90,6 +92,10 @@ pub struct GpuTrackState {
     /// The melody floor (Hz) of the segment the last block ended in (`None` before the first
     /// block, or without the floor).
     pub melody_floor: Option<f32>,
+    /// With the harmony hold: the floors of the grid points the last block's last
+    /// `tail_frames` frames read, `[point][channel][hold_bins]` (the next block rebuilds
+    /// those frames; empty before the first block, or without the hold).
+    pub hold_floors: Vec<f32>,
 }
 
 /// Blocks that can share one queue submission (one slot of buffers each).
@@ -120,6 +126,8 @@ struct Request {
     carried_profile: Option<BassProfile>,
     /// Likewise the melody floor of that segment.
     carried_melody_floor: Option<f32>,
+    /// The harmony hold's floors of the points those frames read, `[point][channel][hold_bins]`.
+    carried_hold: Vec<f32>,
     result: Mutex<Option<Result<BlockResult>>>,
 }
 
@@ -132,6 +140,8 @@ struct BlockResult {
     profile: Option<BassProfile>,
     /// The melody floor of the block's last segment (with the floor).
     melody_floor: Option<f32>,
+    /// The harmony hold's floors of the points its last `tail_frames` frames read.
+    hold_floors: Vec<f32>,
 }
 
 /// Blocks from every thread using the engine (one per track with `--jobs N`): whoever finds no
@@ -211,19 +221,25 @@ impl GpuSeparator {
         if params.block_frames < 1 {
             return Err(Error::param("block_frames", "expected at least 1, got 0"));
         }
-        if params.hold().is_some() {
-            return Err(Error::param(
-                "--harmony-hold",
-                "runs on the CPU only so far: use --device cpu, or --harmony-hold off",
-            ));
-        }
-        if let Some(seg) = params.spatial() {
-            // A block's rebuilt first frames must lie in the one segment carried over.
-            let tail = crate::stream::tail_frames(&params.stft);
-            if seg <= tail {
+        // A block's rebuilt first frames must lie in the one segment carried over.
+        let tail = crate::stream::tail_frames(&params.stft);
+        for (name, seg) in [
+            ("spatial segment", params.spatial()),
+            ("harmony hold segment", params.hold()),
+        ] {
+            if let Some(seg) = seg.filter(|&seg| seg <= tail) {
                 return Err(Error::param(
-                    "spatial segment",
+                    name,
                     format!("expected more than {tail} frames, got {seg}"),
+                ));
+            }
+        }
+        if let Some(seg) = params.hold() {
+            let stride = params.production.hold_stride;
+            if stride == 0 || seg % stride != 0 {
+                return Err(Error::param(
+                    "harmony hold segment",
+                    format!("expected whole strides of {stride} frames, got {seg}"),
                 ));
             }
         }
@@ -431,6 +447,16 @@ impl GpuSeparator {
                  block gave"
             )));
         }
+        let carried_hold = match hold_carried(p) as usize * channels * p.hold_bins as usize {
+            0 => Vec::new(),
+            need if state.hold_floors.len() == need => std::mem::take(&mut state.hold_floors),
+            _ => {
+                return Err(Error::Gpu(format!(
+                    "frames {start}..{end} rebuild frames of a harmony-hold segment whose floors \
+                     no earlier block gave"
+                )))
+            }
+        };
         let request = Arc::new(Request {
             plan,
             n_frames,
@@ -438,6 +464,7 @@ impl GpuSeparator {
             carried,
             carried_profile: state.profile.take(),
             carried_melody_floor: state.melody_floor.take(),
+            carried_hold,
             result: Mutex::new(None),
         });
         let BlockResult {
@@ -445,7 +472,9 @@ impl GpuSeparator {
             spatial_cov,
             profile,
             melody_floor,
+            hold_floors,
         } = self.submit(&request)?;
+        state.hold_floors = hold_floors;
         state.spatial_cov = spatial_cov;
         state.profile = profile;
         state.melody_floor = melody_floor;
@@ -525,8 +554,9 @@ impl GpuSeparator {
         }
         for (slot, req) in inner.slots.iter_mut().zip(batch) {
             let plan = &req.plan;
-            let out_bytes =
-                buffer_bytes(Buf::Out, &plan.params, self.path, 0) + spatial_last(&plan.params).2;
+            let out_bytes = buffer_bytes(Buf::Out, &plan.params, self.path, 0)
+                + spatial_last(&plan.params).2
+                + self.hold_last(&plan.params).2;
             let line_bytes = if self.lines.is_some() {
                 buffer_bytes(Buf::LineIn, &plan.params, self.path, 0)
             } else {
@@ -543,11 +573,14 @@ impl GpuSeparator {
             }
             // The carried segment's covariances are segment 0 of the block's.
             slot.write(Buf::SpatialCov, bytemuck::cast_slice(&req.carried));
+            // The carried points' floors are the first rows of the block's.
+            slot.write(Buf::HoldFloors, bytemuck::cast_slice(&req.carried_hold));
             inner.stats.blocks += 1;
             inner.stats.bytes_uploaded += (std::mem::size_of_val(&plan.params)
                 + req.pcm.len() * 4
                 + plan.wss_edge.len() * 4
-                + req.carried.len() * 4) as u64;
+                + req.carried.len() * 4
+                + req.carried_hold.len() * 4) as u64;
         }
         let mut last_profiles: Vec<Option<BassProfile>> = Vec::new();
         let mut last_floors: Vec<Option<f32>> = Vec::new();
@@ -575,19 +608,23 @@ impl GpuSeparator {
                 &Step::SYNTHESIS
             }
         };
-        // The stems' samples, then (spatial filter) the last segment's covariances.
+        // The stems' samples, then (spatial filter) the last segment's covariances and (harmony
+        // hold) the floors the next block's rebuilt frames read.
         let regions = |p: &GpuParams| {
             vec![
                 (Buf::Out, 0, buffer_bytes(Buf::Out, p, self.path, 0)),
                 spatial_last(p),
+                self.hold_last(p),
             ]
         };
         self.run_steps(inner, batch, last, regions, |i, b| {
             let p = &batch[i].plan.params;
-            let (samples, cov) = b.split_at(buffer_bytes(Buf::Out, p, self.path, 0) as usize);
+            let (samples, rest) = b.split_at(buffer_bytes(Buf::Out, p, self.path, 0) as usize);
+            let (cov, floors) = rest.split_at(spatial_last(p).2 as usize);
             BlockResult {
                 samples: bytemuck::cast_slice::<u8, f32>(samples).to_vec(),
                 spatial_cov: bytemuck::cast_slice::<u8, f32>(cov).to_vec(),
+                hold_floors: bytemuck::cast_slice::<u8, f32>(floors).to_vec(),
                 profile: last_profiles.get(i).copied().flatten(),
                 melody_floor: last_floors.get(i).copied().flatten(),
             }
@@ -637,6 +674,21 @@ impl GpuSeparator {
             );
         }
         Ok(results)
+    }
+
+    /// The readback region of the harmony hold's floors that the next block's rebuilt frames
+    /// read (those of the points of the block's last `tail_frames` frames): (buffer, offset,
+    /// bytes), no bytes without the hold.
+    fn hold_last(&self, p: &GpuParams) -> (Buf, u64, u64) {
+        let points = hold_point_count(p) as u64;
+        if points == 0 {
+            return (Buf::HoldFloors, 0, 0);
+        }
+        let tail = crate::stream::tail_frames(&self.params.stft) as u32;
+        let lead = p.hold_phase % p.hold_stride;
+        let first = ((lead + p.out_frames.saturating_sub(tail)) / p.hold_stride) as u64;
+        let row = p.channels as u64 * p.hold_bins as u64 * 4;
+        (Buf::HoldFloors, first * row, (points - first) * row)
     }
 
     /// The (bass, melody) f0 of the plan's output frames from the lines' input read back:
@@ -850,6 +902,7 @@ impl BlockEngine for GpuSeparator {
             spatial_cov: Vec::new(),
             profile: None,
             melody_floor: None,
+            hold_floors: Vec::new(),
         }
     }
 

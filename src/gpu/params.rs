@@ -230,8 +230,21 @@ pub struct GpuParams {
     pub sustain_lo: u32,
     /// End (exclusive) of the note sustain's bins.
     pub sustain_hi: u32,
+    /// Frames per segment of the harmony hold (`crate::stages::hold`); 0: off. Its grid points
+    /// are the signal frames that are multiples of `hold_stride`.
+    pub hold_segment: u32,
+    /// Output frame 0's signal frame modulo `hold_segment`: output frame j lies in the block's
+    /// segment `(hold_phase + j) / hold_segment`; when the phase is not 0 the floors of segment
+    /// 0's points (those the rebuilt frames read) are carried over from the previous block.
+    pub hold_phase: u32,
+    /// Frames between the hold's grid points.
+    pub hold_stride: u32,
+    /// Grid points each side of a point in its floor's mean.
+    pub hold_radius: u32,
+    /// Bins the hold acts on (from bin 0); the points' and floors' row length.
+    pub hold_bins: u32,
     /// Padding to a multiple of 16 bytes (a uniform's size).
-    pub _pad0: [u32; 3],
+    pub _pad0: [u32; 2],
 }
 
 /// One pass of the global-memory Stockham FFT (WGSL `PassParams`). Passes are stored
@@ -395,6 +408,11 @@ mod tests {
             ("sustain_to", offset_of!(GpuParams, sustain_to)),
             ("sustain_lo", offset_of!(GpuParams, sustain_lo)),
             ("sustain_hi", offset_of!(GpuParams, sustain_hi)),
+            ("hold_segment", offset_of!(GpuParams, hold_segment)),
+            ("hold_phase", offset_of!(GpuParams, hold_phase)),
+            ("hold_stride", offset_of!(GpuParams, hold_stride)),
+            ("hold_radius", offset_of!(GpuParams, hold_radius)),
+            ("hold_bins", offset_of!(GpuParams, hold_bins)),
         ];
         // The WGSL struct ends with padding members `_pad0..`; every named field must agree.
         for (name, offset) in &rust {

@@ -24,6 +24,7 @@ const IFFT: &str = include_str!("../../shaders/ifft.wgsl");
 const OVERLAP_ADD: &str = include_str!("../../shaders/overlap_add.wgsl");
 const PRODUCTION: &str = include_str!("../../shaders/production.wgsl");
 const SPATIAL: &str = include_str!("../../shaders/spatial.wgsl");
+const HOLD: &str = include_str!("../../shaders/hold.wgsl");
 
 /// Every compute stage, in pipeline order. The FFT stages come in two forms: workgroup memory
 /// (`Fft`, `Ifft`) and global memory (`FftGlobal*`, `IfftGlobal*`) for sizes too large for it.
@@ -53,8 +54,14 @@ pub enum Stage {
     LineInput,
     /// The production stems' masks applied to the spectrum.
     Production,
-    /// The production stems' five masks alone (for the spatial filter).
+    /// The production stems' five masks alone (for the spatial filter and the harmony hold).
     ProductionMasks,
+    /// The harmony hold's points: the harmony's amplitude at its grid frames.
+    HoldPoints,
+    /// The harmony hold's floors: each point's mean over the points near it in its segment.
+    HoldFloors,
+    /// The held masks applied to the spectrum (without the spatial filter).
+    HoldSpectra,
     /// The spatial filter's sums per chunk of frames (production stems of stereo input).
     SpatialChunks,
     /// The spatial filter's covariances per segment, from the chunks' sums.
@@ -152,7 +159,7 @@ const fn none(_: usize) -> u64 {
 }
 
 /// The table: every stage, its shader, entry point, workgroup size, bindings and workgroup memory.
-pub static STAGES: [StageDesc; 20] = [
+pub static STAGES: [StageDesc; 23] = [
     StageDesc {
         stage: Stage::Frame,
         twin: "frame",
@@ -355,6 +362,53 @@ pub static STAGES: [StageDesc; 20] = [
         workgroup_bytes: none,
     },
     StageDesc {
+        stage: Stage::HoldPoints,
+        twin: "hold",
+        files: "hold.wgsl",
+        sources: &[HOLD],
+        entry_point: "hold_points",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(2, "stem_masks", Read),
+            b(3, "mag", Read),
+            b(5, "points", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
+        stage: Stage::HoldFloors,
+        twin: "hold",
+        files: "hold.wgsl",
+        sources: &[HOLD],
+        entry_point: "hold_floors",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(5, "points", ReadWrite),
+            b(6, "floors", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
+        stage: Stage::HoldSpectra,
+        twin: "hold",
+        files: "hold.wgsl",
+        sources: &[HOLD],
+        entry_point: "hold_spectra",
+        workgroup_size: fixed::<64>,
+        bindings: &[
+            b(0, "params", Uniform),
+            b(1, "spectra", Read),
+            b(2, "stem_masks", Read),
+            b(3, "mag", Read),
+            b(4, "lines", Read),
+            b(6, "floors", ReadWrite),
+            b(7, "stem_spectra", ReadWrite),
+        ],
+        workgroup_bytes: none,
+    },
+    StageDesc {
         stage: Stage::SpatialChunks,
         twin: "spatial",
         files: "spatial.wgsl",
@@ -396,6 +450,9 @@ pub static STAGES: [StageDesc; 20] = [
             b(2, "stem_masks", Read),
             b(3, "cov", ReadWrite),
             b(4, "stem_spectra", ReadWrite),
+            b(6, "lines", Read),
+            b(7, "mag", Read),
+            b(8, "hold_floors", Read),
         ],
         workgroup_bytes: none,
     },
@@ -466,7 +523,7 @@ pub static STAGES: [StageDesc; 20] = [
 
 impl Stage {
     /// Every stage, in table order.
-    pub const ALL: [Stage; 20] = [
+    pub const ALL: [Stage; 23] = [
         Stage::Frame,
         Stage::Fft,
         Stage::FftGlobalPass,
@@ -480,6 +537,9 @@ impl Stage {
         Stage::LineInput,
         Stage::Production,
         Stage::ProductionMasks,
+        Stage::HoldPoints,
+        Stage::HoldFloors,
+        Stage::HoldSpectra,
         Stage::SpatialChunks,
         Stage::SpatialSums,
         Stage::SpatialApply,
@@ -511,6 +571,9 @@ impl Stage {
                 Stage::LineInput,
                 Stage::Production,
                 Stage::ProductionMasks,
+                Stage::HoldPoints,
+                Stage::HoldFloors,
+                Stage::HoldSpectra,
                 Stage::SpatialChunks,
                 Stage::SpatialSums,
                 Stage::SpatialApply,
@@ -530,6 +593,9 @@ impl Stage {
                 Stage::LineInput,
                 Stage::Production,
                 Stage::ProductionMasks,
+                Stage::HoldPoints,
+                Stage::HoldFloors,
+                Stage::HoldSpectra,
                 Stage::SpatialChunks,
                 Stage::SpatialSums,
                 Stage::SpatialApply,
@@ -557,7 +623,7 @@ pub fn median_run_length(k: u32) -> u32 {
 }
 
 /// The timing groups of [`crate::gpu::stats::GpuStats::stage_ns`]: the CPU twins' names.
-pub const TIMED_STAGES: [&str; 12] = [
+pub const TIMED_STAGES: [&str; 13] = [
     "frame",
     "fft",
     "magnitude",
@@ -567,6 +633,7 @@ pub const TIMED_STAGES: [&str; 12] = [
     "line_input",
     "mask",
     "production",
+    "hold",
     "spatial",
     "ifft",
     "overlap_add",
@@ -955,19 +1022,27 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
             ch,
         ],
         Stage::Mask => [p.bins.div_ceil(wg), p.out_frames, ch],
-        // One of the two runs: the stem spectra, or (spatial filter) the masks alone.
+        // One of the two runs: the stem spectra, or (spatial filter, harmony hold) the masks
+        // alone.
         Stage::Production => [
             p.bins.div_ceil(wg),
-            if p.spatial_segment > 0 {
-                0
-            } else {
-                p.out_frames
-            },
+            if masks_alone(p) { 0 } else { p.out_frames },
             ch,
         ],
         Stage::ProductionMasks => [
             p.bins.div_ceil(wg),
-            if p.spatial_segment > 0 {
+            if masks_alone(p) { p.out_frames } else { 0 },
+            ch,
+        ],
+        Stage::HoldPoints | Stage::HoldFloors => [
+            p.hold_bins.div_ceil(wg),
+            hold_point_count(p) - hold_carried(p),
+            ch,
+        ],
+        // With the spatial filter, spatial_apply holds the masks.
+        Stage::HoldSpectra => [
+            p.bins.div_ceil(wg),
+            if p.hold_segment > 0 && p.spatial_segment == 0 {
                 p.out_frames
             } else {
                 0
@@ -990,6 +1065,31 @@ pub fn workgroups(stage: Stage, p: &GpuParams, pass: Option<&PassParams>) -> [u3
         Stage::IfftGlobalPre | Stage::IfftGlobalPost => [m.div_ceil(wg), inverse_rows, ch],
         Stage::OverlapAdd => [p.emit_count.div_ceil(wg), 1, ch],
     }
+}
+
+/// Whether the production stage writes the five masks alone (for the spatial filter or the
+/// harmony hold) rather than the stem spectra.
+pub fn masks_alone(p: &GpuParams) -> bool {
+    p.spatial_segment > 0 || p.hold_segment > 0
+}
+
+/// Grid points of the harmony hold a block holds (0 when off): those of output frames
+/// `0 .. out_frames`, the first at or before output frame 0 (`shaders/hold.wgsl`).
+pub fn hold_point_count(p: &GpuParams) -> u32 {
+    match p.hold_segment {
+        0 => 0,
+        _ => (p.hold_phase % p.hold_stride + p.out_frames.max(1) - 1) / p.hold_stride + 1,
+    }
+}
+
+/// The first of those points whose floors the block computes: the earlier ones lie in the
+/// segment before its first segment boundary, and their floors are carried over.
+pub fn hold_carried(p: &GpuParams) -> u32 {
+    if p.hold_segment == 0 || p.hold_phase == 0 {
+        return 0;
+    }
+    let lead = p.hold_phase % p.hold_stride;
+    ((p.hold_segment - p.hold_phase + lead) / p.hold_stride).min(hold_point_count(p))
 }
 
 /// Segments of the spatial filter a block holds (0 when off): the first is carried over from

@@ -147,6 +147,7 @@ pub fn plan_block(
         spatial_phase: spatial.map_or(0, |l| (t0 % l) as u32),
         spatial_bins: spatial.map_or(0, |_| spatial_bins(sep)),
         spatial_stride: spatial.map_or(1, |l| spatial_stride(sep, l)),
+        hold_phase: sep.hold().map_or(0, |l| (t0 % l) as u32),
         ..steady_fields(production_fields(sep), steady.map(|(k, _)| k), grid, t0, lo)
     };
     Ok(BlockPlan {
@@ -233,6 +234,10 @@ pub fn production_fields(sep: &SeparationParams) -> GpuParams {
         tail_frames: p.tail_frames as u32,
         tail_rho: p.tail_rho,
         stem_kinds: stem_kind::pack(&stems[..sep.stems.inverted()]),
+        hold_segment: sep.hold().map_or(0, |l| l as u32),
+        hold_stride: p.hold_stride.max(1) as u32,
+        hold_radius: p.hold_radius as u32,
+        hold_bins: sep.hold().map_or(0, |_| p.hold_bins.min(bins) as u32),
         line_bins: if sep.stems.needs_lines() {
             p.bass.bins_read(bins, bin_hz) as u32
         } else {
@@ -281,6 +286,8 @@ pub fn worst_case_params(sep: &SeparationParams, channels: usize, frames: usize)
         spatial_phase: spatial.map_or(0, |l| l as u32 - 1),
         spatial_bins: spatial.map_or(0, |_| spatial_bins(sep)),
         spatial_stride: spatial.map_or(1, |l| spatial_stride(sep, l)),
+        // Sizing: the most points `out` frames can touch.
+        hold_phase: sep.hold().map_or(0, |l| l as u32 - 1),
         line_bins: if sep.stems.needs_lines() {
             sep.stft.n_bins() as u32
         } else {

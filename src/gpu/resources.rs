@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::params::{GpuParams, PassParams};
 use crate::gpu::pipelines::{
-    spatial_chunks, spatial_segments, workgroups, FftPath, Pipelines, Stage, TIMED_STAGES,
+    hold_point_count, masks_alone, spatial_chunks, spatial_segments, workgroups, FftPath,
+    Pipelines, Stage, TIMED_STAGES,
 };
 use std::sync::Arc;
 
@@ -33,8 +34,12 @@ pub enum Step {
     LineInput,
     /// mask.wgsl
     Mask,
-    /// production.wgsl, production (or production_masks with the spatial filter)
+    /// production.wgsl, production (or production_masks with the spatial filter or the
+    /// harmony hold)
     Production,
+    /// hold.wgsl, hold_points, hold_floors then hold_spectra (production stems with the harmony
+    /// hold; hold_spectra only without the spatial filter; no workgroups otherwise)
+    Hold,
     /// spatial.wgsl, spatial_chunks, spatial_sums then spatial_apply (production stems of
     /// stereo input with the spatial filter; no workgroups otherwise)
     Spatial,
@@ -46,7 +51,7 @@ pub enum Step {
 
 impl Step {
     /// All steps in table order.
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::Frame,
         Step::Fft,
         Step::Magnitude,
@@ -56,6 +61,7 @@ impl Step {
         Step::LineInput,
         Step::Mask,
         Step::Production,
+        Step::Hold,
         Step::Spatial,
         Step::Ifft,
         Step::OverlapAdd,
@@ -85,8 +91,9 @@ impl Step {
     ];
 
     /// A production block's second submission: masks, inverse transforms, overlap-add.
-    pub const SYNTHESIS: [Step; 4] = [
+    pub const SYNTHESIS: [Step; 5] = [
         Step::Production,
+        Step::Hold,
         Step::Spatial,
         Step::Ifft,
         Step::OverlapAdd,
@@ -135,12 +142,17 @@ pub enum Buf {
     Steady,
     /// Masked spectra `[channel][out][stem][bins]` complex.
     StemSpectra,
-    /// The five production masks `[channel][out][5][bins]` (spatial filter only).
+    /// The five production masks `[channel][out][5][bins]` (spatial filter or harmony hold).
     StemMasks,
     /// The spatial filter's covariances `[segment][5][4][bins]` (spatial filter only).
     SpatialCov,
     /// The spatial filter's sums per chunk of frames `[chunk][5][4][bins]` (spatial filter only).
     SpatialPartials,
+    /// The harmony hold's points `[point][channel][hold_bins]` (harmony hold only).
+    HoldPoints,
+    /// The harmony hold's floors `[point][channel][hold_bins]` (harmony hold only; the carried
+    /// points' uploaded).
+    HoldFloors,
     /// Windowed inverse frames `[channel][out][stem][n_fft]`.
     StemFrames,
     /// Global FFT ping-pong buffer A.
@@ -163,7 +175,7 @@ pub enum Buf {
 
 /// The buffers a block's stages write (every intermediate and the output): what must fit the
 /// device's limits, and what tests poison before each block.
-pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 16] = [
+pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 18] = [
     Buf::Frames,
     Buf::Spectra,
     Buf::Mag,
@@ -175,6 +187,8 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 16] = [
     Buf::StemMasks,
     Buf::SpatialCov,
     Buf::SpatialPartials,
+    Buf::HoldPoints,
+    Buf::HoldFloors,
     Buf::StemFrames,
     Buf::CplxA,
     Buf::CplxB,
@@ -182,7 +196,7 @@ pub(crate) const WRITTEN_BY_A_BLOCK: [Buf; 16] = [
     Buf::LineIn,
 ];
 
-const BUFS: [Buf; 22] = [
+const BUFS: [Buf; 24] = [
     Buf::Params,
     Buf::Pcm,
     Buf::Frames,
@@ -196,6 +210,8 @@ const BUFS: [Buf; 22] = [
     Buf::StemMasks,
     Buf::SpatialCov,
     Buf::SpatialPartials,
+    Buf::HoldPoints,
+    Buf::HoldFloors,
     Buf::StemFrames,
     Buf::CplxA,
     Buf::CplxB,
@@ -226,13 +242,16 @@ pub fn buffer_bytes(buf: Buf, p: &GpuParams, path: FftPath, wss_edge_len: usize)
         Buf::PercPoints => c * p.points_frames as u64 * bins * 4,
         Buf::Steady => c * p.steady_rows as u64 * bins * 4,
         Buf::StemSpectra => c * out * inv * bins * 8,
-        Buf::StemMasks if p.spatial_segment > 0 => c * out * 5 * bins * 4,
+        Buf::StemMasks if masks_alone(p) => c * out * 5 * bins * 4,
         Buf::SpatialCov => {
             spatial_segments(p) as u64 * SPATIAL_COV_BYTES_PER_BIN * p.spatial_bins as u64
         }
         Buf::StemMasks => 0,
         Buf::SpatialPartials => {
             spatial_chunks(p) as u64 * SPATIAL_COV_BYTES_PER_BIN * p.spatial_bins as u64
+        }
+        Buf::HoldPoints | Buf::HoldFloors => {
+            hold_point_count(p) as u64 * c * p.hold_bins as u64 * 4
         }
         Buf::StemFrames => c * out * inv * n * 4,
         Buf::CplxA | Buf::CplxB => match path {
@@ -482,6 +501,33 @@ impl Resources {
         ]);
         steps.push(vec![
             one(
+                Stage::HoldPoints,
+                &[
+                    params(),
+                    buf(Buf::StemMasks),
+                    buf(Buf::Mag),
+                    buf(Buf::HoldPoints),
+                ],
+            ),
+            one(
+                Stage::HoldFloors,
+                &[params(), buf(Buf::HoldPoints), buf(Buf::HoldFloors)],
+            ),
+            one(
+                Stage::HoldSpectra,
+                &[
+                    params(),
+                    buf(Buf::Spectra),
+                    buf(Buf::StemMasks),
+                    buf(Buf::Mag),
+                    buf(Buf::Lines),
+                    buf(Buf::HoldFloors),
+                    buf(Buf::StemSpectra),
+                ],
+            ),
+        ]);
+        steps.push(vec![
+            one(
                 Stage::SpatialChunks,
                 &[
                     params(),
@@ -502,6 +548,9 @@ impl Resources {
                     buf(Buf::StemMasks),
                     buf(Buf::SpatialCov),
                     buf(Buf::StemSpectra),
+                    buf(Buf::Lines),
+                    buf(Buf::Mag),
+                    buf(Buf::HoldFloors),
                 ],
             ),
         ]);
@@ -750,6 +799,8 @@ fn create_buffer(device: &wgpu::Device, buf: Buf, size: u64) -> wgpu::Buffer {
             Buf::StemMasks => "stem masks",
             Buf::SpatialCov => "spatial covariances",
             Buf::SpatialPartials => "spatial chunk sums",
+            Buf::HoldPoints => "hold points",
+            Buf::HoldFloors => "hold floors",
             Buf::StemFrames => "stem frames",
             Buf::CplxA => "fft a",
             Buf::CplxB => "fft b",
