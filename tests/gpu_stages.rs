@@ -852,6 +852,229 @@ fn production_masks_match_cpu() {
     }
 }
 
+/// Stage `hold` (without the spatial filter: the held masks applied to the spectrum) against
+/// `stemkit::stages::hold`: the points (the unheld harmony mask times the magnitude at the grid
+/// frames), each segment's floors (`segment_floors`, the carried segment's as uploaded) and
+/// `apply_hold` on the line weights the masks were built from. Masks within a few roundings of
+/// the CPU's (the shader recovers the shares from the masks): relative L2 < 1e-6.
+#[test]
+fn hold_matches_cpu() {
+    use stemkit::production::drums_below_bins;
+    use stemkit::stages::hold::{apply_hold, segment_floors};
+    use stemkit::stems::{Stem, PRODUCTION};
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(44);
+    // (n_fft, channels, frames, segment, phase, stride, radius, hold bins, inverted stems)
+    for &(n_fft, channels, frames, segment, phase, stride, radius, hb, stems) in &[
+        (
+            256usize,
+            1usize,
+            40usize,
+            16usize,
+            0usize,
+            4usize,
+            2usize,
+            60usize,
+            &PRODUCTION[..],
+        ),
+        (
+            512,
+            2,
+            70,
+            32,
+            29,
+            4,
+            3,
+            100,
+            &[Stem::Harmony, Stem::Bass, Stem::Melody][..],
+        ),
+        (
+            256,
+            2,
+            30,
+            12,
+            9,
+            1,
+            5,
+            129,
+            &[
+                Stem::Bass,
+                Stem::Drums,
+                Stem::Fx,
+                Stem::Melody,
+                Stem::Harmony,
+            ][..],
+        ),
+    ] {
+        let runner = StageRunner::new(ctx.clone(), n_fft, FftPath::Workgroup).unwrap();
+        let bins = n_fft / 2 + 1;
+        let bin_hz = 48000.0 / n_fft as f32;
+        let n = PRODUCTION.len();
+        let rows = channels * frames;
+        let spectra: Vec<Complex32> = (0..rows * bins)
+            .map(|_| Complex32::new(rng.signed(), rng.signed()))
+            .collect();
+        // Magnitudes with some silent bins; harmonic masks with some bins at 0.
+        let mag: Vec<f32> = (0..rows * bins)
+            .map(|i| {
+                if i % 17 == 3 {
+                    0.0
+                } else {
+                    rng.uniform() * 2.0
+                }
+            })
+            .collect();
+        let h: Vec<f32> = (0..rows * bins)
+            .map(|i| {
+                if i % 23 == 7 {
+                    0.0
+                } else {
+                    rng.uniform() * 0.9
+                }
+            })
+            .collect();
+        let perc: Vec<f32> = h.iter().map(|&h| (1.0 - h) * rng.uniform()).collect();
+        let bw: Vec<f32> = (0..rows * bins)
+            .map(|i| if i % 11 == 0 { 1.0 } else { rng.uniform() })
+            .collect();
+        let mw: Vec<f32> = (0..rows * bins).map(|_| rng.uniform()).collect();
+        // The production masks from those weights (`production_masks` above the drums' low bins).
+        let masks_of = |i: usize, bw: f32, mw: f32| {
+            let h = h[i];
+            [
+                perc[i],
+                h * bw,
+                h * (1.0 - bw) * mw,
+                h * (1.0 - bw) * (1.0 - mw),
+                (1.0 - h - perc[i]).max(0.0),
+            ]
+        };
+        let mut masks = vec![0.0f32; rows * n * bins];
+        for r in 0..rows {
+            for b in 0..bins {
+                let i = r * bins + b;
+                for (k, m) in masks_of(i, bw[i], mw[i]).into_iter().enumerate() {
+                    masks[(r * n + k) * bins + b] = m;
+                }
+            }
+        }
+        // A bass line, unvoiced in some frames.
+        let f0: Vec<f32> = (0..frames)
+            .map(|j| {
+                if j % 5 == 2 {
+                    0.0
+                } else {
+                    200.0 + 300.0 * rng.uniform()
+                }
+            })
+            .collect();
+        let ratio = 0.5;
+        let lead = phase % stride;
+        let points = (lead + frames - 1) / stride + 1;
+        let carried_n = if phase == 0 {
+            0
+        } else {
+            (segment - phase + lead) / stride
+        };
+        let carried: Vec<f32> = (0..carried_n * channels * hb)
+            .map(|_| rng.uniform())
+            .collect();
+        let (got_floors, got) = runner
+            .hold(
+                channels,
+                (&spectra, &mag, &masks),
+                &f0,
+                ratio,
+                (segment, phase, stride, radius, hb),
+                &carried,
+                stems,
+            )
+            .unwrap();
+
+        // The CPU twin: the points, then each computed segment's floors per channel.
+        let mut want_floors = vec![0.0f32; points * channels * hb];
+        want_floors[..carried.len()].copy_from_slice(&carried);
+        for ch in 0..channels {
+            let mut q0 = carried_n;
+            while q0 < points {
+                let s = (phase + q0 * stride - lead) / segment;
+                let q1 = (((s + 1) * segment + lead - phase) / stride).min(points);
+                let mut pts = vec![0.0f32; (q1 - q0) * hb];
+                for q in q0..q1 {
+                    let j = q * stride - lead;
+                    for b in 0..hb {
+                        let r = ch * frames + j;
+                        pts[(q - q0) * hb + b] = masks[(r * n + 3) * bins + b] * mag[r * bins + b];
+                    }
+                }
+                let mut fl = vec![0.0f32; pts.len()];
+                segment_floors(&pts, hb, radius, 1.0, &mut fl);
+                for q in q0..q1 {
+                    want_floors[(q * channels + ch) * hb..][..hb]
+                        .copy_from_slice(&fl[(q - q0) * hb..][..hb]);
+                }
+                q0 = q1;
+            }
+        }
+        assert_close(
+            &format!("hold floors, n_fft {n_fft}, {channels} ch, phase {phase}, stride {stride}"),
+            &got_floors,
+            &want_floors,
+            1e-6,
+        );
+        let mut want = vec![Complex32::default(); rows * stems.len() * bins];
+        for ch in 0..channels {
+            for j in 0..frames {
+                let r = ch * frames + j;
+                let q = (lead + j) / stride;
+                let floor = &want_floors[(q * channels + ch) * hb..][..hb];
+                let (mut b2, mut m2) = (
+                    bw[r * bins..][..bins].to_vec(),
+                    mw[r * bins..][..bins].to_vec(),
+                );
+                let below = drums_below_bins(f0[j], ratio, bin_hz);
+                apply_hold(
+                    &mut b2,
+                    &mut m2,
+                    &h[r * bins..][..bins],
+                    &mag[r * bins..][..bins],
+                    floor,
+                    below,
+                );
+                for (i, stem) in stems.iter().enumerate() {
+                    let k = PRODUCTION.iter().position(|p| p == stem).unwrap();
+                    for b in 0..bins {
+                        let m = masks_of(r * bins + b, b2[b], m2[b])[k];
+                        want[(r * stems.len() + i) * bins + b] = spectra[r * bins + b] * m;
+                    }
+                }
+            }
+        }
+        let flat = |v: &[Complex32]| v.iter().flat_map(|c| [c.re, c.im]).collect::<Vec<f32>>();
+        assert_close(
+            &format!("held spectra, n_fft {n_fft}, {channels} ch, phase {phase}, stride {stride}"),
+            &flat(&got),
+            &flat(&want),
+            1e-6,
+        );
+        // The hold moved something (else this tests nothing).
+        let mut plain = Vec::with_capacity(want.len() * 2);
+        for r in 0..rows {
+            for stem in stems {
+                let k = PRODUCTION.iter().position(|p| p == stem).unwrap();
+                for b in 0..bins {
+                    let (m, x) = (masks[(r * n + k) * bins + b], spectra[r * bins + b]);
+                    plain.extend([x.re * m, x.im * m]);
+                }
+            }
+        }
+        assert!(
+            common::rel_l2(&flat(&want), &plain) > 1e-3,
+            "the hold left the masks as they were"
+        );
+    }
+}
+
 #[test]
 fn spatial_matches_cpu() {
     use stemkit::stages::spatial::{self, SpatialScratch, COV_ROWS};

@@ -518,6 +518,71 @@ impl StageRunner {
         Ok((out, stem_spectra))
     }
 
+    /// Stage `hold` for a block of `frames` frames of `channels` channels without the spatial
+    /// filter: `spectra` and `mag` `[channel][frame][bins]`, `masks` `[channel][frame][5][bins]`
+    /// (the unheld production masks, `PRODUCTION` order), `bass_f0` the bass line per frame (the
+    /// hold acts from `drums_below_bins(f0, drums_below)` up, to `hold_bins`). Frame 0 lies at
+    /// position `phase` of a segment of `segment` frames, the grid points every `stride` frames
+    /// of the signal, floors over ±`radius` points; when `phase` > 0, `carried` holds the floors
+    /// of the points before the first segment boundary (`[point][channel][hold_bins]`). Returns
+    /// the block's floors (`[point][channel][hold_bins]`, the carried ones as given) and the
+    /// spectra of `stems` (`[channel][frame][stem][bins]`) from the held masks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hold(
+        &self,
+        channels: usize,
+        (spectra, mag, masks): (&[Complex32], &[f32], &[f32]),
+        bass_f0: &[f32],
+        drums_below: f32,
+        (segment, phase, stride, radius, hold_bins): (usize, usize, usize, usize, usize),
+        carried: &[f32],
+        stems: &[crate::stems::Stem],
+    ) -> Result<(Vec<f32>, Vec<Complex32>)> {
+        let base = self.base_params();
+        let bins = base.bins as usize;
+        let frames = bass_f0.len();
+        let p = GpuParams {
+            channels: channels as u32,
+            held_frames: frames as u32,
+            out_frames: frames as u32,
+            harm_frames: frames as u32,
+            inverted_stems: stems.len() as u32,
+            n_stems: stems.len() as u32 + 1,
+            stem_kinds: crate::gpu::params::stem_kind::pack(stems),
+            bin_hz: 48000.0 / self.n_fft as f32,
+            drums_below,
+            hold_segment: segment as u32,
+            hold_phase: phase as u32,
+            hold_stride: stride as u32,
+            hold_radius: radius as u32,
+            hold_bins: hold_bins as u32,
+            ..base
+        };
+        let lines: Vec<f32> = bass_f0.iter().flat_map(|&f| [f, 0.0]).collect();
+        let floors_len =
+            crate::gpu::pipelines::hold_point_count(&p) as usize * channels * hold_bins;
+        let spectra_len = channels * frames * stems.len() * bins * 2;
+        let mut out = self.run_regions(
+            Step::Hold,
+            p,
+            &[
+                (Buf::Spectra, bytemuck::cast_slice(&from_complex(spectra))),
+                (Buf::Mag, bytemuck::cast_slice(mag)),
+                (Buf::StemMasks, bytemuck::cast_slice(masks)),
+                (Buf::Lines, bytemuck::cast_slice(&lines)),
+                (Buf::HoldFloors, bytemuck::cast_slice(carried)),
+            ],
+            &[
+                (Buf::HoldFloors, floors_len),
+                (Buf::StemSpectra, spectra_len),
+            ],
+            0,
+        )?;
+        let stem_spectra = to_complex(&out[floors_len..]);
+        out.truncate(floors_len);
+        Ok((out, stem_spectra))
+    }
+
     /// Stage `ifft`: the inverse of each spectrum row, scaled by 1/n_fft and windowed with the
     /// periodic Hann window, as `crate::stages::ifft::InverseFft::process`; `[row][n_fft]`.
     pub fn ifft(&self, spectra: &[Complex32]) -> Result<Vec<f32>> {
