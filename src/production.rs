@@ -131,8 +131,8 @@ pub struct ProductionSpec {
     pub note_sustain: f32,
     /// The harmony hold, ms: at each bin under [`crate::stages::hold::HOLD_MAX_HZ`] the bass,
     /// melody and harmony split the harmonic share by their amplitudes, the harmony's taken as
-    /// at least its own mean over this many ms each side (within its segment) (0: off, the
-    /// default so far; CPU only). See [`crate::stages::hold`].
+    /// at least its own mean over this many ms each side (within its segment) (900 by default;
+    /// 0: off). See [`crate::stages::hold`].
     pub harmony_hold_ms: f32,
 }
 
@@ -170,7 +170,7 @@ impl Default for ProductionSpec {
             profile_rest_db: 15.0,
             melody_floor_st: 12.0,
             note_sustain: 0.5,
-            harmony_hold_ms: 0.0,
+            harmony_hold_ms: 900.0,
         }
     }
 }

@@ -268,8 +268,6 @@ fn usage_errors_exit_2() {
         vec!["--melody-overtones", "some"],
         vec!["--harmony-hold", "20000ms"],
         vec!["--harmony-hold", "long"],
-        // No shader twin yet: refused on the GPU, with the flag named.
-        vec!["--device", "gpu", "--harmony-hold", "900ms"],
     ] {
         let mut a = vec![
             "separate",

@@ -63,11 +63,13 @@ fn gpu_stems_equal_cpu_stems_and_stats_count() {
             "--gpu-chunk-frames",
             "64",
             "--stats",
-            // Chunks of 64 frames: the spatial filter, the bass profile and the melody floor
-            // would round them up to a whole segment.
+            // Chunks of 64 frames: the spatial filter, the bass profile, the melody floor and
+            // the harmony hold would round them up to a whole segment.
             "--no-spatial",
             "--no-bass-profile",
             "--melody-floor",
+            "off",
+            "--harmony-hold",
             "off",
         ]);
         assert!(g.status.success(), "{}", text(&g));
@@ -93,6 +95,8 @@ fn gpu_stems_equal_cpu_stems_and_stats_count() {
             "--no-spatial",
             "--no-bass-profile",
             "--melody-floor",
+            "off",
+            "--harmony-hold",
             "off",
         ]);
         assert!(c.status.success(), "{}", text(&c));

@@ -435,8 +435,9 @@ fn bass_profile_segments_match_the_cpu_separator() {
             if profile {
                 p.production.profile_frames = 32;
             }
-            // The melody floor (on by default) on the same grid.
+            // The melody floor and the harmony hold (on by default) on the same grid.
             p.production.melody_floor_frames = 32;
+            p.production.hold_frames = 32;
             p
         };
         segments_match(&ctx, "bass profile", (channels, block, cap, 77), params);
@@ -475,6 +476,8 @@ fn melody_floor_segments_match_the_cpu_separator() {
             if let Some(seg) = profile {
                 p.production.profile_frames = seg;
             }
+            // The harmony hold (on by default) on segments of 32.
+            p.production.hold_frames = 32;
             p
         };
         let what = format!("melody floor (profile segments {profile:?})");
@@ -568,6 +571,7 @@ fn spatial_stems_match_the_cpu_separator() {
         let mut plain = production_params("drums,bass,melody,harmony,fx", false, 48000, block);
         plain.production.profile_frames = segment;
         plain.production.melody_floor_frames = segment;
+        plain.production.hold_frames = segment;
         let a = gpu.separate(&mono).unwrap();
         let b = GpuSeparator::new(ctx.clone(), plain)
             .unwrap()

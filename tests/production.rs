@@ -368,17 +368,20 @@ fn synthetic_parts_land_in_their_own_stems() {
     }
 }
 
-/// Where the parts of the harder mix land today, as floors against regressions (measured
-/// lead 0.92, clicks 0.94, bass 0.87, pad 0.36; the pad's ceiling is 0.52).
+/// Where the parts of the harder mix land today, as floors against regressions (thirty-first
+/// session: lead 0.85, clicks 0.94, bass 0.85, pad 0.55; without the harmony hold 0.88, 0.94,
+/// 0.86, 0.55: the lead's ±30-cent vibrato leaves some of it in the harmony stem's mean at the
+/// bins it sweeps, and the hold raises the harmony there; on the evaluation songs the hold gains
+/// melody +0.18 dB all the same).
 #[test]
 fn dense_mix_parts_do_not_regress() {
     let (shares, report) = synthetic_shares(DENSE);
     println!("{report}");
     for (stem, floor) in [
-        (Stem::Melody, 0.85),
+        (Stem::Melody, 0.82),
         (Stem::Drums, 0.9),
         (Stem::Bass, 0.8),
-        (Stem::Harmony, 0.3),
+        (Stem::Harmony, 0.5),
     ] {
         let got = shares.iter().find(|(s, _)| *s == stem).unwrap().1;
         assert!(
@@ -788,8 +791,8 @@ fn the_harmony_hold_gives_a_held_pad_back() {
             of(Stem::Melody, &lead),
         ]
     };
-    let off = shares(five(48000, 1024));
-    let on = shares(five_with(|p| p.harmony_hold_ms = 900.0));
+    let off = shares(five_with(|p| p.harmony_hold_ms = 0.0));
+    let on = shares(five(48000, 1024));
     let report = format!(
         "pad in harmony {:.3} → {:.3}, pad in bass {:.3} → {:.3}, bass in bass {:.3} → {:.3}, \
          lead in melody {:.3} → {:.3}",

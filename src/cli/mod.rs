@@ -210,9 +210,8 @@ pub struct SeparationArgs {
     note_sustain: String,
     /// The harmony hold: under 4 kHz, bass, melody and harmony split each bin by their
     /// amplitudes, the harmony's taken as at least its own mean over this many ms each side, so
-    /// a held chord tone keeps its part under a bass or melody note (e.g. 900ms), or `off`.
-    /// CPU only so far.
-    #[arg(long = "harmony-hold", default_value = "off")]
+    /// a held chord tone keeps its part under a bass or melody note, or `off`.
+    #[arg(long = "harmony-hold", default_value = "900ms")]
     harmony_hold: String,
 }
 

@@ -9,7 +9,7 @@
 //!
 //! The floor is read on a grid of frames fixed to the signal (every `stride`-th frame, as the
 //! spatial filter's sums) and within the frame's segment (the ~11 s grid of the bass profile),
-//! so blocked output equals whole-file output. CPU only so far (`--device gpu` refuses it).
+//! so blocked output equals whole-file output. GPU twin: `shaders/hold.wgsl`.
 
 /// The band the hold acts on, Hz: above it a harmony carries little energy, and its points
 /// come from the spatial filter's pass (4 kHz, the filter's default band).

@@ -5,7 +5,6 @@
 
 pub mod fft;
 pub mod frame;
-/// CPU only so far: its shader twin is still to come (`--device gpu` refuses the hold).
 pub mod hold;
 pub mod ifft;
 pub mod magnitude;

@@ -252,9 +252,10 @@ pub fn spatial_params(segment: usize, band: f32, block: usize) -> stemkit::Separ
     .resolve(48000)
     .unwrap();
     p.production.spatial_frames = segment;
-    // The bass profile and the melody floor on the same grid, so blocks of a few segments stay
-    // small.
+    // The bass profile, the melody floor and the harmony hold on the same grid, so blocks of a
+    // few segments stay small.
     p.production.profile_frames = segment;
     p.production.melody_floor_frames = segment;
+    p.production.hold_frames = segment;
     p
 }
