@@ -1024,7 +1024,7 @@ fn hold_matches_cpu() {
         );
         let mut want = vec![Complex32::default(); rows * stems.len() * bins];
         for ch in 0..channels {
-            for j in 0..frames {
+            for (j, &f0) in f0.iter().enumerate() {
                 let r = ch * frames + j;
                 let q = (lead + j) / stride;
                 let floor = &want_floors[(q * channels + ch) * hb..][..hb];
@@ -1032,7 +1032,7 @@ fn hold_matches_cpu() {
                     bw[r * bins..][..bins].to_vec(),
                     mw[r * bins..][..bins].to_vec(),
                 );
-                let below = drums_below_bins(f0[j], ratio, bin_hz);
+                let below = drums_below_bins(f0, ratio, bin_hz);
                 apply_hold(
                     &mut b2,
                     &mut m2,
