@@ -205,6 +205,14 @@ fn hold_masks(m: vec3<f32>, floor: f32, x: f32) -> vec3<f32> {
     return vec3<f32>(h * u2, h * (1.0 - u2) * m2, h * (1.0 - u2) * (1.0 - m2));
 }
 
+// hold_masks on the bass, melody and harmony of a bin's five masks (STEM_* order), in place.
+fn hold_five(m: ptr<function, array<f32, 5>>, floor: f32, x: f32) {
+    let held = hold_masks(vec3<f32>((*m)[STEM_BASS], (*m)[STEM_MELODY], (*m)[STEM_HARMONY]), floor, x);
+    (*m)[STEM_BASS] = held.x;
+    (*m)[STEM_MELODY] = held.y;
+    (*m)[STEM_HARMONY] = held.z;
+}
+
 // Half-sample symmetric reflection (scipy 'reflect'), repeating with period 2n:
 // the twin of crate::stages::median::reflect_index. Needs 2n < 2^31.
 fn reflect_index(i: i32, n: i32) -> i32 {

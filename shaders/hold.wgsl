@@ -114,10 +114,7 @@ fn hold_spectra(@builtin(global_invocation_id) gid: vec3<u32>) {
         let q = (hold_lead() + j) / params.hold_stride;
         let f = floors[(q * params.channels + ch) * params.hold_bins + b];
         let x = mag[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
-        let held = hold_masks(vec3<f32>(m[STEM_BASS], m[STEM_MELODY], m[STEM_HARMONY]), f, x);
-        m[STEM_BASS] = held.x;
-        m[STEM_MELODY] = held.y;
-        m[STEM_HARMONY] = held.z;
+        hold_five(&m, f, x);
     }
     let z = spectra[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
     let stems = params.inverted_stems;

@@ -60,10 +60,7 @@ fn spatial_masks(ch: u32, j: u32, b: u32) -> array<f32, 5> {
         let q = (params.hold_phase % params.hold_stride + j) / params.hold_stride;
         let f = hold_floors[(q * params.channels + ch) * params.hold_bins + b];
         let x = mag[(ch * params.held_frames + params.out_offset + j) * params.bins + b];
-        let held = hold_masks(vec3<f32>(m[STEM_BASS], m[STEM_MELODY], m[STEM_HARMONY]), f, x);
-        m[STEM_BASS] = held.x;
-        m[STEM_MELODY] = held.y;
-        m[STEM_HARMONY] = held.z;
+        hold_five(&m, f, x);
     }
     return m;
 }
