@@ -16,10 +16,12 @@
 //! trip each, and a lone block never waits for company.
 //!
 //! Unlike the CPU engine it keeps no overlap-add tail between blocks: each block rebuilds the
-//! inverse frames before its start (see [`crate::gpu::plan`]). Those frames lie in the spatial
-//! filter's previous segment, so with the filter a track carries one thing from block to block:
-//! the covariances of the segment the last block ended in (read back with the stems, 82 kB at
-//! n_fft 2048, and uploaded with the next block; [`GpuTrackState`]). Blocks larger than the
+//! inverse frames before its start (see [`crate::gpu::plan`]). Those frames lie in the previous
+//! segment of the grids fixed to the signal, so a track carries from block to block what that
+//! segment gave them: the spatial filter's covariances (read back with the stems, 82 kB at
+//! n_fft 2048), the harmony hold's floors at the grid points those frames read (1.4 kB of
+//! stereo), and the bass profile and melody floor (from the host's own line tracking), all
+//! uploaded with the next block ([`GpuTrackState`]). Blocks larger than the
 //! device can hold are split internally into parts of [`GpuSeparator::max_block_frames`] frames
 //! (whole segments with the filter; one submission per part); results do not depend on the
 //! split.
