@@ -18,7 +18,7 @@ pub const HOLD_MAX_HZ: f32 = 4000.0;
 /// Each grid point's floor over one segment: `floors[p] = ratio · mean(points[q])` over the
 /// points `q` within `radius` of `p` in the segment (`points`, `floors`: `[point][bins]`, the
 /// harmony stem's amplitude at the segment's grid frames). Each mean sums its rows in order, as
-/// [`naive_floors`] in the tests does.
+/// `naive_floors` in the tests does.
 pub fn segment_floors(points: &[f32], bins: usize, radius: usize, ratio: f32, floors: &mut [f32]) {
     assert_eq!(
         points.len(),
