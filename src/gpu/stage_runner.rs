@@ -79,6 +79,26 @@ impl StageRunner {
         }
     }
 
+    /// Parameters of a production block of `frames` frames (held = output = harmonic frames) of
+    /// `channels` channels from the five masks, inverting `stems` (plus the remainder).
+    fn stems_params(
+        &self,
+        channels: usize,
+        frames: usize,
+        stems: &[crate::stems::Stem],
+    ) -> GpuParams {
+        GpuParams {
+            channels: channels as u32,
+            held_frames: frames as u32,
+            out_frames: frames as u32,
+            harm_frames: frames as u32,
+            inverted_stems: stems.len() as u32,
+            n_stems: stems.len() as u32 + 1,
+            stem_kinds: crate::gpu::params::stem_kind::pack(stems),
+            ..self.base_params()
+        }
+    }
+
     /// Runs `step` with `params`: `output` is poisoned, `inputs` are written, then `out_len`
     /// f32 values of `output` are read back.
     fn run(
@@ -483,13 +503,6 @@ impl StageRunner {
         let bins = base.bins as usize;
         let frames = spectra.len() / (2 * bins);
         let p = GpuParams {
-            channels: 2,
-            held_frames: frames as u32,
-            out_frames: frames as u32,
-            harm_frames: frames as u32,
-            inverted_stems: stems.len() as u32,
-            n_stems: stems.len() as u32 + 1,
-            stem_kinds: crate::gpu::params::stem_kind::pack(stems),
             spatial_segment: segment as u32,
             spatial_phase: phase as u32,
             spatial_bins: k as u32,
@@ -498,7 +511,7 @@ impl StageRunner {
                 base.n_fft as usize,
                 base.hop_length as usize,
             ) as u32,
-            ..base
+            ..self.stems_params(2, frames, stems)
         };
         let cov_len = crate::gpu::pipelines::spatial_segments(&p) as usize * 20 * k;
         let spectra_len = frames * 2 * stems.len() * bins * 2;
@@ -542,13 +555,6 @@ impl StageRunner {
         let bins = base.bins as usize;
         let frames = bass_f0.len();
         let p = GpuParams {
-            channels: channels as u32,
-            held_frames: frames as u32,
-            out_frames: frames as u32,
-            harm_frames: frames as u32,
-            inverted_stems: stems.len() as u32,
-            n_stems: stems.len() as u32 + 1,
-            stem_kinds: crate::gpu::params::stem_kind::pack(stems),
             bin_hz: 48000.0 / self.n_fft as f32,
             drums_below,
             hold_segment: segment as u32,
@@ -556,7 +562,7 @@ impl StageRunner {
             hold_stride: stride as u32,
             hold_radius: radius as u32,
             hold_bins: hold_bins as u32,
-            ..base
+            ..self.stems_params(channels, frames, stems)
         };
         let lines: Vec<f32> = bass_f0.iter().flat_map(|&f| [f, 0.0]).collect();
         let floors_len =
